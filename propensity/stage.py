@@ -1,0 +1,48 @@
+"""The contract between the spine and every stage implementation.
+
+A stage implementation is a plain function ``run(ctx: StageContext) -> dict``. It reads its upstream
+artifacts from ``ctx.inputs`` (completed folders), writes everything into ``ctx.out`` and returns a
+JSON-serialisable dict of results (counts, metrics) that the store records in ``manifest.json``.
+
+Implementations must be deterministic given ``ctx.config`` and ``ctx.seed``, must not write outside
+``ctx.out`` and may be re-entered after a crash (``ctx.out`` then holds what the previous attempt left,
+e.g. datatrove's ``completions/`` folder, so datatrove skips finished ranks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+@dataclass
+class StageContext:
+    """Everything a stage needs: its config section, upstream folders, output folder and resources."""
+
+    stage: str
+    """Stage kind, e.g. ``score`` or ``train``."""
+    name: str
+    """Instance name, e.g. the variant name."""
+    config: dict[str, Any]
+    """This stage's resolved config (plain JSON data; exactly what its hash covers)."""
+    inputs: dict[str, Path]
+    """Upstream artifact folders by role (``source``, ``classifier``, ``model``, ...)."""
+    out: Path
+    """Folder to write into; it becomes the artifact once the stage returns."""
+    seed: int = 0
+    workers: int = 1
+    """Processes the stage may use (datatrove tasks/workers)."""
+    show_progress: bool = True
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("propensity"))
+
+    def progress(self, it: Iterable[T] | None = None, *, total: int | None = None, desc: str = "") -> tqdm:
+        """A progress bar labelled with this stage (disabled when progress display is off)."""
+        label = f"{self.stage}/{self.name}" + (f" {desc}" if desc else "")
+        return tqdm(it, total=total, desc=label, disable=not self.show_progress, leave=False, dynamic_ncols=True)
