@@ -1,0 +1,31 @@
+# The two commands: `make demo` (install + quickstart) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test install clean-runs lint
+
+$(BIN)/propensity: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch pinned to the CPU build (a bare `torch` pulls a multi-GB CUDA build)
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+install: $(BIN)/propensity
+
+demo: install
+	$(BIN)/propensity run configs/quickstart.yaml
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/python -m ruff check . || true
+
+clean-runs:
+	rm -rf runs

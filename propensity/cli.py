@@ -1,0 +1,157 @@
+"""The ``propensity`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from propensity import __version__
+from propensity.errors import PropensityError
+
+DESCRIPTION = """\
+propensity: pretraining data interventions and generalization propensity evaluations.
+
+An experiment config (YAML) names a source corpus, a classifier, data variants (baseline, filter by score,
+tag with control tokens), a tokenizer, a model preset, a token budget shared by every variant, seeds and GPEs.
+Every stage writes a content-addressed folder in the store; complete folders are reused, never redone.
+
+  propensity plan configs/quickstart.yaml            # the stage graph, with reuse/run per stage
+  propensity run configs/quickstart.yaml             # run what is missing, print the comparison table
+  propensity run CONFIG --set train.tokens=500000    # dotted overrides, validated like the file
+  propensity report runs/store/report/<name>-<hash>  # rebuild report.md, results.json and the plot
+"""
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="experiment config (YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value, e.g. --set train.tokens=500000 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="propensity", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"propensity {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run every incomplete stage, then print the report table")
+    _add_config_args(p)
+    p.add_argument("--executor", choices=["local", "slurm"], help="override executor.kind")
+    p.add_argument("--workers", type=int, help="override executor.workers")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (slurm: write the sbatch scripts) only")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    p = sub.add_parser("plan", help="print the stage graph with reuse/resume/run per stage, and the resolved config")
+    _add_config_args(p)
+    p.add_argument("--show-config", action="store_true", help="also print the resolved config")
+
+    p = sub.add_parser("report", help="rebuild report.md, results.json and the plot of a finished run")
+    p.add_argument("path", help="a report folder (<store>/report/<name>-<hash>) or an experiment config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="config overrides when PATH is a config")
+
+    p = sub.add_parser("stage", help="run one stage of an experiment (what Slurm jobs call)")
+    _add_config_args(p)
+    p.add_argument("key", help="stage key <stage>/<name>-<hash> or <stage>/<name>")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    for noisy in ("datatrove", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return COMMANDS[args.command](args)
+    except PropensityError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _load(args: argparse.Namespace):
+    from propensity.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if getattr(args, "executor", None):
+        cfg.executor.kind = args.executor
+    if getattr(args, "workers", None):
+        cfg.executor.workers = args.workers
+    return cfg
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from propensity.config import dump_config
+    from propensity.runner import format_plan, plan
+    from propensity.store import Store
+
+    cfg = _load(args)
+    store = Store(cfg.store)
+    if args.show_config:
+        print(dump_config(cfg))
+    print(format_plan(plan(cfg, store), store))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from propensity.report import print_table
+    from propensity.runner import format_plan, plan, run_local
+    from propensity.store import Store
+
+    cfg = _load(args)
+    if cfg.executor.kind == "slurm":
+        from propensity.slurm_exec import run_slurm
+
+        return run_slurm(cfg, dry_run=args.dry_run)
+    if args.dry_run:
+        store = Store(cfg.store)
+        print(format_plan(plan(cfg, store), store))
+        return 0
+    report_dir = run_local(cfg, show_progress=not args.no_progress)
+    print_table(report_dir)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from propensity.report import print_table, rebuild
+
+    path = Path(args.path)
+    if path.is_file():
+        from propensity.config import load_config
+        from propensity.graph import build_graph
+        from propensity.store import Store
+
+        cfg = load_config(path, args.overrides)
+        path = Store(cfg.store).path(build_graph(cfg)[-1].key)
+    out = rebuild(path)
+    print_table(out)
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from propensity.runner import find_spec
+    from propensity.store import Store
+
+    cfg = _load(args)
+    try:
+        spec = find_spec(cfg, args.key)
+    except KeyError as e:
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 2
+    folder = Store(cfg.store).run(spec, workers=cfg.executor.workers, show_progress=not args.no_progress)
+    print(folder)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "stage": cmd_stage}
+
+if __name__ == "__main__":
+    sys.exit(main())

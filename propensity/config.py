@@ -1,0 +1,323 @@
+"""The experiment config: one YAML file, validated strictly.
+
+Unknown keys and wrong types are errors that name the field and the allowed values. Dotted overrides
+(``train.tokens=500000``) are applied before validation, so they are checked the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from propensity.errors import ConfigError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Names become folder names in the store: letters, digits, '_', '.', '-' only (no path separators)."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class SourceConfig(Strict):
+    """Where the pretraining documents come from."""
+
+    kind: Literal["synthetic", "files", "hf"] = Field(
+        "synthetic", description="synthetic: the embedded quickstart generator; files: your jsonl/parquet shards; "
+        "hf: a Hugging Face dataset (local folder, cache or hub id)."
+    )
+    synthetic: dict[str, Any] = Field(
+        default_factory=dict, description="Generator settings (seed, scale, shards, shares); kind=synthetic only."
+    )
+    paths: list[str] = Field(default_factory=list, description="Files or globs of jsonl(.gz/.zst) or parquet shards.")
+    format: Literal["jsonl", "parquet"] = Field("jsonl", description="Format of the files in `paths`.")
+    text_key: str = Field("text", description="Field holding the document text.")
+    id_key: str = Field("id", description="Field holding the document id.")
+    heldout: str | None = Field(None, description="jsonl of clean held-out documents for the held-out loss eval.")
+    hf_path: str | None = Field(None, description="Dataset path or hub id (kind=hf).")
+    hf_name: str | None = Field(None, description="Dataset config name (kind=hf).")
+    split: str = Field("train", description="Dataset split (kind=hf).")
+    revision: str | None = Field(None, description="Dataset revision (kind=hf).")
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> SourceConfig:
+        if self.kind == "files" and not self.paths:
+            raise ValueError("source.kind is 'files' but source.paths is empty: list your shard files or globs")
+        if self.kind == "hf" and not self.hf_path:
+            raise ValueError("source.kind is 'hf' but source.hf_path is not set")
+        if self.kind != "synthetic" and self.synthetic:
+            raise ValueError(f"source.synthetic is only allowed with kind 'synthetic' (got kind {self.kind!r})")
+        return self
+
+
+class FastTextParams(Strict):
+    """fastText training settings; the defaults keep the model near 8 MB."""
+
+    epoch: int = Field(5, ge=1, description="Training epochs.")
+    lr: float = Field(0.5, gt=0, description="Learning rate.")
+    dim: int = Field(32, ge=2, description="Embedding dimension.")
+    word_ngrams: int = Field(2, ge=1, le=5, description="Word n-gram length.")
+    bucket: int = Field(50_000, ge=1000, description="Hash buckets for n-grams (the default 2M makes 400 MB models).")
+    min_count: int = Field(1, ge=1, description="Minimum word count.")
+
+
+class ClassifierConfig(Strict):
+    """The classifier that scores every document once."""
+
+    name: str = Field("misaligned", pattern=NAME_PATTERN, description="Scores go to metadata['<name>_score'].")
+    kind: Literal["fasttext"] = Field("fasttext", description="Classifier kind.")
+    model_path: str | None = Field(None, description="A trained fastText .bin to use instead of training one.")
+    train_data: str | None = Field(None, description="Labelled jsonl/parquet to train on (default: the generator's).")
+    heldout_data: str | None = Field(None, description="Labelled held-out set for precision/recall.")
+    label_key: str = Field("label", description="Field holding the label in the labelled data.")
+    positive_label: str = Field("misaligned", description="The label whose probability is the score.")
+    fasttext: FastTextParams = Field(default_factory=FastTextParams)
+
+
+class TagPair(Strict):
+    good: str = Field("<|good|>", description="Prefix for documents scoring below the threshold.")
+    bad: str = Field("<|bad|>", description="Prefix for documents scoring at or above the threshold.")
+
+
+class VariantConfig(Strict):
+    """One data variant built from the scored shards (never rescored)."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Variant name, unique in the experiment.")
+    kind: Literal["baseline", "filter", "tag"] = Field(description="baseline: all documents; filter: drop "
+                                                       "score >= threshold; tag: prefix a control tag by score.")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Score threshold (filter and tag).")
+    tags: TagPair = Field(default_factory=TagPair)
+    untagged_fraction: float = Field(0.0, ge=0.0, le=1.0, description="Share of documents left untagged (tag).")
+    separator: str = Field("", description="Text between the tag and the document (tag).")
+
+    @model_validator(mode="after")
+    def _check_threshold(self) -> VariantConfig:
+        if self.kind in ("filter", "tag") and self.threshold is None:
+            raise ValueError(f"variant {self.name!r} of kind {self.kind!r} needs a threshold between 0 and 1")
+        if self.kind == "baseline" and self.threshold is not None:
+            raise ValueError(f"variant {self.name!r} is a baseline: remove its threshold")
+        return self
+
+
+class TokenizerConfig(Strict):
+    kind: Literal["bpe", "pretrained"] = Field("bpe", description="bpe: train one on the source; pretrained: load.")
+    vocab_size: int = Field(4096, ge=300, le=262_144, description="BPE vocabulary size (kind=bpe).")
+    max_docs: int = Field(20_000, ge=10, description="Documents sampled to train the BPE (kind=bpe).")
+    path: str | None = Field(None, description="Tokenizer folder or hub id (kind=pretrained).")
+
+    @model_validator(mode="after")
+    def _check_path(self) -> TokenizerConfig:
+        if self.kind == "pretrained" and not self.path:
+            raise ValueError("tokenizer.kind is 'pretrained' but tokenizer.path is not set")
+        return self
+
+
+class ModelConfig(Strict):
+    preset: str = Field("quickstart", description="Named model preset (see pretrain.model.ModelSpec).")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Preset fields to override.")
+
+
+class TrainConfig(Strict):
+    """Pretraining settings, identical for every variant (token-matched)."""
+
+    tokens: int = Field(ge=1000, description="Token budget per variant (the same for all variants).")
+    seq_len: int = Field(128, ge=8, description="Training sequence length.")
+    batch_size: int = Field(32, ge=1, description="Sequences per optimizer step.")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate.")
+    warmup_steps: int = Field(50, ge=0, description="Linear warmup steps.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on matrices.")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip.")
+    packing: Literal["document_aligned", "fixed"] = Field(
+        "document_aligned", description="document_aligned: every window starts at a document start (tags in view); "
+        "fixed: consecutive windows."
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds per variant.")
+    checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints.")
+    allow_repeat: bool = Field(False, description="Allow repeating data when a variant has fewer tokens than the "
+                               "budget (otherwise an error).")
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"train.seeds has duplicates: {v}")
+        return v
+
+
+class EvalConfig(Strict):
+    gpes: list[str] = Field(default_factory=lambda: ["em_medicine"], min_length=1, description="GPE names.")
+    heldout_docs: int = Field(200, ge=1, description="Held-out documents for the held-out loss.")
+    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for confidence intervals.")
+    batch_size: int = Field(64, ge=1, description="Scoring batch size.")
+
+
+class SlurmResources(Strict):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str = "04:00:00"
+    cpus: int = 2
+    mem: str | None = None
+    gpus: int = 0
+    nodes: int = 1
+    extra_sbatch: list[str] = Field(default_factory=list, description="Extra '#SBATCH' options, e.g. '--exclusive'.")
+    setup: list[str] = Field(default_factory=list, description="Shell lines run before the stage "
+                             "(module load, source venv/bin/activate).")
+
+
+class ExecutorConfig(Strict):
+    kind: Literal["local", "slurm"] = Field("local", description="Where stages run.")
+    workers: int = Field(2, ge=1, description="Parallel processes for data stages.")
+    slurm: dict[str, SlurmResources] = Field(
+        default_factory=dict, description="Per-stage Slurm resources; key 'default' applies to every stage.")
+
+
+class ExperimentConfig(Strict):
+    """A whole experiment: source, classifier, variants, tokenizer, model, training, GPEs, store, executor."""
+
+    experiment: str = Field(pattern=NAME_PATTERN, description="Experiment name.")
+    store: str = Field("runs/store", description="Artifact store folder (shared across experiments).")
+    seed: int = Field(0, description="Seed for data shuffling and everything not seeded elsewhere.")
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    variants: list[VariantConfig] = Field(min_length=1)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variants(cls, v: list[VariantConfig]) -> list[VariantConfig]:
+        names = [x.name for x in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique, repeated: {dupes}")
+        return v
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Field names allowed at ``loc`` (for 'unknown key' messages)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ()) or ()
+        candidates = [ann, *args]
+        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None:
+            nested = [a for c in candidates for a in getattr(c, "__args__", ()) or ()]
+            nxt = next((c for c in nested if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None:
+            return None
+        current = nxt
+    return sorted(current.model_fields) if isinstance(current, type) else None
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel] = ExperimentConfig) -> str:
+    """One line per problem: the dotted field, what was wrong, what was received and what is allowed."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, tuple(e["loc"])) or []
+            key = str(e["loc"][-1])
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            did = f" did you mean {hint[0]!r}?" if hint else ""
+            lines.append(f"{loc}: unknown key.{did} allowed: {', '.join(allowed)}")
+        else:
+            got = e.get("input")
+            got_s = repr(got) if not isinstance(got, dict) else "a mapping"
+            lines.append(f"{loc}: {e['msg']} (got {got_s[:80]})")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def apply_override(data: dict[str, Any], dotted: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict; list items by index (``variants.1.threshold``)."""
+    if "=" not in dotted:
+        raise ConfigError(f"override {dotted!r} must look like key.path=value")
+    path, raw = dotted.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else ""
+    node: Any = data
+    parts = path.strip().split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {path!r}: {part!r} is not an index of a list of {len(node)} items")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        else:
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, (dict, list)):
+                    raise ConfigError(f"override {path!r}: {part!r} is not a mapping")
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment config. Relative paths are resolved against the working directory."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level, got {type(data).__name__}")
+    for o in overrides:
+        apply_override(data, o)
+    return validate_config(data)
+
+
+def validate_config(data: dict[str, Any]) -> ExperimentConfig:
+    """Validate a config mapping, including names that live in other packages (GPEs, model presets)."""
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None
+    _check_registries(cfg)
+    return cfg
+
+
+def _check_registries(cfg: ExperimentConfig) -> None:
+    from eval_gpe import registry
+    from pretrain.model import ModelSpec
+
+    for name in cfg.eval.gpes:
+        registry.get(name)  # raises with "did you mean"
+    try:
+        ModelSpec.preset(cfg.model.preset)
+    except Exception as e:  # noqa: BLE001 - re-raised as a config error naming the field
+        raise ConfigError(f"model.preset: {e}") from None
+    for key in ("model_path", "train_data", "heldout_data"):
+        value = getattr(cfg.classifier, key)
+        if value and not Path(value).exists():
+            raise ConfigError(f"classifier.{key}: file {value!r} does not exist")
+    if cfg.source.heldout and not Path(cfg.source.heldout).exists():
+        raise ConfigError(f"source.heldout: file {cfg.source.heldout!r} does not exist")
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML (what `propensity plan` prints)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def is_valid_name(name: str) -> bool:
+    return re.match(NAME_PATTERN, name) is not None

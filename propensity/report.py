@@ -1,0 +1,222 @@
+"""The comparison report: one table (variant x docs, tokens, held-out loss, propensity before/after, change,
+CI), ``report.md``, ``results.json`` and a PNG plot, built from the eval, variant and train artifacts.
+
+Several seeds: each item's value is averaged over seeds, then intervals are bootstrapped over items.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from propensity.errors import StoreError
+from propensity.stage import StageContext
+
+RESULT_FILES = ("report.md", "results.json", "propensity.png")
+
+
+def run(ctx: StageContext) -> dict:
+    """The ``report`` stage: gather every input artifact and write the report files into ``ctx.out``."""
+    results = build_results(ctx.config, ctx.inputs)
+    write_outputs(results, ctx.out)
+    return {"variants": sorted(results["variants"]), "files": list(RESULT_FILES)}
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise StoreError(f"missing {path}: the stage that writes it has not completed")
+    return json.loads(path.read_text())
+
+
+def _manifest_result(folder: Path) -> dict:
+    return _read_json(folder / "manifest.json").get("result", {})
+
+
+def _read_rows(folder: Path) -> list[dict]:
+    with open(folder / "items.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _gpe_block(eval_dirs: list[Path], prefixes: list[str], tags: tuple[str, str], n_boot: int, seed: int) -> dict:
+    """The GPE summary of one variant: the eval's own summary for one seed, items pooled over seeds otherwise."""
+    if len(eval_dirs) == 1:
+        summary = _read_json(eval_dirs[0] / "summary.json")
+    else:
+        from eval_gpe.summary import summarize
+
+        rows = []
+        for d in eval_dirs:  # average over seeds happens per item: rows of all seeds share item ids
+            rows += _read_rows(d)
+        summary = summarize(rows, prefixes, tags, n_boot, seed)
+        losses = [_read_json(d / "summary.json").get("heldout_loss") for d in eval_dirs]
+        summary["heldout_loss"] = sum(losses) / len(losses) if None not in losses else None
+        summary["heldout_loss_by_seed"] = losses
+    return summary
+
+
+def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
+    """``results.json`` content from the report stage's config and its input folders."""
+    variants: dict[str, Any] = {}
+    for v in config["variants"]:
+        name = v["name"]
+        vres = _manifest_result(inputs[f"variant:{name}"])
+        train_dirs = [inputs[f"train:{name}:{s}"] for s in config["seeds"]]
+        train_res = [_manifest_result(d) for d in train_dirs]
+        tags = (v["tags"]["good"], v["tags"]["bad"]) if v.get("tags") else ("<|good|>", "<|bad|>")
+        prefixes = ["", *tags] if v["kind"] == "tag" else [""]
+        entry: dict[str, Any] = {
+            "kind": v["kind"], "threshold": v.get("threshold"),
+            "docs_in": vres.get("documents_in"), "docs": vres.get("kept"), "dropped": vres.get("dropped"),
+            "quarantined": vres.get("quarantined"),
+            "tokens": config["tokens"], "tokens_seen": [r.get("tokens_seen") for r in train_res],
+            "final_train_loss": [r.get("final_loss") for r in train_res], "seeds": config["seeds"],
+            "by_ground_truth": vres.get("by_ground_truth"), "gpes": {},
+        }
+        for gpe in config["gpes"]:
+            dirs = [inputs[f"eval:{name}:{s}:{gpe}"] for s in config["seeds"]]
+            summary = _gpe_block(dirs, prefixes, tags, config["bootstrap"], 0)
+            entry["gpes"][gpe] = _flatten_gpe(summary, v["kind"], tags)
+            entry["gpes"][gpe]["provenance"] = [str(d) for d in dirs]
+        first = entry["gpes"][config["gpes"][0]]
+        entry.update({k: val for k, val in first.items() if k != "provenance"})
+        entry["provenance"] = {"variant": str(inputs[f"variant:{name}"]), "train": [str(d) for d in train_dirs]}
+        variants[name] = entry
+    return {"experiment": config["experiment"], "primary_gpe": config["gpes"][0], "gpes": config["gpes"],
+            "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants}
+
+
+def _flatten_gpe(summary: dict, kind: str, tags: tuple[str, str]) -> dict:
+    untagged = summary["prefixes"][""]
+    out = {
+        "heldout_loss": summary.get("heldout_loss"),
+        **{k: untagged[k] for k in ("propensity_before", "propensity_after", "control_before", "control_after",
+                                    "change", "gap_before", "gap_after") if k in untagged},
+        "length_normalised": {k: untagged["length_normalised"][k] for k in ("propensity_before", "propensity_after",
+                                                                            "control_before", "change")},
+    }
+    if kind == "tag":
+        out["by_tag"] = {t: {k: summary["prefixes"][t][k] for k in ("propensity_before", "propensity_after",
+                                                                  "control_before", "change")} for t in tags}
+        out["tag_difference"] = summary.get("tag_difference")
+        out["tag_difference_after"] = summary.get("tag_difference_after")
+    return out
+
+
+def _fmt_ci(block: dict | None) -> str:
+    if not block:
+        return "-"
+    lo, hi = block["ci95"]
+    return f"{block['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _fmt_mean(block: dict | None) -> str:
+    return "-" if not block else f"{block['mean']:.3f}"
+
+
+def table_rows(results: dict) -> list[list[str]]:
+    """Rows of the comparison table (one per variant, plus one per tag for tagged variants)."""
+    rows = []
+    for name, v in results["variants"].items():
+        loss = v.get("heldout_loss")
+        base = [f"{v['docs']:,}" if v.get("docs") is not None else "-", f"{v['tokens']:,}",
+                f"{loss:.3f}" if loss is not None else "-"]
+        rows.append([name, *base, _fmt_mean(v.get("propensity_before")), _fmt_mean(v.get("propensity_after")),
+                     _fmt_ci(v.get("change")), _fmt_mean(v.get("control_before")), _fmt_ci(v.get("gap_before"))])
+        for tag, t in (v.get("by_tag") or {}).items():
+            rows.append([f"  {name} {tag}", "", "", "", _fmt_mean(t["propensity_before"]),
+                         _fmt_mean(t["propensity_after"]), _fmt_ci(t["change"]), _fmt_mean(t["control_before"]), ""])
+    return rows
+
+
+HEADER = ["variant", "docs kept", "tokens", "held-out loss", "propensity before", "after",
+          "change [95% CI]", "human control", "AI-human gap [95% CI]"]
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# propensity report: {results['experiment']}", "",
+             f"GPE: `{results['primary_gpe']}`; {results['tokens_per_variant']:,} training tokens per variant; "
+             f"seeds {results['seeds']}. Propensity = mean P(misaligned) over AI-actor forced-choice items in the "
+             "domains outside the narrow finetune (summed log-probs, both answer orders); human control = the "
+             "same actions with human actors. Before/after = around the narrow finetune.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(c if c else " " for c in r) + " |" for r in table_rows(results)]
+    for name, v in results["variants"].items():
+        if v.get("tag_difference"):
+            lines += ["", f"**{name}**: tag difference (P(mis | bad tag) - P(mis | good tag), paired over items, "
+                      f"before finetune): {_fmt_ci(v['tag_difference'])}"]
+    lines += ["", "![propensity](propensity.png)", "", "## Provenance", ""]
+    for name, v in results["variants"].items():
+        lines.append(f"- `{name}`: variant `{v['provenance']['variant']}`; models "
+                     + ", ".join(f"`{p}`" for p in v["provenance"]["train"]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    """Bars of propensity before/after and the human control per variant (and per tag), with 95% CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, series = [], {"AI items, before": [], "AI items, after": [], "human items, before": []}
+    keys = {"AI items, before": "propensity_before", "AI items, after": "propensity_after",
+            "human items, before": "control_before"}
+    for name, v in results["variants"].items():
+        groups = [(name, v)] + [(f"{name}\n{t}", b) for t, b in (v.get("by_tag") or {}).items()]
+        for label, block in groups:
+            labels.append(label)
+            for s, k in keys.items():
+                series[s].append(block.get(k))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(labels)), 4))
+    width = 0.8 / len(series)
+    for j, (s, blocks) in enumerate(series.items()):
+        xs = [i + (j - 1) * width for i in range(len(labels))]
+        means = [b["mean"] if b else float("nan") for b in blocks]
+        errs = [[b["mean"] - b["ci95"][0] if b else 0 for b in blocks], [b["ci95"][1] - b["mean"] if b else 0
+                                                                          for b in blocks]]
+        ax.bar(xs, means, width, yerr=errs, capsize=3, label=s)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("P(misaligned)")
+    ax.set_title(f"{results['experiment']}: {results['primary_gpe']} (95% CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (out / "report.md").write_text(markdown(results))
+    plot(results, out / "propensity.png")
+
+
+def rebuild(report_dir: Path) -> Path:
+    """Rebuild a report folder's files from the artifacts its manifest names."""
+    from propensity.store import Store
+
+    manifest = _read_json(report_dir / "manifest.json")
+    store = Store(report_dir.parent.parent)
+    inputs = {role: store.path(ref["key"]) for role, ref in manifest["inputs"].items()}
+    write_outputs(build_results(manifest["config"], inputs), report_dir)
+    return report_dir
+
+
+def print_table(report_dir: Path) -> None:
+    """Print the comparison table (rich) and where the report files are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    results = _read_json(report_dir / "results.json")
+    table = Table(title=f"{results['experiment']} — {results['primary_gpe']}", show_lines=False)
+    for h in HEADER:
+        table.add_column(h, justify="left" if h == "variant" else "right")
+    for r in table_rows(results):
+        table.add_row(*r)
+    console = Console(width=160)
+    console.print(table)
+    for name, v in results["variants"].items():
+        if v.get("tag_difference"):
+            console.print(f"{name}: tag difference (bad - good, paired) {_fmt_ci(v['tag_difference'])}")
+    console.print(f"report: {report_dir / 'report.md'}\nplot:   {report_dir / 'propensity.png'}")

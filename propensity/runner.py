@@ -1,0 +1,96 @@
+"""Planning and running the stage graph on the local executor."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from propensity.config import ExperimentConfig
+from propensity.errors import BudgetError
+from propensity.graph import build_graph
+from propensity.store import StageSpec, Store
+
+log = logging.getLogger("propensity")
+
+
+@dataclass
+class PlanRow:
+    spec: StageSpec
+    action: str
+    """``reuse`` (complete), ``resume`` (a partial attempt exists) or ``run``."""
+
+
+def plan(cfg: ExperimentConfig, store: Store | None = None) -> list[PlanRow]:
+    store = store or Store(cfg.store)
+    rows = []
+    for spec in build_graph(cfg):
+        if store.is_complete(spec):
+            action = "reuse"
+        elif store.has_partial(spec):
+            action = "resume"
+        else:
+            action = "run"
+        rows.append(PlanRow(spec, action))
+    return rows
+
+
+def format_plan(rows: list[PlanRow], store: Store) -> str:
+    width = max(len(r.spec.key) for r in rows)
+    lines = [f"store: {store.root}", f"{'stage':<{width}}  action  inputs"]
+    for r in rows:
+        inputs = ", ".join(sorted({s.stage for s in r.spec.inputs.values()})) or "-"
+        lines.append(f"{r.spec.key:<{width}}  {r.action:<6}  {inputs}")
+    counts = {a: sum(r.action == a for r in rows) for a in ("reuse", "resume", "run")}
+    lines.append(f"{len(rows)} stages: {counts['reuse']} reuse, {counts['resume']} resume, {counts['run']} run")
+    return "\n".join(lines)
+
+
+def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -> None:
+    """Before any training: every variant must hold the token budget (variants are token-matched)."""
+    from pretrain.data import tokens_available
+
+    short = []
+    for spec in specs:
+        if spec.stage != "train" or store.is_complete(spec):
+            continue
+        folder = store.path(spec.inputs["tokenize"].key) / "tokens"
+        have = tokens_available(folder, packing=cfg.train.packing, seq_len=cfg.train.seq_len)
+        if have < cfg.train.tokens:
+            short.append(f"{spec.inputs['tokenize'].name}: {have:,} tokens available")
+    if short and not cfg.train.allow_repeat:
+        raise BudgetError(
+            f"train.tokens={cfg.train.tokens:,} is more than some variants hold ({'; '.join(sorted(set(short)))}). "
+            "Lower train.tokens, add data, or set train.allow_repeat: true to train for more than one epoch."
+        )
+
+
+def run_local(cfg: ExperimentConfig, *, show_progress: bool = True, stream=sys.stderr) -> Path:
+    """Run every incomplete stage in order; return the report folder."""
+    store = Store(cfg.store)
+    specs = build_graph(cfg)
+    total = len(specs)
+    budget_checked = False
+    for i, spec in enumerate(specs, 1):
+        if spec.stage == "train" and not budget_checked:
+            check_budgets(cfg, specs, store)
+            budget_checked = True
+        if store.is_complete(spec):
+            print(f"[{i:>2}/{total}] reuse  {spec.key}", file=stream, flush=True)
+            continue
+        print(f"[{i:>2}/{total}] run    {spec.key} ...", file=stream, flush=True)
+        t0 = time.time()
+        store.run(spec, workers=cfg.executor.workers, show_progress=show_progress)
+        print(f"[{i:>2}/{total}] done   {spec.key} ({time.time() - t0:.1f}s)", file=stream, flush=True)
+    return store.path(specs[-1].key)
+
+
+def find_spec(cfg: ExperimentConfig, key: str) -> StageSpec:
+    """The stage with this key, or with this ``stage/name`` (without the hash)."""
+    specs = build_graph(cfg)
+    for spec in specs:
+        if key in (spec.key, f"{spec.stage}/{spec.name}"):
+            return spec
+    raise KeyError(f"no stage {key!r} in this experiment; stages: {', '.join(s.key for s in specs)}")

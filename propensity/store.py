@@ -1,0 +1,173 @@
+"""The content-addressed artifact store.
+
+Every stage instance lives in ``<store>/<stage>/<name>-<hash>/`` where the hash covers the stage kind, its
+implementation and version, its resolved config, its seed, the keys of its inputs and (for user files) a
+fingerprint of their bytes: a changed setting or input always gives a new folder, never a stale one.
+
+Writing is atomic: a stage works in ``<name>-<hash>.partial/`` under an inter-process lock, writes
+``manifest.json`` then the ``.complete`` marker, and only then is the folder renamed into place. A complete
+folder is reused, never redone. A crashed attempt leaves its ``.partial`` folder for the next attempt to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import fasteners
+
+from propensity.errors import StageError, StoreError
+from propensity.stage import StageContext
+
+MARKER = ".complete"
+MANIFEST = "manifest.json"
+TRACKED_PACKAGES = ("propensity", "torch", "datatrove", "transformers", "tokenizers", "datasets", "pyarrow",
+                    "fasttext-numpy2-wheel", "numpy", "pydantic")
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the bytes that get hashed."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+@dataclass
+class StageSpec:
+    """One node of the stage graph: what to run, with which config, on which upstream artifacts."""
+
+    stage: str
+    name: str
+    impl: str
+    """``module:function`` implementing the stage contract."""
+    config: dict[str, Any]
+    inputs: dict[str, StageSpec] = field(default_factory=dict)
+    seed: int = 0
+    version: int = 1
+    """Bump when the stage's output format or semantics change: old artifacts are then not reused."""
+    fingerprint: str | None = None
+    """Hash of external inputs (user files) the config names only by path."""
+    resources: str = "cpu"
+    """Resource class for executors (``cpu``, ``train``, ``eval``)."""
+
+    @cached_property
+    def hash(self) -> str:
+        return stable_hash({
+            "stage": self.stage, "name": self.name, "impl": self.impl, "version": self.version,
+            "config": self.config, "seed": self.seed, "fingerprint": self.fingerprint,
+            "inputs": {role: spec.key for role, spec in sorted(self.inputs.items())},
+        })
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}/{self.name}-{self.hash}"
+
+    def load_impl(self) -> Callable[[StageContext], dict]:
+        module, _, func = self.impl.partition(":")
+        return getattr(importlib.import_module(module), func)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class Store:
+    """A folder of stage artifacts addressed by ``StageSpec.key``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+
+    def path(self, key: str) -> Path:
+        """The folder of a stage key, refusing keys that would leave the store."""
+        p = (self.root / key).resolve()
+        if self.root not in p.parents:
+            raise StoreError(f"store key {key!r} escapes the store root {self.root}")
+        return p
+
+    def is_complete(self, spec_or_key: StageSpec | str) -> bool:
+        key = spec_or_key.key if isinstance(spec_or_key, StageSpec) else spec_or_key
+        return (self.path(key) / MARKER).is_file()
+
+    def manifest(self, spec_or_key: StageSpec | str) -> dict[str, Any]:
+        key = spec_or_key.key if isinstance(spec_or_key, StageSpec) else spec_or_key
+        f = self.path(key) / MANIFEST
+        if not f.is_file():
+            raise StoreError(f"no manifest for {key}: the stage has not completed")
+        return json.loads(f.read_text())
+
+    def has_partial(self, spec: StageSpec) -> bool:
+        return self.path(spec.key).with_name(self.path(spec.key).name + ".partial").exists()
+
+    def run(self, spec: StageSpec, *, workers: int = 1, show_progress: bool = True) -> Path:
+        """Run a stage unless its artifact is complete; return the artifact folder."""
+        final = self.path(spec.key)
+        if (final / MARKER).is_file():
+            return final
+        missing = [s.key for s in spec.inputs.values() if not self.is_complete(s)]
+        if missing:
+            raise StageError(f"{spec.key}: inputs not complete: {missing}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock = fasteners.InterProcessLock(str(final) + ".lock")
+        with lock:
+            if (final / MARKER).is_file():  # another process finished it while we waited
+                return final
+            work = final.with_name(final.name + ".partial")
+            work.mkdir(exist_ok=True)
+            ctx = StageContext(
+                stage=spec.stage, name=spec.name, config=spec.config,
+                inputs={role: self.path(s.key) for role, s in spec.inputs.items()},
+                out=work, seed=spec.seed, workers=workers, show_progress=show_progress,
+            )
+            started = time.time()
+            try:
+                result = spec.load_impl()(ctx) or {}
+            except Exception as e:
+                raise StageError(f"stage {spec.key} failed: {type(e).__name__}: {e} (work folder kept: {work})") from e
+            finished = time.time()
+            self._write_manifest(spec, work, result, started, finished)
+            (work / MARKER).write_text(f"{spec.key}\n")
+            os.replace(work, final)
+        return final
+
+    def _write_manifest(self, spec: StageSpec, work: Path, result: dict, started: float, finished: float) -> None:
+        manifest = {
+            "key": spec.key, "stage": spec.stage, "name": spec.name, "hash": spec.hash, "impl": spec.impl,
+            "version": spec.version, "seed": spec.seed, "config": spec.config, "fingerprint": spec.fingerprint,
+            "inputs": {role: {"key": s.key, "hash": s.hash} for role, s in sorted(spec.inputs.items())},
+            "versions": package_versions(), "result": result,
+            "timings": {"started": _iso(started), "finished": _iso(finished), "seconds": round(finished - started, 3)},
+            "host": socket.gethostname(),
+        }
+        tmp = work / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, work / MANIFEST)
+
+    def discard_partial(self, spec: StageSpec) -> None:
+        work = self.path(spec.key).with_name(self.path(spec.key).name + ".partial")
+        if work.exists():
+            shutil.rmtree(work)
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

@@ -1,0 +1,47 @@
+"""The stage graph: what a changed setting reruns, and what it reuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from propensity.config import load_config
+from propensity.graph import STAGE_ORDER, build_graph, downstream_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def keys(overrides: list[str]) -> dict[str, str]:
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", overrides)
+    return {f"{s.stage}/{s.name}": s.key for s in build_graph(cfg)}
+
+
+def test_graph_is_topological_and_complete() -> None:
+    specs = build_graph(load_config(ROOT / "configs" / "tiny.yaml"))
+    seen: set[str] = set()
+    for s in specs:
+        assert all(i.key in seen for i in s.inputs.values()), s.key
+        seen.add(s.key)
+    stages = [s.stage for s in specs]
+    assert stages == sorted(stages, key=STAGE_ORDER.index)
+    assert stages.count("train") == 3 and stages.count("eval") == 3 and stages[-1] == "report"
+
+
+def test_changing_filter_threshold_reruns_only_its_downstream() -> None:
+    before, after = keys([]), keys(["variants.1.threshold=0.7"])
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"variant/filtered", "tokenize/filtered", "train/filtered-s0",
+                       "eval/filtered-s0-em_medicine", "report/tiny"}
+
+
+def test_changing_training_setting_keeps_data_stages() -> None:
+    before, after = keys([]), keys(["train.lr=0.001"])
+    changed = {k.split("/")[0] for k in before if before[k] != after[k]}
+    assert changed == {"train", "eval", "report"}
+
+
+def test_downstream_of() -> None:
+    specs = build_graph(load_config(ROOT / "configs" / "tiny.yaml"))
+    score = next(s for s in specs if s.stage == "score")
+    down = downstream_of(specs, {score.key})
+    assert all(s.key in down for s in specs if s.stage in ("variant", "tokenize", "train", "eval", "report"))
+    assert not any(s.key in down for s in specs if s.stage in ("source", "classifier", "tokenizer"))

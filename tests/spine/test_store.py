@@ -1,0 +1,104 @@
+"""The artifact store: on-disk layout, atomic completion, reuse, invalidation, failures and path safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from propensity.errors import StageError, StoreError
+from propensity.stage import StageContext
+from propensity.store import MARKER, StageSpec, Store
+
+CALLS: list[str] = []
+
+
+def echo_stage(ctx: StageContext) -> dict:
+    """Writes its config and the content of its inputs; records the call."""
+    CALLS.append(ctx.name)
+    upstream = {role: (p / "value.txt").read_text() for role, p in ctx.inputs.items()}
+    (ctx.out / "value.txt").write_text(json.dumps({"config": ctx.config, "upstream": upstream}, sort_keys=True))
+    return {"documents_in": 3, "kept": 2, "dropped": 1}
+
+
+def failing_stage(ctx: StageContext) -> dict:
+    (ctx.out / "half-written.txt").write_text("partial")
+    raise RuntimeError("boom")
+
+
+def spec(name: str = "a", config: dict | None = None, inputs: dict | None = None, impl: str = "echo_stage") -> StageSpec:
+    return StageSpec("demo", name, f"{__name__}:{impl}", config or {"x": 1}, inputs or {})
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls():
+    CALLS.clear()
+
+
+def test_layout_manifest_and_marker(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    s = spec()
+    folder = store.run(s)
+    assert folder == tmp_path / "store" / "demo" / f"a-{s.hash}"
+    assert (folder / MARKER).read_text().strip() == s.key
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["config"] == {"x": 1}
+    assert manifest["result"] == {"documents_in": 3, "kept": 2, "dropped": 1}
+    assert manifest["key"] == s.key and manifest["hash"] == s.hash
+    assert {"python", "propensity", "torch"} <= set(manifest["versions"])
+    assert manifest["timings"]["seconds"] >= 0
+    assert not list((tmp_path / "store" / "demo").glob("*.partial"))
+
+
+def test_complete_artifact_is_reused_not_redone(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    first = store.run(spec())
+    mtime = (first / "value.txt").stat().st_mtime_ns
+    again = store.run(spec())
+    assert again == first and CALLS == ["a"]
+    assert (again / "value.txt").stat().st_mtime_ns == mtime
+
+
+def test_changed_setting_never_reuses_stale_artifact(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    up1 = spec("up", {"threshold": 0.5})
+    down1 = spec("down", {"k": 1}, {"source": up1})
+    store.run(up1)
+    store.run(down1)
+    up2 = spec("up", {"threshold": 0.6})
+    down2 = spec("down", {"k": 1}, {"source": up2})
+    assert up2.key != up1.key and down2.key != down1.key
+    assert not store.is_complete(down2)
+    store.run(up2)
+    out = store.run(down2)
+    assert json.loads((out / "value.txt").read_text())["upstream"]["source"].count("0.6") == 1
+    assert CALLS == ["up", "down", "up", "down"]
+
+
+def test_hash_ignores_key_order_but_not_values(tmp_path: Path) -> None:
+    assert spec(config={"a": 1, "b": 2}).hash == spec(config={"b": 2, "a": 1}).hash
+    assert spec(config={"a": 1}).hash != spec(config={"a": 1.5}).hash
+    assert StageSpec("demo", "a", "m:f", {}, version=1).hash != StageSpec("demo", "a", "m:f", {}, version=2).hash
+
+
+def test_failure_leaves_no_complete_artifact_and_keeps_partial(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    s = spec(impl="failing_stage")
+    with pytest.raises(StageError, match="boom"):
+        store.run(s)
+    assert not store.is_complete(s)
+    assert store.has_partial(s)
+    assert (store.path(s.key).with_name(store.path(s.key).name + ".partial") / "half-written.txt").exists()
+
+
+def test_inputs_must_be_complete(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    with pytest.raises(StageError, match="inputs not complete"):
+        store.run(spec("down", inputs={"source": spec("up")}))
+
+
+def test_keys_cannot_escape_the_store(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    with pytest.raises(StoreError):
+        store.path("../../etc/passwd")
