@@ -1,0 +1,194 @@
+"""Batch job specifications and their sbatch scripts, rendered so that no config value can inject shell.
+
+Every value that comes from a config is quoted: values in the shell body with :func:`shlex.quote`, values on
+``#SBATCH`` lines with sbatch's own quoting (double quotes, backslash escapes; sbatch does no shell
+expansion there, but it does split on spaces and treats ``#`` as a comment). Newlines and other control
+characters are rejected in every ``#SBATCH`` value. Setup lines (``module load x``,
+``source venv/bin/activate``) are split into words with :func:`shlex.split` and each word is quoted again,
+so ``;``, ``|``, ``$(...)`` and backticks in them stay literal words: setup lines are commands, not shell
+programs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from propensity.errors import ConfigError
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}\Z|\d+-\d+\Z")
+_MEM = re.compile(r"\d+[KMGT]?\Z")
+_JOB_ID = re.compile(r"\d+(_\d+)?\Z")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one batch job asks the scheduler for; ``None`` leaves the cluster default."""
+
+    partition: str | None = None
+    """Partition (``--partition``)."""
+    account: str | None = None
+    """Account to charge (``--account``)."""
+    qos: str | None = None
+    """Quality of service (``--qos``)."""
+    time: str | None = None
+    """Wall-clock limit in a Slurm time format: ``MM``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``."""
+    cpus: int | None = None
+    """CPUs per task (``--cpus-per-task``)."""
+    mem: str | None = None
+    """Memory per node, e.g. ``16G`` or ``4000`` (MB) (``--mem``)."""
+    gpus: int | None = None
+    """GPUs per node, requested as ``--gres=gpu:N``."""
+    nodes: int | None = None
+    """Number of nodes (``--nodes``)."""
+    extra_sbatch: Sequence[str] = ()
+    """Further sbatch options, one per entry, e.g. ``--constraint=a100`` or ``--exclusive``."""
+
+    def __post_init__(self) -> None:
+        for name in ("partition", "account", "qos"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"resources.{name}: expected a non-empty string, got {value!r}")
+        if self.time is not None and not (isinstance(self.time, str) and _TIME.match(self.time)):
+            raise ConfigError(f"resources.time: {self.time!r} is not a Slurm time "
+                              "(allowed: MM, HH:MM:SS, D-HH, D-HH:MM:SS)")
+        if self.mem is not None and not (isinstance(self.mem, str) and _MEM.match(self.mem)):
+            raise ConfigError(f"resources.mem: {self.mem!r} is not a Slurm size (allowed: digits + K/M/G/T)")
+        for name, low in (("cpus", 1), ("gpus", 0), ("nodes", 1)):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < low):
+                raise ConfigError(f"resources.{name}: expected an integer >= {low}, got {value!r}")
+        extra = self.extra_sbatch
+        if isinstance(extra, str) or not all(isinstance(e, str) for e in extra):
+            raise ConfigError(f"resources.extra_sbatch: expected a list of option strings, got {extra!r}")
+        object.__setattr__(self, "extra_sbatch", tuple(self.extra_sbatch))
+        for option in self.extra_sbatch:
+            if not option.startswith("-"):
+                raise ConfigError(f"resources.extra_sbatch: {option!r} is not an sbatch option "
+                                  "(must start with '-')")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Resources:
+        """Build from config data; unknown keys are an error that lists the allowed ones."""
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ConfigError(f"resources: unknown key(s) {unknown}; allowed: {allowed}")
+        kwargs: dict[str, Any] = dict(data)
+        return cls(**kwargs)
+
+    def sbatch_options(self) -> list[str]:
+        """The options as ``--key=value`` strings (unquoted; :func:`render_sbatch` quotes them)."""
+        opts = [f"--{flag}={value}" for flag, value in (
+            ("partition", self.partition), ("account", self.account), ("qos", self.qos), ("time", self.time),
+            ("nodes", self.nodes), ("cpus-per-task", self.cpus), ("mem", self.mem)) if value is not None]
+        if self.gpus:
+            opts.append(f"--gres=gpu:{self.gpus}")
+        return opts + list(self.extra_sbatch)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One batch job of a graph: a command, the jobs it needs first (by name) and its resources."""
+
+    name: str
+    """Unique name in the graph; also the Slurm job name."""
+    command: Sequence[str]
+    """The program and its arguments (argv, never a shell string); run with ``exec``."""
+    dependencies: Sequence[str] = ()
+    """Names of jobs that must complete successfully first (``afterok``)."""
+    resources: Resources = field(default_factory=Resources)
+    setup: Sequence[str] = ()
+    """Commands run before ``command``, e.g. ``module load cuda`` or ``source /venv/bin/activate``."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables exported before ``setup``."""
+    log_dir: Path = Path("slurm-logs")
+    """Folder for ``<name>-<jobid>.out`` (stdout and stderr); created at submit time."""
+    workdir: Path | None = None
+    """Working directory of the job (``--chdir``); default: where sbatch runs."""
+    requeue: bool = False
+    """Allow Slurm to requeue the job (node failure, preemption, ``scontrol requeue``)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"job name: expected a non-empty string, got {self.name!r}")
+        for attr in ("command", "dependencies", "setup"):
+            value = getattr(self, attr)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"job {self.name!r}: {attr} must be a list of strings, got {value!r}")
+            object.__setattr__(self, attr, tuple(value))
+        if not self.command:
+            raise ConfigError(f"job {self.name!r}: command is empty "
+                              "(expected argv, e.g. ['propensity', 'stage', ...])")
+        for key, value in self.env.items():
+            if not isinstance(key, str) or not _ENV_NAME.match(key) or not isinstance(value, str):
+                raise ConfigError(f"job {self.name!r}: env {key!r}={value!r} is not allowed "
+                                  "(names: letters, digits, '_', not starting with a digit; values: strings)")
+        object.__setattr__(self, "log_dir", Path(self.log_dir))
+        if self.workdir is not None:
+            object.__setattr__(self, "workdir", Path(self.workdir))
+        if "\0" in "".join((self.name, *self.command, *self.setup, *self.env.values())):
+            raise ConfigError(f"job {self.name!r}: NUL bytes are not allowed in names, commands or values")
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe form of the name (with a hash suffix when characters had to be replaced)."""
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name).strip("._")[:60]
+        if slug == self.name:
+            return slug
+        return f"{slug or 'job'}-{hashlib.sha256(self.name.encode()).hexdigest()[:8]}"
+
+    @property
+    def log_pattern(self) -> Path:
+        """The ``--output`` path; ``%j`` becomes the job id (other ``%`` are escaped)."""
+        return self.log_dir.absolute() / f"{self.slug}-%j.out"
+
+
+def sbatch_quote(value: str, *, what: str) -> str:
+    """Quote one ``#SBATCH`` argument for sbatch's own parser; reject newlines and control characters."""
+    if _CONTROL.search(value):
+        raise ConfigError(f"{what}: {value!r} contains a newline or control character, "
+                          "which cannot appear on an #SBATCH line")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _setup_line(line: str, job: str) -> str:
+    try:
+        words = shlex.split(line, comments=False)
+    except ValueError as exc:
+        raise ConfigError(f"job {job!r}: setup line {line!r} cannot be split into words: {exc}") from exc
+    if not words:
+        raise ConfigError(f"job {job!r}: setup line {line!r} is empty")
+    return shlex.join(words)
+
+
+def render_sbatch(job: JobSpec, dependency_ids: Sequence[str] = ()) -> str:
+    """The batch script for ``job``; ``dependency_ids`` (Slurm job ids) become ``afterok`` dependencies."""
+    for job_id in dependency_ids:
+        if not _JOB_ID.match(str(job_id)):
+            raise ConfigError(f"job {job.name!r}: dependency id {job_id!r} is not a Slurm job id")
+    log = str(job.log_dir.absolute()).replace("%", "%%") + f"/{job.slug}-%j.out"
+    options = [f"--job-name={job.name}", f"--output={log}", *job.resources.sbatch_options()]
+    if job.workdir is not None:
+        options.append(f"--chdir={job.workdir.absolute()}")
+    if job.requeue:
+        options.append("--requeue")
+    options.append("--kill-on-invalid-dep=yes")
+    if dependency_ids:
+        options.append("--dependency=afterok:" + ":".join(str(i) for i in dependency_ids))
+    lines = ["#!/bin/bash"]
+    lines += [f"#SBATCH {sbatch_quote(opt, what=f'job {job.name!r} sbatch option')}" for opt in options]
+    lines += ["", "set -eo pipefail"]
+    if job.dependencies:
+        lines.append("# depends on: " + shlex.join(job.dependencies).replace("\n", "\\n"))
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(job.env.items())]
+    lines += [_setup_line(line, job.name) for line in job.setup]
+    lines.append("exec " + shlex.join(job.command))
+    return "\n".join(lines) + "\n"
