@@ -58,10 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("key", help="stage key <stage>/<name>-<hash> or <stage>/<name>")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p = sub.add_parser("status", help="a table of stages: store state, Slurm job id, job state, elapsed, failed logs")
+    _add_config_args(p)
+
+    p = sub.add_parser("cancel", help="cancel the Slurm jobs of an experiment that are still pending or running")
+    _add_config_args(p)
+
+    p = sub.add_parser("slurm", help="a local one-node Slurm cluster for trying things out: up | down | status",
+                       add_help=False)
+    p.add_argument("slurm_args", nargs=argparse.REMAINDER, help="arguments for `up`, `down` or `status`")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["slurm"]:  # the local-cluster helper has its own parser (and --help)
+        from slurm.cli import main as slurm_main
+
+        return slurm_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     for noisy in ("datatrove", "httpx", "urllib3", "filelock"):
@@ -151,7 +165,26 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "stage": cmd_stage}
+def cmd_status(args: argparse.Namespace) -> int:
+    from propensity.slurm_exec import status
+
+    return status(_load(args))
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from propensity.slurm_exec import cancel
+
+    return cancel(_load(args))
+
+
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from slurm.cli import main as slurm_main
+
+    return slurm_main(args.slurm_args)
+
+
+COMMANDS = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "stage": cmd_stage, "status": cmd_status,
+            "cancel": cmd_cancel, "slurm": cmd_slurm}
 
 if __name__ == "__main__":
     sys.exit(main())
