@@ -1,0 +1,191 @@
+"""The ``source`` stage for user data: local jsonl/parquet files, or a Hugging Face dataset exported to jsonl.
+
+Config (``ctx.config``):
+
+- ``kind``: ``"files"`` or ``"hf"``.
+- files: ``paths`` (list of files or globs, expanded and sorted; relative ones against the working
+  directory), ``format`` (``"jsonl"``, optionally ``.gz``/``.zst``, or ``"parquet"``).
+- hf: ``hf_path`` (hub name, or a local folder / loading script), ``hf_name``, ``split`` (default
+  ``"train"``), ``revision``, ``docs_per_shard`` (default 50,000); exported to ``shards/*.jsonl.gz``.
+- both: ``text_key`` (default ``"text"``), ``id_key`` (default ``"id"``), ``heldout`` (optional held-out
+  jsonl for evaluations), ``labelled`` (optional ``{"train": path, "heldout": path}`` for the classifier).
+
+``fingerprint(config)`` hashes the contents of every listed file, so the pipeline graph can fold it into
+the stage hash: editing a file's bytes changes every downstream artifact's hash.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from filters.pipeline import SOURCE_JSON, check_keys
+from filters.writers import _gzip_mtime0
+from propensity.errors import ConfigError, InputDataError
+from propensity.stage import StageContext
+
+KINDS = ("files", "hf")
+FILES_KEYS = {"paths", "format"}
+HF_KEYS = {"hf_path", "hf_name", "split", "revision", "docs_per_shard"}
+ALLOWED_KEYS = {"name", "kind", "text_key", "id_key", "heldout", "labelled"} | FILES_KEYS | HF_KEYS
+
+
+def _validate(config: dict[str, Any]) -> None:
+    """Strict checks; keys of the other kind may be present (e.g. a full config dump) only when unset."""
+    kind = config.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"source.kind must be one of {list(KINDS)}, got {kind!r}")
+    check_keys(
+        config, ALLOWED_KEYS, {"paths", "format"} if kind == "files" else {"hf_path"}, f"source ({kind})"
+    )
+    if config.get("format", "jsonl") not in ("jsonl", "parquet"):
+        raise ConfigError(f"source.format must be 'jsonl' or 'parquet', got {config['format']!r}")
+    if kind == "files":
+        paths = config["paths"]
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise ConfigError(f"source.paths must be a non-empty list of paths or globs, got {paths!r}")
+        stray = sorted(k for k in HF_KEYS - {"split"} if config.get(k) is not None)
+        if stray:
+            raise ConfigError(f"source keys {stray} are only for kind 'hf' (kind is 'files')")
+    else:
+        if config.get("paths"):
+            raise ConfigError(
+                f"source.paths is only for kind 'files' (kind is 'hf'), got {config['paths']!r}"
+            )
+        if config.get("format", "jsonl") != "jsonl":
+            raise ConfigError(f"source.format for kind 'hf' is always 'jsonl', got {config['format']!r}")
+
+
+def expand_paths(patterns: list[str]) -> list[Path]:
+    """Absolute, sorted, unique files matching ``patterns``; ConfigError when a pattern matches nothing."""
+    found: set[Path] = set()
+    for pattern in patterns:
+        matches = [Path(m) for m in glob.glob(os.path.expanduser(pattern), recursive=True)]
+        matches = [m for m in matches if m.is_file()]
+        if not matches:
+            raise ConfigError(f"source.paths entry {pattern!r} matches no file (cwd {os.getcwd()})")
+        found.update(m.resolve() for m in matches)
+    return sorted(found)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _extra_files(config: dict[str, Any]) -> list[Path]:
+    extra = [config["heldout"]] if config.get("heldout") else []
+    extra += [p for p in (config.get("labelled") or {}).values() if p]
+    return [Path(p).resolve() for p in extra]
+
+
+def fingerprints(config: dict[str, Any]) -> dict[str, str]:
+    """sha256 per file the source reads (data files, held-out and labelled files), keyed by absolute path."""
+    _validate(config)
+    files = expand_paths(config["paths"]) if config["kind"] == "files" else _local_hf_files(config)
+    for extra in _extra_files(config):
+        if not extra.is_file():
+            raise ConfigError(f"source file {str(extra)!r} (heldout/labelled) does not exist")
+        files.append(extra)
+    return {str(p): file_sha256(p) for p in sorted(set(files))}
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    """A stable hash of the source's identity: its config plus the contents of every file it reads.
+
+    For ``kind="hf"`` a hub dataset is identified by name/config/split/revision (pin ``revision``), and a
+    local dataset folder by its files' contents.
+    """
+    return _combine(config, fingerprints(config))
+
+
+def _combine(config: dict[str, Any], prints: dict[str, str]) -> str:
+    payload = {"config": config, "files": prints}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _local_hf_files(config: dict[str, Any]) -> list[Path]:
+    local = Path(config["hf_path"]).expanduser()
+    if local.is_dir():
+        return sorted(p.resolve() for p in local.rglob("*") if p.is_file())
+    if local.is_file():
+        return [local.resolve()]
+    return []
+
+
+def _export_hf(config: dict[str, Any], out: Path, ctx: StageContext) -> list[str]:
+    """Load the dataset with ``datasets.load_dataset`` and write it as ``shards/NNNNN.jsonl.gz``."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(
+            config["hf_path"],
+            config.get("hf_name"),
+            split=config.get("split", "train"),
+            revision=config.get("revision"),
+        )
+    except Exception as err:  # noqa: BLE001 - datasets raises many types; name the dataset and re-raise ours
+        raise InputDataError(f"cannot load HF dataset hf_path={config['hf_path']!r}: {err}") from err
+    text_key, id_key = config.get("text_key", "text"), config.get("id_key", "id")
+    if text_key not in dataset.column_names:
+        raise InputDataError(
+            f"HF dataset has no text_key column {text_key!r}; columns: {dataset.column_names}"
+        )
+    per_shard = int(config.get("docs_per_shard", 50_000))
+    if per_shard < 1:
+        raise ConfigError(f"source.docs_per_shard must be >= 1, got {per_shard}")
+    if len(dataset) == 0:
+        raise InputDataError(
+            f"HF dataset {config['hf_path']!r} split {config.get('split', 'train')!r} is empty"
+        )
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    paths = [f"shards/{i:05d}.jsonl.gz" for i in range((len(dataset) + per_shard - 1) // per_shard)]
+    rows = iter(ctx.progress(dataset, total=len(dataset), desc="export"))
+    for shard, rel in enumerate(paths):
+        with open(out / rel, "wb") as raw, _gzip_mtime0(raw, mode="wb") as handle:
+            for index in range(shard * per_shard, min(len(dataset), (shard + 1) * per_shard)):
+                row = next(rows)
+                if row.get(id_key) is None:
+                    row[id_key] = f"{config['hf_path']}/{config.get('split', 'train')}/{index}"
+                handle.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE, default=str))
+    return paths
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Write ``source.json`` (absolute paths for user files) and return the per-file fingerprints."""
+    config = ctx.config
+    _validate(config)
+    prints = fingerprints(config)
+    if config["kind"] == "files":
+        paths = [str(p) for p in expand_paths(config["paths"])]
+        file_format = config["format"]
+    else:
+        paths, file_format = _export_hf(config, ctx.out, ctx), "jsonl"
+    spec: dict[str, Any] = {
+        "format": file_format,
+        "paths": paths,
+        "text_key": config.get("text_key", "text"),
+        "id_key": config.get("id_key", "id"),
+    }
+    if config.get("heldout"):
+        spec["heldout"] = str(Path(config["heldout"]).resolve())
+    if config.get("labelled"):
+        spec["labelled"] = {k: str(Path(v).resolve()) for k, v in config["labelled"].items()}
+    (ctx.out / SOURCE_JSON).write_text(json.dumps(spec, indent=2) + "\n")
+    ctx.log.info("source: %d %s file(s)", len(paths), file_format)
+    return {
+        "files": len(paths),
+        "format": file_format,
+        "fingerprints": prints,
+        "fingerprint": _combine(config, prints),
+    }

@@ -1,0 +1,77 @@
+"""Writers with byte-reproducible output: documents, exclusions and quarantine records.
+
+datatrove's ``JsonlWriter`` compresses with ``gzip.GzipFile`` defaults, which stamp the current time into
+every gzip header, so two identical runs give different bytes. ``ReproducibleJsonlWriter`` uses a gzip
+codec with ``mtime=0`` and no file name in the header instead (registered with fsspec at import time, so
+forkserver workers that unpickle a step register it too).
+"""
+
+from __future__ import annotations
+
+import gzip
+from typing import IO, Any
+
+import fsspec.compression
+import orjson
+from datatrove.data import Document
+from datatrove.pipeline.writers.jsonl import JsonlWriter, _json_default
+
+REPRODUCIBLE_GZIP = "gzip_mtime0"
+RAW_MAX_CHARS = 10_000
+"""Quarantine records keep at most this many characters of the raw input."""
+
+
+def _gzip_mtime0(infile: IO[bytes], mode: str = "rb", **kwargs: Any) -> gzip.GzipFile:
+    """A gzip stream whose header carries no timestamp and no file name (level 6: level 9, gzip's
+    default, was 6x slower here for ~1% smaller files)."""
+    kwargs.setdefault("compresslevel", 6)
+    return gzip.GzipFile(fileobj=infile, mode=mode, mtime=0, filename="", **kwargs)
+
+
+fsspec.compression.register_compression(REPRODUCIBLE_GZIP, _gzip_mtime0, [], force=True)
+
+
+class ReproducibleJsonlWriter(JsonlWriter):
+    """``JsonlWriter`` writing ``.jsonl.gz`` files whose bytes depend only on the documents."""
+
+    name = "🐿 Jsonl (reproducible gzip)"
+
+    def __init__(self, output_folder: str, output_filename: str = "${rank}.jsonl.gz") -> None:
+        if not output_filename.endswith(".gz"):
+            raise ValueError(f"output_filename must end with .gz, got {output_filename!r}")
+        super().__init__(output_folder, output_filename=output_filename, compression=REPRODUCIBLE_GZIP)
+
+
+def quarantine_record(
+    source_file: str | None, position_key: str, position: int | None, reason: str, raw: str | bytes
+) -> dict[str, Any]:
+    """The on-disk quarantine entry: where the record came from, why it was set aside, its raw text."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    return {"source_file": source_file, position_key: position, "reason": reason, "raw": raw[:RAW_MAX_CHARS]}
+
+
+class QuarantineWriter(ReproducibleJsonlWriter):
+    """Writes quarantined records as ``{"source_file", "line"|"row", "reason", "raw"}`` jsonl.gz lines.
+
+    Readers pass ready-made records to ``write_record``; as the exclusion writer of a filter it turns a
+    dropped ``Document`` into a record (reason from ``metadata["filter_reason"]``, raw = the document JSON).
+    """
+
+    name = "☣ Quarantine"
+
+    def write_record(self, record: dict[str, Any], rank: int) -> None:
+        """Append one quarantine record to this rank's file."""
+        filename = self.output_filename.substitute({"rank": str(rank).zfill(5)})
+        handle = self._get_output_file_with_retry(filename)
+        handle.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE, default=_json_default))
+
+    def write(self, document: Document, rank: int = 0, **kwargs: Any) -> None:
+        """Quarantine a document dropped by a filter, keeping its full JSON (truncated) as ``raw``."""
+        reason = str(document.metadata.get("filter_reason", "unknown"))
+        raw = orjson.dumps(
+            {"id": document.id, "text": document.text, "metadata": document.metadata}, default=_json_default
+        )
+        record = quarantine_record(None, "line", None, reason, raw)
+        record["id"] = document.id
+        self.write_record(record, rank)
