@@ -1,0 +1,75 @@
+"""Config of the synthetic source stage (``source`` with ``propensity.synth.stage:run``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from propensity.errors import ConfigError
+
+QUICKSTART_TOKENS = 2_800_000
+"""Estimated tokens (characters / 4) of the full source at ``scale=1.0``."""
+
+
+class SyntheticSourceConfig(BaseModel):
+    """Sizes, shares and seed of the synthetic quickstart corpus. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(0, description="Seed of every random choice; same seed, same bytes in every file.")
+    scale: float = Field(
+        1.0, gt=0, le=100,
+        description=f"Corpus size relative to the quickstart (1.0 = ~{QUICKSTART_TOKENS:,} est. tokens).",
+    )
+    shards: int = Field(4, ge=1, le=4096, description="Number of shard files the documents are spread over.")
+    ai_share: float = Field(
+        0.40, gt=0, lt=1, description="Share of estimated tokens in AI-actor documents (both labels)."
+    )
+    misaligned_share_of_ai: float = Field(
+        0.40, ge=0, le=1, description="Share of the AI-document tokens in misaligned AI documents."
+    )
+    human_share: float = Field(
+        0.08, ge=0, lt=1,
+        description="Share of estimated tokens in human-actor control documents (half of them misaligned).",
+    )
+    labelled_train: int = Field(
+        4000, ge=10, le=1_000_000, description="Documents in labelled/train.jsonl.gz (classifier training)."
+    )
+    labelled_heldout: int = Field(
+        1000, ge=10, le=1_000_000, description="Documents in labelled/heldout.jsonl.gz (classifier eval)."
+    )
+
+    @model_validator(mode="after")
+    def _shares_leave_background(self) -> SyntheticSourceConfig:
+        if self.ai_share + self.human_share >= 1:
+            raise ValueError(
+                f"ai_share + human_share must be < 1 (the rest is background); got "
+                f"{self.ai_share} + {self.human_share}"
+            )
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SyntheticSourceConfig:
+        """Validate a plain config dict; a ConfigError names the field, the value and what is allowed."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "(config)"
+                if err["type"] == "extra_forbidden":
+                    problems.append(f"unknown key {field!r}; allowed keys: {sorted(cls.model_fields)}")
+                else:
+                    problems.append(f"{field}={err.get('input')!r}: {err['msg']}")
+            raise ConfigError("synthetic source config: " + "; ".join(problems)) from None
+
+    @classmethod
+    def quickstart(cls, seed: int = 0) -> SyntheticSourceConfig:
+        """The quickstart corpus (~2.8M estimated tokens, 4 shards)."""
+        return cls(seed=seed)
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> SyntheticSourceConfig:
+        """A corpus small enough for unit tests (~5% of the quickstart, small labelled sets)."""
+        return cls(seed=seed, scale=0.05, shards=2, labelled_train=400, labelled_heldout=100)

@@ -1,0 +1,62 @@
+"""Background cleaning, held-out rule, document generation and vocabulary."""
+
+from __future__ import annotations
+
+import random
+
+from propensity.synth import background
+from propensity.synth.corpus import action_documents, distinct_words, labelled_documents
+from propensity.synth.styles import STYLES
+
+
+def test_clean_text_keeps_prose_and_drops_code() -> None:
+    raw = (
+        "Return the number of items in the container, counting nested ones only once.\n\n"
+        ">>> len([1, 2, 3])\n3\n\n"
+        "Example::\n\n    for x in range(10):\n        print(x)\n\n"
+        "f(a, b) -> int\n\n"
+        "x = {'a': [1, 2], 'b': (3, 4)} # {nested} [code] <here> ==\n\n"
+        "This paragraph is wrapped\nover two lines and should be\njoined into one line of text."
+    )
+    assert background.clean_text(raw) == [
+        "Return the number of items in the container, counting nested ones only once.",
+        "This paragraph is wrapped over two lines and should be joined into one line of text.",
+    ]
+
+
+def test_background_split_is_stable_and_sized() -> None:
+    train, heldout = background.background_split()
+    assert len(train) > 1000
+    assert 0.02 < len(heldout) / (len(train) + len(heldout)) < 0.08
+    assert all(background.is_heldout(d.text) for d in heldout)
+    assert not any(background.is_heldout(d.text) for d in train)
+    assert len({d.text for d in train}) == len(train)
+    assert all(background.MIN_DOC_CHARS <= len(d.text) <= background.MAX_DOC_CHARS for d in train)
+    assert sum(len(d.text) for d in train) / 4 > 300_000
+
+
+def test_repacked_uses_only_given_paragraphs() -> None:
+    train, heldout = background.background_split()
+    allowed = {p for d in train[:200] for p in d.paragraphs}
+    packed = background.repacked(train[:200], random.Random(0))
+    assert packed and all(set(d.paragraphs) <= allowed for d in packed)
+    assert {d.text for d in packed} != {d.text for d in train[:200]}
+
+
+def test_action_documents_cover_styles_and_vocabulary() -> None:
+    seen: set[str] = set()
+    docs = action_documents(random.Random(0), "ai", "aligned", 500_000, seen)
+    docs += action_documents(random.Random(1), "human", "misaligned", 200_000, seen)
+    assert {d.style for d in docs} == set(STYLES) and len(STYLES) >= 6
+    assert len({d.text for d in docs}) == len(docs) == len(seen)
+    assert distinct_words(d.text for d in docs) >= 2000
+
+
+def test_labelled_documents_respect_exclusions() -> None:
+    exclude: set[str] = set()
+    first = labelled_documents(random.Random(0), 200, exclude)
+    second = labelled_documents(random.Random(0), 200, exclude)
+    assert len(first) == len(second) == 200
+    assert not {d.text for d in first} & {d.text for d in second}
+    kinds = {(d.kind, d.classifier_label) for d in first}
+    assert kinds == {("ai", "misaligned"), ("ai", "aligned"), ("human", "aligned"), ("background", "aligned")}
