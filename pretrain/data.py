@@ -1,0 +1,214 @@
+"""Training windows of ``seq_len + 1`` tokens read from a datatrove ``.ds`` folder (numpy memmaps).
+
+Files: ``*.ds`` (little-endian uint16, or uint32 when ``.ds.metadata`` says ``|4``), ``*.ds.index`` (uint64
+cumulative document ends), optional ``*.ds.loss`` (one byte per token, 0 = no loss). Two packings:
+
+- ``fixed``: consecutive windows starting at ``k * seq_len`` (each shares its first token with the previous
+  window's last, so every token after the first is a target exactly once). The tail of a file shorter than a
+  window is dropped.
+- ``document_aligned``: every window starts at a document start. A window holds that document and every
+  following *whole* document that fits; the rest of the window is padding whose loss is masked, so no
+  document is cut at a window's end. A document longer than the window continues in the following windows
+  (which start inside it, at ``start + k * seq_len``); its tail starts a window of its own, followed by the
+  next whole documents that fit. The first token of each document starting a window is never a target.
+
+The budget unit is window positions: ``tokens_available = windows * seq_len`` (for ``document_aligned`` this
+includes the masked padding; ``target_tokens`` counts the real targets). Window order is a permutation seeded
+by ``(seed, epoch)``, so batch ``k`` is a pure function of ``k``: resuming needs only the step number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from propensity.errors import BudgetError, ConfigError, InputDataError
+
+PACKINGS = ("fixed", "document_aligned")
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Window table: file number, first token and real token count (<= seq_len + 1) of every window."""
+
+    file: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def _token_dtype(ds: Path) -> np.dtype:
+    meta = ds.with_name(ds.name + ".metadata")
+    if not meta.is_file():
+        raise InputDataError(f"data: {meta} is missing (needed for the token size)")
+    size = meta.read_text().splitlines()[0].rpartition("|")[2]
+    if size not in ("2", "4"):
+        raise InputDataError(f"data: {meta} gives token size {size!r}; allowed: 2, 4")
+    return np.dtype("<u2") if size == "2" else np.dtype("<u4")
+
+
+def fixed_windows(n_tokens: int, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and lengths of consecutive ``seq_len + 1`` windows with stride ``seq_len``."""
+    count = max(n_tokens - 1, 0) // seq_len
+    starts = np.arange(count, dtype=np.int64) * seq_len
+    return starts, np.full(count, seq_len + 1, dtype=np.int64)
+
+
+def document_aligned_windows(doc_ends: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and lengths of document-aligned windows (see the module docstring) from cumulative doc ends."""
+    span = seq_len + 1
+    starts: list[int] = []
+    lengths: list[int] = []
+    total = int(doc_ends[-1]) if len(doc_ends) else 0
+    pos = 0
+    while pos < total - 1:
+        last = int(np.searchsorted(doc_ends, pos + span, side="right")) - 1
+        end = int(doc_ends[last]) if last >= 0 else 0
+        if end > pos + 1:  # at least one whole document (with a target) fits: pad after it
+            starts.append(pos)
+            lengths.append(end - pos)
+            pos = end
+        elif end == pos + 1:  # a one-token document: nothing to predict, skip it
+            pos = end
+        else:  # the document at pos is longer than the window: continue it in the next window
+            starts.append(pos)
+            lengths.append(span)
+            pos += seq_len
+    return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+
+
+class TokenFolder:
+    """The ``.ds`` files of one folder, memory-mapped, with their document index and optional loss masks."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.files = sorted(self.folder.glob("*.ds"))
+        if not self.files:
+            raise InputDataError(f"data: no *.ds files in {self.folder}")
+        self.tokens = [np.memmap(f, dtype=_token_dtype(f), mode="r") for f in self.files]
+        self.doc_ends = [
+            np.fromfile(f.with_name(f.name + ".index"), dtype="<u8").astype(np.int64) for f in self.files
+        ]
+        loss_files = [f.with_name(f.name + ".loss") for f in self.files]
+        self.loss = (
+            [np.memmap(f, dtype=np.uint8, mode="r") for f in loss_files]
+            if all(f.is_file() for f in loss_files)
+            else None
+        )
+        for i, f in enumerate(self.files):
+            ends = self.doc_ends[i]
+            if len(ends) and ends[-1] != len(self.tokens[i]):
+                raise InputDataError(
+                    f"data: {f}.index ends at {ends[-1]} but the file has {len(self.tokens[i])} tokens"
+                )
+            if self.loss is not None and len(self.loss[i]) != len(self.tokens[i]):
+                raise InputDataError(
+                    f"data: {f}.loss has {len(self.loss[i])} values for {len(self.tokens[i])} tokens"
+                )
+        self._windows: dict[tuple[str, int], Windows] = {}
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens in all files."""
+        return sum(len(t) for t in self.tokens)
+
+    @property
+    def n_documents(self) -> int:
+        """Documents in all files."""
+        return sum(len(e) for e in self.doc_ends)
+
+    def windows(self, packing: str, seq_len: int) -> Windows:
+        """The window table for ``packing`` at ``seq_len`` (computed once, then cached)."""
+        if packing not in PACKINGS:
+            raise ConfigError(f"data: packing must be one of {', '.join(PACKINGS)}; got {packing!r}")
+        if seq_len < 1:
+            raise ConfigError(f"data: seq_len must be >= 1, got {seq_len!r}")
+        key = (packing, seq_len)
+        if key not in self._windows:
+            parts = [
+                fixed_windows(len(tok), seq_len)
+                if packing == "fixed"
+                else document_aligned_windows(ends, seq_len)
+                for tok, ends in zip(self.tokens, self.doc_ends, strict=True)
+            ]
+            self._windows[key] = Windows(
+                file=np.concatenate([np.full(len(s), i, dtype=np.int64) for i, (s, _) in enumerate(parts)]),
+                start=np.concatenate([s for s, _ in parts]),
+                length=np.concatenate([n for _, n in parts]),
+            )
+        return self._windows[key]
+
+    def tokens_available(self, packing: str, seq_len: int) -> int:
+        """Budget tokens one pass offers: windows x ``seq_len`` (``document_aligned`` padding included)."""
+        return len(self.windows(packing, seq_len)) * seq_len
+
+    def target_tokens(self, packing: str, seq_len: int) -> int:
+        """Real (unpadded) target positions in one pass, before any ``.ds.loss`` masking."""
+        return int((self.windows(packing, seq_len).length - 1).sum())
+
+
+class WindowLoader:
+    """Batches of shuffled windows: ``batch(step)`` gives ``(inputs, targets)``, int64 (B, seq_len) arrays.
+
+    Targets are ``IGNORE_INDEX`` at padding and where ``.ds.loss`` is 0. Deterministic in ``(seed, step)``.
+    """
+
+    def __init__(
+        self, data: TokenFolder, seq_len: int, batch_size: int, packing: str, pad_id: int, seed: int
+    ) -> None:
+        self.data, self.seq_len, self.batch_size, self.pad_id, self.seed = (
+            data,
+            seq_len,
+            batch_size,
+            pad_id,
+            seed,
+        )
+        self.table = data.windows(packing, seq_len)
+        if len(self.table) == 0:
+            raise BudgetError(f"data: {data.folder} has no {packing} window of {seq_len + 1} tokens")
+        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+
+    def check_budget(self, steps: int, allow_repeat: bool) -> float:
+        """Epochs ``steps`` batches need; ``BudgetError`` above one epoch unless ``allow_repeat``."""
+        needed = steps * self.batch_size
+        epochs = needed / len(self.table)
+        if epochs > 1 and not allow_repeat:
+            raise BudgetError(
+                f"data: the budget needs {needed * self.seq_len:,} tokens ({steps} steps x batch "
+                f"{self.batch_size} x seq_len {self.seq_len}) but {self.data.folder} offers "
+                f"{len(self.table) * self.seq_len:,} "
+                f"({len(self.table)} windows); lower 'tokens' or set allow_repeat: true ({epochs:.2f} epochs)"
+            )
+        return epochs
+
+    def _window_ids(self, step: int) -> np.ndarray:
+        n = len(self.table)
+        out = np.empty(self.batch_size, dtype=np.int64)
+        for j, i in enumerate(range(step * self.batch_size, (step + 1) * self.batch_size)):
+            epoch, pos = divmod(i, n)
+            if epoch != self._epoch:
+                self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(n)
+            out[j] = self._order[pos]
+        return out
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets of global batch ``step``."""
+        ids = self._window_ids(step)
+        span = self.seq_len + 1
+        offsets = np.arange(span, dtype=np.int64)
+        tokens = np.full((self.batch_size, span), self.pad_id, dtype=np.int64)
+        keep = offsets[None, :] < self.table.length[ids][:, None]
+        for f in np.unique(self.table.file[ids]):
+            rows = np.nonzero(self.table.file[ids] == f)[0]
+            src = self.data.tokens[f]
+            idx = np.minimum(self.table.start[ids[rows]][:, None] + offsets[None, :], len(src) - 1)
+            tokens[rows] = np.where(keep[rows], src[idx], self.pad_id)
+            if self.data.loss is not None:
+                keep[rows] &= self.data.loss[f][idx] != 0
+        targets = np.where(keep[:, 1:], tokens[:, 1:], IGNORE_INDEX)
+        return tokens[:, :-1], targets

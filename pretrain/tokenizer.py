@@ -1,0 +1,223 @@
+"""The ``tokenizer`` stage: train a byte-level BPE on the source documents, or adopt a pretrained tokenizer.
+
+Either way the stage writes a Hugging Face tokenizer folder (``tokenizer.json``, ``tokenizer_config.json``,
+``special_tokens_map.json``) that ``transformers.AutoTokenizer.from_pretrained`` loads as a
+``PreTrainedTokenizerFast`` and that datatrove's ``DocumentTokenizer`` reads through ``tokenizer.json``.
+EOS (``<|endoftext|>``), pad (``<|pad|>``) and every tag token are single special tokens.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import heapq
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from propensity.errors import ConfigError, InputDataError
+from propensity.stage import StageContext
+
+from ._config import check_keys, require_choice, require_int
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+DEFAULT_TAGS = ("<|good|>", "<|bad|>")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+DEFAULTS: dict[str, Any] = {
+    "kind": "bpe",
+    "vocab_size": 4096,
+    "max_docs": 50_000,
+    "min_frequency": 2,
+    "tags": list(DEFAULT_TAGS),
+    "path": None,
+}
+
+
+def iter_source_texts(source_dir: Path, skipped: Counter[str]) -> Iterator[tuple[str, str]]:
+    """Yield ``(key, text)`` for every document listed in ``source_dir/source.json`` (jsonl shards).
+
+    ``key`` is the document id (or ``path:line`` when it has none). Unusable lines are counted in ``skipped``
+    by reason (``bad_json``, ``missing_text``) instead of being silently dropped.
+    """
+    manifest = source_dir / "source.json"
+    if not manifest.is_file():
+        raise InputDataError(f"tokenizer: input 'source' has no source.json: {manifest}")
+    spec = json.loads(manifest.read_text())
+    if spec.get("format", "jsonl") != "jsonl":
+        raise InputDataError(
+            f"tokenizer: source.json format {spec.get('format')!r} is not supported; allowed: jsonl"
+        )
+    text_key, id_key = spec.get("text_key", "text"), spec.get("id_key", "id")
+    for rel in spec.get("paths", []):
+        path = Path(rel) if os.path.isabs(rel) else source_dir / rel
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f):
+                try:
+                    doc = json.loads(line)
+                except json.JSONDecodeError:
+                    skipped["bad_json"] += 1
+                    continue
+                text = doc.get(text_key) if isinstance(doc, dict) else None
+                if not isinstance(text, str) or not text:
+                    skipped["missing_text"] += 1
+                    continue
+                yield str(doc.get(id_key, f"{rel}:{line_no}")), text
+
+
+def select_documents(docs: Iterator[tuple[str, str]], max_docs: int, seed: int) -> list[str]:
+    """Keep the ``max_docs`` documents with the smallest ``sha256(seed:key)``, in that hash order.
+
+    A stable hash (never Python's ``hash()``), so the sample is the same in every process and on every run.
+    """
+    heap: list[tuple[bytes, str]] = []  # max-heap on the hash via negated bytes
+    for key, text in docs:
+        digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+        neg = bytes(255 - b for b in digest)
+        if len(heap) < max_docs:
+            heapq.heappush(heap, (neg, text))
+        elif neg > heap[0][0]:
+            heapq.heapreplace(heap, (neg, text))
+    return [text for _, text in sorted(heap, reverse=True)]
+
+
+def train_bpe(texts: list[str], vocab_size: int, specials: list[str], min_frequency: int = 2) -> Any:
+    """Train a byte-level BPE (GPT-2 style pre-tokenization) whose first ids are ``specials`` in order."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    return tok
+
+
+def write_hf_folder(tok: Any, out: Path, eos: str, pad: str, tags: list[str]) -> None:
+    """Write ``tok`` (a ``tokenizers.Tokenizer``) as an HF folder that transformers 4.x and 5.x both load."""
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    specials = {"bos_token": eos, "eos_token": eos, "unk_token": eos, "pad_token": pad}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        **specials,
+        "additional_special_tokens": list(tags),
+        "model_max_length": 1_000_000_000,
+        "clean_up_tokenization_spaces": False,
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    special_map = {**specials, "additional_special_tokens": list(tags)}
+    (out / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2, sort_keys=True) + "\n")
+
+
+def _check_tags(tags: Any) -> list[str]:
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise ConfigError(f"tokenizer: tags must be a list of non-empty strings, got {tags!r}")
+    clash = {EOS_TOKEN, PAD_TOKEN} & set(tags)
+    if clash or len(set(tags)) != len(tags):
+        raise ConfigError(
+            f"tokenizer: tags must be distinct and differ from {EOS_TOKEN}/{PAD_TOKEN}, got {tags!r}"
+        )
+    return list(tags)
+
+
+def _load_pretrained(path: Any) -> Any:
+    """Load a pretrained tokenizer from a local folder, or from the hub cache/hub without ever hanging."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError(
+            f"tokenizer: kind 'pretrained' needs 'path' (a local folder or hub id), got {path!r}"
+        )
+    from transformers import AutoTokenizer
+
+    if Path(path).is_dir():
+        return AutoTokenizer.from_pretrained(path)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if Path(path).exists() or path.startswith((".", "/", "~")):
+        raise ConfigError(f"tokenizer: path {path!r} is not a tokenizer folder")
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=offline)
+    except (OSError, ValueError) as err:
+        mode = "HF_HUB_OFFLINE is set and it is not in the local HF cache" if offline else str(err)
+        raise ConfigError(f"tokenizer: cannot load pretrained tokenizer {path!r}: {mode}") from err
+
+
+def _adopt_pretrained(path: Any, out: Path, tags: list[str]) -> None:
+    """Save a pretrained tokenizer into ``out``, adding the tags (and pad when missing) as special tokens."""
+    hf = _load_pretrained(path)
+    extra: dict[str, Any] = {"additional_special_tokens": tags}
+    if hf.pad_token is None:
+        extra["pad_token"] = PAD_TOKEN
+    if hf.eos_token is None:
+        extra["eos_token"] = EOS_TOKEN
+    hf.add_special_tokens(extra, replace_extra_special_tokens=False)
+    hf.save_pretrained(str(out))
+    config_path = out / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["additional_special_tokens"] = tags
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    special_map = {
+        k: getattr(hf, k) for k in ("bos_token", "eos_token", "unk_token", "pad_token") if getattr(hf, k)
+    }
+    special_map["additional_special_tokens"] = tags
+    (out / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2, sort_keys=True) + "\n")
+
+
+def special_token_ids(folder: Path) -> dict[str, int]:
+    """Ids of eos, pad and each tag token in the saved tokenizer folder (read from ``tokenizer.json``)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    special = json.loads((folder / "special_tokens_map.json").read_text())
+    names = {"eos": special["eos_token"], "pad": special["pad_token"]}
+    names.update({t: t for t in special.get("additional_special_tokens", [])})
+    ids = {name: tok.token_to_id(token) for name, token in names.items()}
+    missing = [name for name, i in ids.items() if i is None]
+    if missing:
+        raise InputDataError(f"tokenizer: special tokens {missing} are not in {folder / 'tokenizer.json'}")
+    return ids
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Stage entry: train (``kind: bpe``) or adopt (``kind: pretrained``) the tokenizer into ``ctx.out``."""
+    cfg = check_keys(ctx.config, DEFAULTS, "tokenizer")
+    kind = require_choice(cfg["kind"], "kind", "tokenizer", ("bpe", "pretrained"))
+    tags = _check_tags(cfg["tags"])
+    result: dict[str, Any] = {"kind": kind}
+    if kind == "pretrained":
+        _adopt_pretrained(cfg["path"], ctx.out, tags)
+    else:
+        vocab_size = require_int(cfg["vocab_size"], "vocab_size", "tokenizer", minimum=256 + 2 + len(tags))
+        max_docs = require_int(cfg["max_docs"], "max_docs", "tokenizer", minimum=1)
+        min_freq = require_int(cfg["min_frequency"], "min_frequency", "tokenizer", minimum=1)
+        if "source" not in ctx.inputs:
+            raise ConfigError("tokenizer: kind 'bpe' needs a 'source' input")
+        skipped: Counter[str] = Counter()
+        docs = ctx.progress(iter_source_texts(ctx.inputs["source"], skipped), desc="reading")
+        texts = select_documents(docs, max_docs, ctx.seed)
+        if not texts:
+            raise InputDataError(
+                f"tokenizer: source {ctx.inputs['source']} has no usable documents ({dict(skipped)})"
+            )
+        ctx.log.info("tokenizer: training BPE (vocab %d) on %d documents", vocab_size, len(texts))
+        tok = train_bpe(texts, vocab_size, [EOS_TOKEN, PAD_TOKEN, *tags], min_freq)
+        write_hf_folder(tok, ctx.out, EOS_TOKEN, PAD_TOKEN, tags)
+        result.update(documents=len(texts), skipped=dict(sorted(skipped.items())))
+    from tokenizers import Tokenizer
+
+    result["vocab_size"] = Tokenizer.from_file(str(ctx.out / "tokenizer.json")).get_vocab_size(
+        with_added_tokens=True
+    )
+    result["special_token_ids"] = special_token_ids(ctx.out)
+    return result

@@ -1,0 +1,123 @@
+"""Window packing over .ds folders: fixed windows are consecutive, aligned windows start at documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretrain.data import IGNORE_INDEX, TokenFolder, WindowLoader, document_aligned_windows
+from propensity.errors import BudgetError, ConfigError, InputDataError
+
+
+def write_ds(
+    folder: Path, doc_lengths: list[int], token_size: int = 2, loss: bool = False, name: str = "000_x"
+) -> np.ndarray:
+    """A hand-made datatrove file whose token at position i is i % 1000 + 2 (0 = eos, 1 = pad)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ends = np.cumsum(doc_lengths).astype("<u8")
+    ids = (np.arange(ends[-1]) % 1000 + 2).astype("<u2" if token_size == 2 else "<u4")
+    ids[ends - 1] = 0
+    ids.tofile(folder / f"{name}.ds")
+    ends.tofile(folder / f"{name}.ds.index")
+    (folder / f"{name}.ds.metadata").write_text(f"tok/tokenizer.json|{token_size}\n{len(ids)}\n")
+    if loss:
+        (np.arange(len(ids)) % 3 != 0).astype(np.uint8).tofile(folder / f"{name}.ds.loss")
+    return ids
+
+
+def test_document_aligned_table_by_hand() -> None:
+    # docs of 3, 4, 12, 2 tokens at seq_len 4 (windows of 5): [0,3) fits alone (next doc would end at 7 > 5),
+    # [3,7) fits, the 12-token doc spans windows at 7 and 11, its tail [15,19), then the 2-token doc.
+    starts, lengths = document_aligned_windows(np.array([3, 7, 19, 21]), seq_len=4)
+    assert starts.tolist() == [0, 3, 7, 11, 15, 19]
+    assert lengths.tolist() == [3, 4, 5, 5, 4, 2]
+
+
+def test_aligned_windows_start_at_document_starts(tokenized_dir: Path) -> None:
+    data = TokenFolder(tokenized_dir / "tokens")
+    ends = np.fromfile(tokenized_dir / "tokens/000_tokens.ds.index", dtype="<u8").astype(np.int64)
+    doc_starts = np.concatenate([[0], ends[:-1]])
+    table = data.windows("document_aligned", 16)
+    owner = np.searchsorted(ends, table.start, side="right")  # the document each window starts in
+    offset_in_doc = table.start - doc_starts[owner]
+    assert (
+        offset_in_doc % 16 == 0
+    ).all()  # at a document start, or a whole number of windows into a long doc
+    assert 0 < (offset_in_doc != 0).sum() < len(table)  # 7-65-token documents: some need continuations
+    # a document that does not start a window lies whole inside the window before it
+    not_starting = np.setdiff1d(doc_starts, table.start)
+    holder = np.searchsorted(table.start, not_starting, side="right") - 1
+    doc_end = ends[np.searchsorted(doc_starts, not_starting)]
+    assert len(not_starting) > 0 and (doc_end <= table.start[holder] + table.length[holder]).all()
+    window_ends = table.start + table.length
+    assert (np.isin(window_ends, ends) | (table.length == 17)).all()  # short windows end exactly at a doc end
+    covered = np.zeros(ends[-1], dtype=int)
+    for s, n in zip(table.start, table.length, strict=True):
+        covered[s + 1 : s + n] += 1
+    assert (covered[doc_starts[1:]] <= 1).all() and covered.max() == 1  # every target at most once per pass
+    assert data.target_tokens("document_aligned", 16) == covered.sum()
+
+
+def test_fixed_windows_are_consecutive(tmp_path: Path) -> None:
+    ids = write_ds(tmp_path, [50, 30, 21])
+    data = TokenFolder(tmp_path)
+    table = data.windows("fixed", 10)
+    assert table.start.tolist() == list(range(0, 100, 10)) and (table.length == 11).all()
+    assert data.tokens_available("fixed", 10) == 100
+    loader = WindowLoader(data, 10, batch_size=10, packing="fixed", pad_id=1, seed=0)
+    x, y = loader.batch(0)
+    got = np.concatenate([x, y[:, -1:]], axis=1)
+    assert sorted(map(tuple, got.tolist())) == sorted(
+        tuple(ids[s : s + 11].tolist()) for s in range(0, 100, 10)
+    )
+    assert (y[:, :-1] == x[:, 1:]).all()  # targets are the inputs shifted by one
+
+
+def test_batches_are_deterministic_and_cover_an_epoch(tmp_path: Path) -> None:
+    write_ds(tmp_path, [7] * 40)
+    data = TokenFolder(tmp_path)
+    a = WindowLoader(data, 8, 4, "document_aligned", pad_id=1, seed=3)
+    b = WindowLoader(data, 8, 4, "document_aligned", pad_id=1, seed=3)
+    c = WindowLoader(data, 8, 4, "document_aligned", pad_id=1, seed=4)
+    assert all(np.array_equal(a.batch(s)[0], b.batch(s)[0]) for s in (5, 0, 9))
+    assert not np.array_equal(a.batch(0)[0], c.batch(0)[0])
+    firsts = np.concatenate([a.batch(s)[0][:, 0] for s in range(10)])  # 40 windows = one epoch
+    assert sorted(firsts.tolist()) == sorted((np.arange(40) * 7 % 1000 + 2).tolist())
+    x, y = a.batch(0)
+    assert (x[:, 7] == 1).all() and (y[:, 6:] == IGNORE_INDEX).all() and (y[:, 5] == 0).all()  # pad after EOS
+
+
+def test_budget_error_and_repeat(tmp_path: Path) -> None:
+    write_ds(tmp_path, [101])
+    loader = WindowLoader(TokenFolder(tmp_path), 10, batch_size=4, packing="fixed", pad_id=1, seed=0)
+    assert loader.check_budget(2, allow_repeat=False) == pytest.approx(0.8)
+    with pytest.raises(BudgetError, match="needs 120 tokens .*offers 100 .*allow_repeat"):
+        loader.check_budget(3, allow_repeat=False)
+    assert loader.check_budget(5, allow_repeat=True) == pytest.approx(2.0)
+    assert not np.array_equal(loader.batch(3)[0], loader.batch(2)[0])
+
+
+def test_loss_file_masks_targets_and_uint32(tmp_path: Path) -> None:
+    ids = write_ds(tmp_path, [33], token_size=4, loss=True)
+    data = TokenFolder(tmp_path)
+    assert data.tokens[0].dtype == np.dtype("<u4")
+    x, y = WindowLoader(data, 8, 4, "fixed", pad_id=1, seed=0).batch(0)
+    for row_x, row_y in zip(x, y, strict=True):
+        start = int(np.nonzero(ids == row_x[0])[0][0])
+        target_pos = np.arange(start + 1, start + 9)
+        expected = np.where(target_pos % 3 != 0, ids[target_pos].astype(np.int64), IGNORE_INDEX)
+        assert row_y.tolist() == expected.tolist()
+
+
+def test_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="no \\*.ds files"):
+        TokenFolder(tmp_path)
+    write_ds(tmp_path, [5, 5])
+    (tmp_path / "000_x.ds.index").write_bytes(np.array([5, 9], dtype="<u8").tobytes())
+    with pytest.raises(InputDataError, match="ends at 9 but the file has 10 tokens"):
+        TokenFolder(tmp_path)
+    write_ds(tmp_path, [5, 5])
+    with pytest.raises(ConfigError, match="packing must be one of fixed, document_aligned; got 'aligned'"):
+        TokenFolder(tmp_path).windows("aligned", 4)
