@@ -97,13 +97,15 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         vconf = v.model_dump(mode="json") | {"score_key": score_key}
         variant = StageSpec("variant", v.name, "filters.variants:run", vconf, {"score": score}, seed=cfg.seed,
                             resources="data")
-        tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize:run", {"eos_token": "<|endoftext|>"},
+        tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize:run",
+                              {"save_loss_metadata": "auto", "shuffle": True},
                               {"variant": variant, "tokenizer": tokenizer}, seed=cfg.seed, resources="data")
         specs += [variant, tokenized]
         report_inputs[f"variant:{v.name}"] = variant
         for seed in cfg.train.seeds:
             train = StageSpec("train", f"{v.name}-s{seed}", "pretrain.train:run", train_cfg,
-                              {"tokenize": tokenized, "tokenizer": tokenizer}, seed=seed, resources="train")
+                              {"tokenize": tokenized, "tokenizer": tokenizer}, seed=seed, resources="train",
+                              threads=cfg.executor.workers)
             specs.append(train)
             report_inputs[f"train:{v.name}:{seed}"] = train
             for gpe in cfg.eval.gpes:
@@ -129,7 +131,7 @@ def eval_spec(cfg: ExperimentConfig, v: VariantConfig, gpe: str, train: StageSpe
     conf = {"gpe": gpe, "definition": definition, "prefixes": variant_prefixes(v),
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
     return StageSpec("eval", f"{v.name}-s{seed}-{gpe}", "eval_gpe.stage:run", conf,
-                     {"model": train, "source": source}, seed=seed, resources="eval")
+                     {"model": train, "source": source}, seed=seed, resources="eval", threads=cfg.executor.workers)
 
 
 def downstream_of(specs: list[StageSpec], roots: set[str]) -> set[str]:

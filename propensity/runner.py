@@ -50,14 +50,14 @@ def format_plan(rows: list[PlanRow], store: Store) -> str:
 
 def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -> None:
     """Before any training: every variant must hold the token budget (variants are token-matched)."""
-    from pretrain.data import tokens_available
+    from pretrain.data import TokenFolder
 
     short = []
     for spec in specs:
         if spec.stage != "train" or store.is_complete(spec):
             continue
         folder = store.path(spec.inputs["tokenize"].key) / "tokens"
-        have = tokens_available(folder, packing=cfg.train.packing, seq_len=cfg.train.seq_len)
+        have = TokenFolder(folder).tokens_available(cfg.train.packing, cfg.train.seq_len)
         if have < cfg.train.tokens:
             short.append(f"{spec.inputs['tokenize'].name}: {have:,} tokens available")
     if short and not cfg.train.allow_repeat:

@@ -40,9 +40,12 @@ class StageContext:
     workers: int = 1
     """Processes the stage may use (datatrove tasks/workers)."""
     show_progress: bool = True
+    progress_file: Any = None
+    """Where progress bars go (the terminal, while the stage's own stderr goes to its ``stage.log``)."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("propensity"))
 
     def progress(self, it: Iterable[T] | None = None, *, total: int | None = None, desc: str = "") -> tqdm:
         """A progress bar labelled with this stage (disabled when progress display is off)."""
         label = f"{self.stage}/{self.name}" + (f" {desc}" if desc else "")
-        return tqdm(it, total=total, desc=label, disable=not self.show_progress, leave=False, dynamic_ncols=True)
+        return tqdm(it, total=total, desc=label, disable=not self.show_progress, leave=False, dynamic_ncols=True,
+                    file=self.progress_file)

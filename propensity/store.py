@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import os
 import platform
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata
@@ -33,6 +35,7 @@ from propensity.errors import StageError, StoreError
 from propensity.stage import StageContext
 
 MARKER = ".complete"
+STAGE_LOG = "stage.log"
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = ("propensity", "torch", "datatrove", "transformers", "tokenizers", "datasets", "pyarrow",
                     "fasttext-numpy2-wheel", "numpy", "pydantic")
@@ -64,12 +67,14 @@ class StageSpec:
     """Hash of external inputs (user files) the config names only by path."""
     resources: str = "cpu"
     """Resource class for executors (``cpu``, ``train``, ``eval``)."""
+    threads: int | None = None
+    """Fixed worker/thread count for stages whose bytes depend on it (CPU training); part of the hash."""
 
     @cached_property
     def hash(self) -> str:
         return stable_hash({
             "stage": self.stage, "name": self.name, "impl": self.impl, "version": self.version,
-            "config": self.config, "seed": self.seed, "fingerprint": self.fingerprint,
+            "config": self.config, "seed": self.seed, "fingerprint": self.fingerprint, "threads": self.threads,
             "inputs": {role: spec.key for role, spec in sorted(self.inputs.items())},
         })
 
@@ -134,16 +139,21 @@ class Store:
                 return final
             work = final.with_name(final.name + ".partial")
             work.mkdir(exist_ok=True)
-            ctx = StageContext(
-                stage=spec.stage, name=spec.name, config=spec.config,
-                inputs={role: self.path(s.key) for role, s in spec.inputs.items()},
-                out=work, seed=spec.seed, workers=workers, show_progress=show_progress,
-            )
+            log_path = work / STAGE_LOG
             started = time.time()
-            try:
-                result = spec.load_impl()(ctx) or {}
-            except Exception as e:
-                raise StageError(f"stage {spec.key} failed: {type(e).__name__}: {e} (work folder kept: {work})") from e
+            with capture_stderr(log_path) as terminal:
+                ctx = StageContext(
+                    stage=spec.stage, name=spec.name, config=spec.config,
+                    inputs={role: self.path(s.key) for role, s in spec.inputs.items()},
+                    out=work, seed=spec.seed, workers=spec.threads or workers, show_progress=show_progress,
+                    progress_file=terminal,
+                )
+                try:
+                    result = spec.load_impl()(ctx) or {}
+                except Exception as e:
+                    logging.getLogger("propensity").exception("stage %s failed", spec.key)
+                    raise StageError(f"stage {spec.key} failed: {type(e).__name__}: {e}\n"
+                                     f"  log: {log_path}\n  work folder kept for resume: {work}") from e
             finished = time.time()
             self._write_manifest(spec, work, result, started, finished)
             (work / MARKER).write_text(f"{spec.key}\n")
@@ -167,6 +177,27 @@ class Store:
         work = self.path(spec.key).with_name(self.path(spec.key).name + ".partial")
         if work.exists():
             shutil.rmtree(work)
+
+
+@contextmanager
+def capture_stderr(log_path: Path) -> Iterator[Any]:
+    """Send the process's stderr (fd 2, inherited by worker processes) to ``log_path`` for the duration.
+
+    Yields a text stream on the original stderr for progress bars. Library chatter (datatrove's per-task
+    logs and stats, transformers warnings) lands in the stage's own log instead of the terminal.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
+    with open(log_path, "ab") as log_file:
+        os.dup2(log_file.fileno(), 2)
+    try:
+        yield terminal
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        terminal.close()
 
 
 def _iso(t: float) -> str:
