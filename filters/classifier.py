@@ -1,14 +1,16 @@
-"""The ``classifier`` stage: train (or adopt) a fastText document classifier and measure it on held-out data.
+"""The ``classifier`` stage: train or adopt the classifier(s) and measure them on held-out data.
 
-Config (``ctx.config``): ``name``; ``kind`` (``"fasttext"``); ``model_path`` (optional existing ``.bin``,
-copied in under a content-hashed name after checking it is a supervised fastText model); ``train_data``
-(optional labelled jsonl/parquet; default ``labelled.train`` of the ``source`` input); ``heldout_data``
-(optional; default ``labelled.heldout`` of the source when present); ``label_key`` (default ``"label"``,
-read at top level or in ``metadata``); ``positive_label`` (default ``"misaligned"``); ``fasttext``
-(training parameters overriding ``DEFAULT_PARAMS``).
+Config: a ``filters.config.ClassifierSpec``. For ``kind: fasttext`` (the quickstart): ``model_path``
+(optional existing ``.bin``, copied in under a content-hashed name after checking it is a supervised fastText
+model); ``train_data`` (optional labelled jsonl/parquet; default ``labelled.train`` of the ``source`` input);
+``heldout_data`` (optional; default ``labelled.heldout`` of the source); ``label_key`` (default ``"label"``,
+read at top level or in ``metadata``); ``positive_label`` (default ``"misaligned"``); ``fasttext`` (training
+parameters overriding ``DEFAULT_PARAMS``). Other kinds (transformer, blocklist, cascade, ensemble): see
+``filters.suite``.
 
-Writes ``model-<sha256[:16]>.bin`` and ``classifier.json`` ``{"kind", "path", "labels", "positive_label",
-"score_key"}`` (``path`` relative to the artifact folder; ``score_key`` is ``"<name>_score"``).
+Writes ``model-<sha256[:16]>.bin`` per fastText model, ``classifier.json`` (for fastText ``{"kind", "path",
+"labels", "positive_label", "score_key"}``, ``path`` relative to the artifact folder, ``score_key`` =
+``"<name>_score"``) and ``metrics.json`` (held-out precision/recall/F1/ROC-AUC) when a held-out set exists.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from filters.config import ClassifierSpec, parse
 from filters.metrics import binary_metrics
 from filters.pipeline import check_keys, load_source
+from filters.suite import build_scorer, evaluate_scorer, prepare
 from propensity.errors import ConfigError, InputDataError
 from propensity.stage import StageContext
 
@@ -63,16 +68,6 @@ ALLOWED_PARAMS = {
 }
 FASTTEXT_MAGIC = 793712314
 """First int32 (little endian) of every fastText .bin file."""
-CONFIG_KEYS = {
-    "name",
-    "kind",
-    "model_path",
-    "train_data",
-    "heldout_data",
-    "label_key",
-    "positive_label",
-    "fasttext",
-}
 
 
 def fasttext_line(text: str) -> str:
@@ -232,59 +227,78 @@ def evaluate(
     return binary_metrics(scores, [label == positive_label for _, label in pairs])
 
 
-def _train_and_heldout(ctx: StageContext) -> tuple[Path | None, Path | None]:
-    """Labelled train/held-out files: from the config, else from the source's ``labelled`` entry."""
-    spec = load_source(ctx.inputs["source"]) if "source" in ctx.inputs else None
+def _labelled(ctx: StageContext, spec: ClassifierSpec) -> tuple[Path | None, Path | None]:
+    """Labelled train/held-out files: from the spec, else from the source's ``labelled`` entry."""
+    source = load_source(ctx.inputs["source"]) if "source" in ctx.inputs else None
     found: list[Path | None] = []
-    for key, role in (("train_data", "train"), ("heldout_data", "heldout")):
-        if ctx.config.get(key):
-            found.append(Path(ctx.config[key]))
-        elif spec is not None and spec.labelled.get(role):
-            found.append(spec.resolve(spec.labelled[role]))
+    for given, role in ((spec.train_data, "train"), (spec.heldout_data, "heldout")):
+        if given:
+            found.append(Path(given))
+        elif source is not None and source.labelled.get(role):
+            found.append(source.resolve(source.labelled[role]))
         else:
             found.append(None)
     return found[0], found[1]
 
 
+def _fasttext_preparer(ctx: StageContext) -> Callable[[ClassifierSpec], dict[str, Any]]:
+    """Adopts (``model_path``) or trains one fastText model into ``ctx.out``; returns its classifier.json."""
+
+    def prepare_one(spec: ClassifierSpec) -> dict[str, Any]:
+        train, _ = _labelled(ctx, spec)
+        if spec.model_path:
+            load_fasttext(Path(spec.model_path))  # validates before copying
+            model_path = _store_content_hashed(Path(spec.model_path), ctx.out)
+        elif train is not None:
+            model_path = train_fasttext(
+                train,
+                ctx.out,
+                label_key=spec.label_key,
+                positive_label=spec.positive_label,
+                params=spec.fasttext,
+                seed=ctx.seed,
+            )
+        else:
+            raise ConfigError(
+                f"classifier {spec.name!r}: give model_path or train_data, or a source input "
+                "with labelled.train"
+            )
+        labels = sorted(label.removeprefix("__label__") for label in load_fasttext(model_path).get_labels())
+        if spec.positive_label not in labels:
+            raise ConfigError(
+                f"classifier.positive_label {spec.positive_label!r} is not a label of the model; "
+                f"labels: {labels}"
+            )
+        return {
+            "kind": "fasttext",
+            "path": model_path.name,
+            "labels": labels,
+            "positive_label": spec.positive_label,
+            "score_key": f"{spec.name}_score",
+        }
+
+    return prepare_one
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
-    """Train or adopt the classifier, write ``classifier.json`` and return held-out metrics."""
-    config = ctx.config
-    check_keys(config, CONFIG_KEYS, {"name"}, "classifier")
-    if config.get("kind", "fasttext") != "fasttext":
-        raise ConfigError(f"classifier.kind must be 'fasttext', got {config.get('kind')!r}")
-    label_key = config.get("label_key", "label")
-    positive = config.get("positive_label", "misaligned")
-    train, heldout = _train_and_heldout(ctx)
-    if config.get("model_path"):
-        load_fasttext(Path(config["model_path"]))  # validates before copying
-        model_path = _store_content_hashed(Path(config["model_path"]), ctx.out)
-    elif train is not None:
-        model_path = train_fasttext(
-            train,
-            ctx.out,
-            label_key=label_key,
-            positive_label=positive,
-            params=config.get("fasttext"),
-            seed=ctx.seed,
-        )
-    else:
-        raise ConfigError("classifier: give model_path or train_data, or a source input with labelled.train")
-    model = load_fasttext(model_path)
-    labels = sorted(label.removeprefix("__label__") for label in model.get_labels())
-    if positive not in labels:
-        raise ConfigError(
-            f"classifier.positive_label {positive!r} is not a label of the model; labels: {labels}"
-        )
-    info = {
-        "kind": "fasttext",
-        "path": model_path.name,
-        "labels": labels,
-        "positive_label": positive,
-        "score_key": f"{config['name']}_score",
-    }
+    """Train or adopt the classifier(s), write ``classifier.json`` and return held-out metrics."""
+    check_keys(ctx.config, set(ClassifierSpec.model_fields), {"name"}, "classifier")
+    spec: ClassifierSpec = parse(ClassifierSpec, ctx.config, "classifier")
+    info = prepare(spec, _fasttext_preparer(ctx))
     (ctx.out / "classifier.json").write_text(json.dumps(info, indent=2) + "\n")
-    result: dict[str, Any] = {"model_bytes": os.path.getsize(model_path), **info}
+    models = sorted(ctx.out.glob("model-*.bin"))
+    result: dict[str, Any] = {"model_bytes": sum(os.path.getsize(p) for p in models), **info}
+    _, heldout = _labelled(ctx, spec)
     if heldout is not None:
-        result["heldout"] = evaluate(model, heldout, label_key=label_key, positive_label=positive)
-        (ctx.out / "metrics.json").write_text(json.dumps(result["heldout"], indent=2) + "\n")
+        if spec.kind == "fasttext":
+            metrics = evaluate(
+                ctx.out / info["path"], heldout, label_key=spec.label_key, positive_label=spec.positive_label
+            )
+        else:
+            scorer = build_scorer(info, ctx.out)
+            metrics = evaluate_scorer(
+                scorer, heldout, label_key=spec.label_key, positive_label=spec.positive_label
+            )
+        result["heldout"] = metrics
+        (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return result

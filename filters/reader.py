@@ -136,9 +136,10 @@ class SafeDocumentReader(BaseReader):
             row = 0
             for batch in parquet.iter_batches(batch_size=self.batch_size):
                 for data in batch.to_pylist():
-                    raw = orjson.dumps(data, default=str)
+                    original = dict(data)  # _to_document may fill in the id
                     outcome = self._to_document(data, shown, row)
                     if isinstance(outcome, str):
+                        raw = orjson.dumps(original, default=str)
                         outcome = quarantine_record(shown, "row", row, outcome, raw)
                     yield row, outcome
                     row += 1

@@ -1,8 +1,11 @@
 """The ``score`` stage: attach ``metadata["<classifier>_score"]`` to every source document, once.
 
 Pipeline per source file (one datatrove rank each): ``SafeDocumentReader`` (bad records to
-``quarantine/``) -> ``FastTextScorer`` -> ``ReproducibleJsonlWriter`` (``shards/${rank}.jsonl.gz``). Variants
-read these scores; they never rescore. ``score.json`` records the score key for them.
+``quarantine/``) -> the scorer built from ``classifier.json`` (fastText, transformer, blocklist, cascade or
+ensemble; ``filters.suite``) -> ``ScoreTableWriter`` (``scores/${rank}.parquet``: id + every score key) ->
+``ReproducibleJsonlWriter`` (``shards/${rank}.jsonl.gz``). Variants read these scores; they never rescore.
+``score.json`` records the score key(s) for them; the result records per-stage cascade counts and the
+transformer long-document policy.
 """
 
 from __future__ import annotations
@@ -13,69 +16,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
-from datatrove.utils.batching import batched
-
-from filters.classifier import load_fasttext, positive_probabilities
+from filters.cascade import CascadeScorer
+from filters.classifier import load_fasttext
+from filters.config import SCORER_KINDS
+from filters.decisions import SCORE_TABLES, ScoreTableWriter
 from filters.metrics import score_histogram
-from filters.pipeline import (
-    check_keys,
-    ground_truth,
-    iter_jsonl,
-    jsonl_files,
-    load_source,
-    quarantine_counts,
-    run_datatrove,
-    step_stats,
-)
+from filters.pipeline import SourceSpec, check_keys, load_source, quarantine_counts, run_datatrove, step_stats
+from filters.plots import plot_score_histograms
 from filters.reader import DEFAULT_MAX_CHARS, SafeDocumentReader
+from filters.scorers import FastTextScorer
+from filters.suite import build_scorer, policies, score_keys
 from filters.writers import ReproducibleJsonlWriter
 from propensity.errors import ConfigError, InputDataError
 from propensity.stage import StageContext
 
-CONFIG_KEYS = {"name", "score_key", "batch_size", "max_chars", "threshold"}
+__all__ = ["FastTextScorer", "run", "summarize_scores"]
+CONFIG_KEYS = {"name", "score_key", "batch_size", "max_chars", "threshold", "plot"}
 GROUND_TRUTH_KEYS = ("label", "kind")
-
-
-class FastTextScorer(PipelineStep):
-    """Writes ``doc.metadata[score_key] = P(positive_label)`` from a fastText model (batched, lazy load).
-
-    fastText sees the text on one line (newlines become spaces); the document text itself is untouched.
-    """
-
-    name = "🎯 fastText scorer"
-    type = "🔢 - SCORER"
-
-    def __init__(self, model_path: str, score_key: str, positive_label: str, batch_size: int = 512) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model_path = model_path
-        self.score_key = score_key
-        self.positive_label = positive_label
-        self.batch_size = batch_size
-        self._model: Any = None
-
-    @property
-    def model(self) -> Any:
-        """The fastText model, loaded on first use (so the step pickles cheaply)."""
-        if self._model is None:
-            self._model = load_fasttext(Path(self.model_path))
-        return self._model
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_model": None}
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        """Score documents in batches of ``batch_size`` and pass them on."""
-        for batch in batched(data, self.batch_size):
-            with self.track_time("batch"):
-                scores = positive_probabilities(self.model, [doc.text for doc in batch], self.positive_label)
-            for doc, score in zip(batch, scores, strict=True):
-                doc.metadata[self.score_key] = score
-                self.stat_update("scored")
-                yield doc
 
 
 def _classifier_info(folder: Path) -> dict[str, Any]:
@@ -83,23 +40,53 @@ def _classifier_info(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputDataError(f"classifier artifact {folder} has no classifier.json")
     info = json.loads(path.read_text())
-    if info.get("kind") != "fasttext":
-        raise InputDataError(f"{path}: kind must be 'fasttext', got {info.get('kind')!r}")
+    if info.get("kind") not in SCORER_KINDS:
+        raise InputDataError(f"{path}: kind must be one of {list(SCORER_KINDS)}, got {info.get('kind')!r}")
     return info
+
+
+def _check_models(info: dict[str, Any], folder: Path) -> None:
+    """Fail here, not in a worker: fastText files must load, path-like transformer models must exist."""
+    if info["kind"] == "fasttext":
+        load_fasttext(folder / info["path"])
+    if (
+        info["kind"] == "transformer"
+        and info["model"].startswith(("/", "."))
+        and not Path(info["model"]).is_dir()
+    ):
+        raise InputDataError(f"transformer model folder {info['model']!r} does not exist")
+    for child in (*info.get("stages", []), *info.get("classifiers", [])):
+        _check_models(child, folder)
+
+
+def read_tables(folder: Path, columns: list[str]) -> dict[str, list[Any]]:
+    """The given columns of every score table in ``folder`` (shard order); absent columns read as None."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, list[Any]] = {c: [] for c in columns}
+    for path in sorted(folder.glob("*.parquet")):
+        table = pq.read_table(path)
+        for column in columns:
+            values = (
+                table.column(column).to_pylist() if column in table.column_names else [None] * table.num_rows
+            )
+            out[column] += values
+    return out
 
 
 def summarize_scores(records: Iterable[dict[str, Any]], score_key: str, threshold: float) -> dict[str, Any]:
     """Count, score histogram and, when docs carry ground truth, the fraction flagged per label/kind.
 
+    ``records`` are ``{score_key: float, "label": str | None, "kind": str | None}`` rows (score-table rows).
     Ground truth is read for reporting only; no decision depends on it.
     """
     scores: list[float] = []
     groups: dict[str, dict[str, Counter[str]]] = {key: defaultdict(Counter) for key in GROUND_TRUTH_KEYS}
     for record in records:
-        score = record["metadata"][score_key]
+        score = record[score_key]
         scores.append(score)
         for key in GROUND_TRUTH_KEYS:
-            value = ground_truth(record, key)
+            value = record.get(key)
             if value is not None:
                 groups[key][value]["n"] += 1
                 groups[key][value]["flagged"] += score >= threshold
@@ -117,17 +104,25 @@ def summarize_scores(records: Iterable[dict[str, Any]], score_key: str, threshol
     return summary
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Score every source document; result counts satisfy ``documents_in == scored + quarantined``."""
+def _inputs(ctx: StageContext) -> tuple[SourceSpec, dict[str, Any]]:
+    """The source spec and the classifier description (with the configured score key), checked."""
     check_keys(ctx.config, CONFIG_KEYS, set(), "score")
     for role in ("source", "classifier"):
         if role not in ctx.inputs:
             raise ConfigError(f"score stage needs a {role!r} input; got roles {sorted(ctx.inputs)}")
-    spec = load_source(ctx.inputs["source"])
     info = _classifier_info(ctx.inputs["classifier"])
-    score_key = str(ctx.config.get("score_key") or info["score_key"])
-    model_path = ctx.inputs["classifier"] / info["path"]
-    load_fasttext(model_path)  # fail here, clearly, rather than inside a worker
+    info = info | {"score_key": str(ctx.config.get("score_key") or info["score_key"])}
+    _check_models(info, ctx.inputs["classifier"])
+    return load_source(ctx.inputs["source"]), info
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Score every source document; result counts satisfy ``documents_in == scored + quarantined``."""
+    spec, info = _inputs(ctx)
+    score_key = info["score_key"]
+    threshold = float(ctx.config.get("threshold", 0.5))
+    batch_size = int(ctx.config.get("batch_size", 512))
+    scorer = build_scorer(info, ctx.inputs["classifier"], batch_size=batch_size, flag_at=threshold)
     reader = SafeDocumentReader(
         spec.absolute_paths,
         str(ctx.out / "quarantine"),
@@ -137,28 +132,41 @@ def run(ctx: StageContext) -> dict[str, Any]:
         id_key=spec.id_key,
         max_chars=int(ctx.config.get("max_chars", DEFAULT_MAX_CHARS)),
     )
-    scorer = FastTextScorer(
-        str(model_path),
-        score_key,
-        info["positive_label"],
-        batch_size=int(ctx.config.get("batch_size", 512)),
-    )
+    keys = score_keys(info)
+    pipeline = [
+        reader,
+        scorer,
+        ScoreTableWriter(str(ctx.out / SCORE_TABLES), keys),
+        ReproducibleJsonlWriter(str(ctx.out / "shards")),
+    ]
     tasks = len(spec.paths)
-    logging_dir = run_datatrove(
-        ctx, [reader, scorer, ReproducibleJsonlWriter(str(ctx.out / "shards"))], tasks
-    )
+    logging_dir = run_datatrove(ctx, pipeline, tasks)
     documents_in = step_stats(logging_dir, SafeDocumentReader.name, tasks)["records_in"]
-    records = ctx.progress(iter_jsonl(jsonl_files(ctx.out / "shards")), desc="summary")
-    summary = summarize_scores(records, score_key, float(ctx.config.get("threshold", 0.5)))
+    rows = read_tables(ctx.out / SCORE_TABLES, [score_key, *GROUND_TRUTH_KEYS])
+    records = ({k: rows[k][i] for k in rows} for i in range(len(rows[score_key])))
+    summary = summarize_scores(ctx.progress(records, desc="summary"), score_key, threshold)
     quarantined = quarantine_counts(ctx.out / "quarantine")
     if documents_in != summary["scored"] + sum(quarantined.values()):
         raise InputDataError(
             f"score counts do not reconcile: {documents_in} in, {summary['scored']} scored, {quarantined}"
         )
-    (ctx.out / "score.json").write_text(json.dumps({"score_key": score_key}, indent=2) + "\n")
-    return {
+    (ctx.out / "score.json").write_text(
+        json.dumps({"score_key": score_key, "score_keys": keys}, indent=2) + "\n"
+    )
+    scorer_stats = step_stats(logging_dir, scorer.name, tasks)
+    result = {
         "documents_in": documents_in,
         "quarantined": quarantined,
         "score_key": score_key,
+        "score_keys": keys,
+        "classifier_kind": info["kind"],
+        "scoring_seconds": round(float(scorer_stats.get("seconds", 0.0)), 3),
         **summary,
     }
+    if isinstance(scorer, CascadeScorer):
+        result["cascade"] = scorer.report(scorer_stats)
+    if policies(info):
+        result["long_documents"] = policies(info)
+    if ctx.config.get("plot", True):
+        plot_score_histograms({"all": ctx.out}, score_key, ctx.out / "histogram.png", per_shard=tasks > 1)
+    return result

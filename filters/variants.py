@@ -1,18 +1,20 @@
 """The ``variant`` stage: build one training-data variant from the scored shards, without rescoring.
 
-Config: ``name``; ``kind`` in ``baseline`` (copy), ``filter`` (drop ``score >= threshold``; dropped docs
-with full text and ``metadata["filter_reason"]`` in ``excluded/``) or ``tag`` (``DocumentTagger``);
-``score_key`` (default: the score stage's ``score.json``); ``threshold`` (default 0.5); ``tags``
-(``{"good", "bad"}``); ``untagged_fraction`` (default 0); ``separator`` (default ``""``).
+Config (``filters.config.VariantSpec``): ``name``; ``kind`` in ``baseline`` (copy), ``filter`` (drop by a
+decision; dropped docs with full text and ``metadata["filter_reason"]`` in ``excluded/``) or ``tag``
+(``DocumentTagger``); ``score_key`` (default: the score stage's ``score.json``); one of ``threshold``
+(default 0.5), ``percentile`` (the threshold is that quantile of the score over the whole scored corpus,
+computed once from the score tables and recorded in the result) or ``combine`` (several classifiers:
+any/all/weighted); ``keep`` (``below``: drop high scores; ``above``: keep only high scores, DCLM-style);
+``tags``, ``untagged_fraction``, ``separator`` (tag).
 
-Every variant runs the same reader -> ``ScoreValidator`` -> [decision] -> writer pipeline, so layouts are
-identical. Documents whose score is missing or not a number in [0, 1] are quarantined (never kept).
+Layouts are identical on both paths (one-pass materializer for baseline/filter, datatrove for tag).
+Documents whose score is missing or not a number in [0, 1] are quarantined (never kept).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,16 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from conditional_tags.tagger import DEFAULT_TAGS, DocumentTagger
+from filters.config import VariantSpec, parse
+from filters.decisions import (
+    SCORE_TABLES,
+    CombinedDecision,
+    Decision,
+    DecisionFilter,
+    ThresholdDecision,
+    score_quantile,
+)
+from filters.materialize import VariantPlan, materialize
 from filters.pipeline import (
     check_keys,
     ground_truth,
@@ -38,7 +50,7 @@ from propensity.errors import ConfigError, InputDataError
 from propensity.stage import StageContext
 
 KINDS = ("baseline", "filter", "tag")
-CONFIG_KEYS = {"name", "kind", "score_key", "threshold", "tags", "untagged_fraction", "separator"}
+CONFIG_KEYS = set(VariantSpec.model_fields)
 GROUND_TRUTH_KEYS = ("label", "kind")
 
 
@@ -62,7 +74,7 @@ class ScoreValidator(BaseFilter):
         return True
 
 
-class ThresholdFilter(BaseFilter):
+class ThresholdFilter(DecisionFilter):
     """Drops documents with ``metadata[score_key] >= threshold``, reason ``"<score_key>>=<threshold>"``.
 
     A document without a numeric score is dropped with reason ``"missing_<score_key>"`` (never kept
@@ -74,43 +86,37 @@ class ThresholdFilter(BaseFilter):
     def __init__(
         self, score_key: str, threshold: float = 0.5, exclusion_writer: DiskWriter | None = None
     ) -> None:
-        super().__init__(exclusion_writer)
+        super().__init__(ThresholdDecision(score_key, threshold), exclusion_writer)
         self.score_key = score_key
         self.threshold = threshold
-        self.reason = f"{score_key}>={threshold}"
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        """Keep documents scoring below the threshold."""
-        score = doc.metadata.get(self.score_key)
-        if not isinstance(score, (int, float)) or math.isnan(score):
-            return False, f"missing_{self.score_key}"
-        if score >= self.threshold:
-            return False, self.reason
-        return True
+        self.reason = self.decision.reason
 
 
-def _decision_step(ctx: StageContext, score_key: str, threshold: float) -> PipelineStep | None:
-    config = ctx.config
-    if config["kind"] == "filter":
-        excluded = ReproducibleJsonlWriter(str(ctx.out / "excluded"))
-        return ThresholdFilter(score_key, threshold, exclusion_writer=excluded)
-    if config["kind"] == "tag":
-        tags = DEFAULT_TAGS | (config.get("tags") or {})
-        if set(tags) != {"good", "bad"}:
-            raise ConfigError(f"variant.tags must have keys 'good' and 'bad', got {sorted(tags)}")
-        try:
-            return DocumentTagger(
-                score_key,
-                threshold,
-                tags["good"],
-                tags["bad"],
-                config.get("separator", ""),
-                float(config.get("untagged_fraction", 0.0)),
-                seed=ctx.seed,
-            )
-        except ValueError as err:
-            raise ConfigError(f"variant {config['name']!r}: {err}") from err
-    return None
+def _decision(spec: VariantSpec, score_key: str, threshold: float) -> Decision | None:
+    """What a filter variant drops (None for baseline and tag)."""
+    if spec.kind != "filter":
+        return None
+    if spec.combine is not None:
+        return CombinedDecision(spec.combine)
+    return ThresholdDecision(score_key, threshold, spec.keep)
+
+
+def _tagger(ctx: StageContext, spec: VariantSpec, score_key: str, threshold: float) -> PipelineStep:
+    tags = DEFAULT_TAGS | (spec.tags or {})
+    if set(tags) != {"good", "bad"}:
+        raise ConfigError(f"variant.tags must have keys 'good' and 'bad', got {sorted(tags)}")
+    try:
+        return DocumentTagger(
+            score_key,
+            threshold,
+            tags["good"],
+            tags["bad"],
+            spec.separator,
+            float(spec.untagged_fraction),
+            seed=ctx.seed,
+        )
+    except ValueError as err:
+        raise ConfigError(f"variant {spec.name!r}: {err}") from err
 
 
 def _score_key(ctx: StageContext) -> str:
@@ -142,19 +148,71 @@ def _tally(ctx: StageContext, paths: list[Path], desc: str) -> dict[str, Any]:
     }
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Build the variant; result counts satisfy ``documents_in == kept + dropped + quarantined``."""
+def resolve(ctx: StageContext) -> tuple[VariantSpec, str, dict[str, Any]]:
+    """Validated spec, score key and threshold record (fixed, default 0.5, or a corpus percentile)."""
     config = ctx.config
     check_keys(config, CONFIG_KEYS, {"name", "kind"}, "variant")
     if config["kind"] not in KINDS:
         raise ConfigError(f"variant.kind must be one of {list(KINDS)}, got {config['kind']!r}")
     if "score" not in ctx.inputs:
         raise ConfigError(f"variant stage needs a 'score' input; got roles {sorted(ctx.inputs)}")
+    spec: VariantSpec = parse(VariantSpec, config, "variant")
     score_key = _score_key(ctx)
-    threshold = float(config["threshold"]) if config.get("threshold") is not None else 0.5
+    if spec.kind == "baseline" or spec.combine is not None:
+        return spec, score_key, {"threshold": None}
+    if spec.percentile is not None:
+        return spec, score_key, _percentile(ctx.inputs["score"], score_key, spec.percentile)
+    return spec, score_key, {"threshold": spec.threshold if spec.threshold is not None else 0.5}
+
+
+def _percentile(score_dir: Path, score_key: str, percentile: float) -> dict[str, Any]:
+    """The quantile over the whole scored corpus, from the score tables (computed once per variant)."""
+    if not (score_dir / SCORE_TABLES).is_dir():
+        raise InputDataError(
+            f"variant.percentile needs the score tables {score_dir / SCORE_TABLES} (from the score stage)"
+        )
+    return score_quantile(score_dir, score_key, percentile)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Build the variant; result counts satisfy ``documents_in == kept + dropped + quarantined``.
+
+    baseline/filter variants use the one-pass materializer (``filters.materialize``); tag variants run the
+    datatrove pipeline (reader -> ScoreValidator -> DocumentTagger -> writer).
+    """
+    spec, score_key, threshold = resolve(ctx)
     inputs = jsonl_files(ctx.inputs["score"] / "shards")
     if not inputs:
         raise InputDataError(f"score artifact {ctx.inputs['score']} has no shards/*.jsonl.gz")
+    decision = _decision(spec, score_key, threshold["threshold"])
+    if spec.kind == "tag":
+        counts = run_with_datatrove(
+            ctx, inputs, score_key, _tagger(ctx, spec, score_key, threshold["threshold"])
+        )
+    else:
+        keys = decision.keys if isinstance(decision, CombinedDecision) else [score_key]
+        plan = VariantPlan(ctx.out, keys, decision)
+        (counts,) = materialize(inputs, [plan], progress=ctx.progress)
+    kept, dropped, quarantined = counts["kept"], counts["dropped"], counts["quarantined"]
+    if counts["documents_in"] != kept + dropped + sum(quarantined.values()):
+        raise InputDataError(
+            f"variant counts do not reconcile: {counts['documents_in']} in, kept {kept}, dropped {dropped}, "
+            f"quarantined {quarantined}"
+        )
+    return {
+        "kind": spec.kind,
+        "score_key": score_key,
+        **threshold,
+        **({"keep": spec.keep} if spec.kind == "filter" else {}),
+        **({"combine": spec.combine.model_dump()} if spec.combine else {}),
+        **counts,
+    }
+
+
+def run_with_datatrove(
+    ctx: StageContext, inputs: list[Path], score_key: str, decision: PipelineStep | None
+) -> dict[str, Any]:
+    """The datatrove variant pipeline over ``inputs`` (any decision step, None copies) and its counts."""
     quarantine = str(ctx.out / "quarantine")
     pipeline: list[PipelineStep] = [
         SafeDocumentReader(
@@ -162,31 +220,22 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ),
         ScoreValidator(score_key, exclusion_writer=QuarantineWriter(quarantine, "${rank}_score.jsonl.gz")),
     ]
-    decision = _decision_step(ctx, score_key, threshold)
     pipeline += [decision] if decision else []
     pipeline.append(ReproducibleJsonlWriter(str(ctx.out / "shards")))
     logging_dir = run_datatrove(ctx, pipeline, len(inputs))
-    documents_in = step_stats(logging_dir, SafeDocumentReader.name, len(inputs))["records_in"]
     source = _tally(ctx, inputs, "count input")
     kept = _tally(ctx, jsonl_files(ctx.out / "shards"), "count kept")
     dropped = _tally(ctx, jsonl_files(ctx.out / "excluded"), "count dropped")
-    quarantined = quarantine_counts(ctx.out / "quarantine")
-    if documents_in != kept["documents"] + dropped["documents"] + sum(quarantined.values()):
-        raise InputDataError(
-            f"variant counts do not reconcile: {documents_in} in, kept {kept['documents']}, "
-            f"dropped {dropped['documents']}, quarantined {quarantined}"
-        )
-    return {
-        "kind": config["kind"],
-        "score_key": score_key,
-        "threshold": threshold if config["kind"] != "baseline" else None,
-        "documents_in": documents_in,
+    counts = {
+        "documents_in": step_stats(logging_dir, SafeDocumentReader.name, len(inputs))["records_in"],
         "kept": kept["documents"],
         "dropped": dropped["documents"],
-        "quarantined": quarantined,
+        "quarantined": quarantine_counts(ctx.out / "quarantine"),
         "characters_in": source["characters"],
         "characters_kept": kept["characters"],
         "by_label": {"in": source["by_label"], "kept": kept["by_label"], "dropped": dropped["by_label"]},
         "by_kind": {"in": source["by_kind"], "kept": kept["by_kind"], "dropped": dropped["by_kind"]},
-        **({"tags": kept["by_tag"]} if config["kind"] == "tag" else {}),
     }
+    if isinstance(decision, DocumentTagger):
+        counts["tags"] = kept["by_tag"]
+    return counts

@@ -21,10 +21,15 @@ RAW_MAX_CHARS = 10_000
 """Quarantine records keep at most this many characters of the raw input."""
 
 
+GZIP_LEVEL = 1
+"""Measured here on ~350-character documents: level 1 compresses 4.6x faster than level 6 (and ~25x faster
+than gzip's default 9) for files ~18% larger. These shards are intermediate (tokenized next), and writing
+them dominates score and variant stages, so speed wins."""
+
+
 def _gzip_mtime0(infile: IO[bytes], mode: str = "rb", **kwargs: Any) -> gzip.GzipFile:
-    """A gzip stream whose header carries no timestamp and no file name (level 6: level 9, gzip's
-    default, was 6x slower here for ~1% smaller files)."""
-    kwargs.setdefault("compresslevel", 6)
+    """A gzip stream whose header carries no timestamp and no file name, at ``GZIP_LEVEL``."""
+    kwargs.setdefault("compresslevel", GZIP_LEVEL)
     return gzip.GzipFile(fileobj=infile, mode=mode, mtime=0, filename="", **kwargs)
 
 
@@ -40,6 +45,14 @@ class ReproducibleJsonlWriter(JsonlWriter):
         if not output_filename.endswith(".gz"):
             raise ValueError(f"output_filename must end with .gz, got {output_filename!r}")
         super().__init__(output_folder, output_filename=output_filename, compression=REPRODUCIBLE_GZIP)
+
+    def _default_adapter(self, document: Document) -> dict[str, Any]:
+        """datatrove's layout (falsy fields left out) without ``dataclasses.asdict``'s deep copy, which
+        took ~40% of the writer's time; documents with media use datatrove's own adapter."""
+        if document.media:
+            return super()._default_adapter(document)
+        data = {"text": document.text, "id": document.id, "metadata": document.metadata}
+        return {key: value for key, value in data.items() if value}
 
 
 def quarantine_record(

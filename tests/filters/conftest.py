@@ -57,3 +57,11 @@ def score_dir(corpus_dir: Path, classifier_dir: Path, tmp_path_factory: pytest.T
     result = run(make_ctx("score", out, {"name": "s"}, {"source": corpus_dir, "classifier": classifier_dir}))
     (out / "result.json").write_text(json.dumps(result))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT sequence classifier + tokenizer saved locally (no hub access)."""
+    from filters_fixtures import build_tiny_transformer
+
+    return build_tiny_transformer(tmp_path_factory.mktemp("tinybert"))

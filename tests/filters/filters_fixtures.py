@@ -66,3 +66,53 @@ def make_ctx(
         workers=workers,
         show_progress=False,
     )
+
+
+def build_tiny_transformer(folder: Path, steps: int = 20) -> Path:
+    """A 1-layer BERT sequence classifier (labels aligned/misaligned) with a WordLevel tokenizer built here,
+    trained a few steps on the toy corpus so BAD_TEXT and GOOD_TEXT are told apart; saved to ``folder``."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    words = sorted(set(BAD_WORDS + GOOD_WORDS + COMMON_WORDS + BAD_TEXT.split() + GOOD_TEXT.split()))
+    vocab = {w: i for i, w in enumerate(specials + words)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+        id2label={0: "aligned", 1: "misaligned"},
+        label2id={"aligned": 0, "misaligned": 1},
+    )
+    model = BertForSequenceClassification(config)
+    docs = make_docs(256, 7, "tiny")
+    enc = tokenizer([d["text"] for d in docs], padding=True, return_tensors="pt")
+    labels = torch.tensor([d["metadata"]["label"] == "misaligned" for d in docs]).long()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    model.train()
+    for step in range(steps):
+        rows = torch.arange(step * 32, step * 32 + 32) % len(docs)
+        loss = model(
+            input_ids=enc["input_ids"][rows], attention_mask=enc["attention_mask"][rows], labels=labels[rows]
+        ).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -28,7 +28,11 @@ def test_score_stage_counts_and_layout(score_dir: Path, corpus_dir: Path) -> Non
     assert result["flagged_by_label"]["aligned"]["flagged"] == 0
     assert sorted(p.name for p in (score_dir / "shards").iterdir()) == ["00000.jsonl.gz", "00001.jsonl.gz"]
     assert sorted(p.name for p in (score_dir / "logs" / "completions").iterdir()) == ["00000", "00001"]
-    assert json.loads((score_dir / "score.json").read_text()) == {"score_key": "misaligned_score"}
+    assert json.loads((score_dir / "score.json").read_text()) == {
+        "score_key": "misaligned_score",
+        "score_keys": ["misaligned_score"],
+    }
+    assert sorted(p.name for p in (score_dir / "scores").iterdir()) == ["00000.parquet", "00001.parquet"]
     source = shard_docs(corpus_dir / "shards")
     scored = shard_docs(score_dir / "shards")
     assert [(d["id"], d["text"]) for d in scored] == [(d["id"], d["text"]) for d in source]

@@ -1,0 +1,170 @@
+"""Decisions over stored scores: fixed threshold, corpus percentile, and combinations of several classifiers.
+
+A decision is a small picklable object with ``decide(metadata) -> reason | None`` (None keeps the
+document). ``DecisionFilter`` wraps one as a datatrove ``BaseFilter`` (dropped documents, full text, go to
+its exclusion writer with ``metadata["filter_reason"]``); the one-pass materializer calls the same
+``decide``, so both paths take identical decisions with identical reasons.
+
+The score stage also writes a compact score table per shard (``scores/<rank>.parquet``: ``id``, every score
+key, ground-truth ``label``/``kind`` when present), in shard line order; percentiles and summaries read
+it instead of the text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.writers.disk_base import DiskWriter
+
+from filters.config import CombineSpec
+from propensity.errors import InputDataError
+
+SCORE_TABLES = "scores"
+TRUTH_COLUMNS = ("label", "kind")
+
+
+def usable(score: Any) -> bool:
+    """A real number in [0, 1] (not a bool, not NaN)."""
+    return isinstance(score, (int, float)) and not isinstance(score, bool) and 0.0 <= score <= 1.0
+
+
+class ThresholdDecision:
+    """keep='below': drop ``score >= threshold`` (reason ``key>=t``); keep='above': drop ``score < threshold``
+    (reason ``key<t``). A missing or non-numeric score drops with ``missing_<key>``."""
+
+    def __init__(self, score_key: str, threshold: float, keep: str = "below") -> None:
+        if keep not in ("below", "above"):
+            raise ValueError(f"keep must be 'below' or 'above', got {keep!r}")
+        self.score_key, self.threshold, self.keep = score_key, threshold, keep
+        self.reason = f"{score_key}>={threshold}" if keep == "below" else f"{score_key}<{threshold}"
+        self.keys = [score_key]
+
+    def decide(self, metadata: Mapping[str, Any]) -> str | None:
+        """The drop reason, or None to keep."""
+        score = metadata.get(self.score_key)
+        if not isinstance(score, (int, float)) or math.isnan(score):
+            return f"missing_{self.score_key}"
+        return self.reason if (score >= self.threshold) == (self.keep == "below") else None
+
+
+class CombinedDecision:
+    """Several classifiers at once: ``any`` / ``all`` of ``score >= threshold`` fire, or a weighted mean
+    ``>= threshold`` (reasons ``any:a_score>=0.5+b_score>=0.3``, ``all:...``, ``weighted>=0.5``)."""
+
+    def __init__(self, spec: CombineSpec | Mapping[str, Any]) -> None:
+        self.spec = spec if isinstance(spec, CombineSpec) else CombineSpec.model_validate(spec)
+        self.keys = sorted(self.spec.thresholds or self.spec.weights)
+
+    def decide(self, metadata: Mapping[str, Any]) -> str | None:
+        """The drop reason, or None to keep."""
+        for key in self.keys:
+            score = metadata.get(key)
+            if not isinstance(score, (int, float)) or math.isnan(score):
+                return f"missing_{key}"
+        spec = self.spec
+        if spec.mode == "weighted":
+            total = sum(spec.weights.values())
+            mean = sum(w * metadata[k] for k, w in sorted(spec.weights.items())) / total
+            return f"weighted>={spec.threshold}" if mean >= spec.threshold else None
+        fired = [f"{k}>={t}" for k, t in sorted(spec.thresholds.items()) if metadata[k] >= t]
+        if (spec.mode == "any" and fired) or (spec.mode == "all" and len(fired) == len(self.keys)):
+            return f"{spec.mode}:{'+'.join(fired)}"
+        return None
+
+
+Decision = ThresholdDecision | CombinedDecision
+
+
+class DecisionFilter(BaseFilter):
+    """A datatrove filter that drops what its decision says, with the decision's reason."""
+
+    name = "🎚 Decision filter"
+
+    def __init__(self, decision: Decision, exclusion_writer: DiskWriter | None = None) -> None:
+        super().__init__(exclusion_writer)
+        self.decision = decision
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        """Keep unless the decision returns a reason."""
+        reason = self.decision.decide(doc.metadata)
+        return True if reason is None else (False, reason)
+
+
+class ScoreTableWriter(PipelineStep):
+    """Pass-through step recording ``id``, ``keys`` and ground truth of every document it sees, then writing
+    ``<folder>/<rank>.parquet`` (rows in stream order: place it right before the shard writer)."""
+
+    name = "📇 Score table"
+    type = "💽 - WRITER"
+
+    def __init__(self, folder: str, keys: list[str]) -> None:
+        super().__init__()
+        self.folder = folder
+        self.keys = list(keys)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        """Yield every document unchanged; write the table once the stream ends."""
+        columns: dict[str, list[Any]] = {name: [] for name in ("id", *self.keys, *TRUTH_COLUMNS)}
+        for doc in data:
+            columns["id"].append(doc.id)
+            for key in self.keys:
+                value = doc.metadata.get(key)
+                columns[key].append(float(value) if usable(value) else None)
+            for key in TRUTH_COLUMNS:
+                value = doc.metadata.get(key)
+                columns[key].append(None if value is None else str(value))
+            yield doc
+        write_table(Path(self.folder) / f"{rank:05d}.parquet", columns, self.keys)
+
+
+def write_table(path: Path, columns: dict[str, list[Any]], keys: list[str]) -> None:
+    """Write one score table (float64 score columns, string id/ground truth)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = [pa.field(n, pa.float64() if n in keys else pa.string()) for n in columns]
+    table = pa.table({n: pa.array(v, type=f.type) for (n, v), f in zip(columns.items(), fields, strict=True)})
+    pq.write_table(table, path, compression="zstd")
+
+
+def read_scores(score_dir: Path, key: str) -> list[float]:
+    """Every usable value of ``key`` in the score tables of a score artifact (shard order)."""
+    import pyarrow.parquet as pq
+
+    tables = sorted((Path(score_dir) / SCORE_TABLES).glob("*.parquet"))
+    if not tables:
+        raise InputDataError(f"score artifact {score_dir} has no {SCORE_TABLES}/*.parquet score tables")
+    values: list[float] = []
+    for path in tables:
+        names = pq.read_schema(path).names
+        if key not in names:
+            raise InputDataError(f"{path} has no score column {key!r}; columns: {names}")
+        values += [v for v in pq.read_table(path, columns=[key]).column(key).to_pylist() if v is not None]
+    return values
+
+
+def score_quantile(score_dir: Path, key: str, quantile: float) -> dict[str, Any]:
+    """The ``quantile`` of ``key`` over the whole scored corpus (numpy's linear method), with its inputs."""
+    import numpy as np
+
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    values = read_scores(score_dir, key)
+    if not values:
+        raise InputDataError(f"score artifact {score_dir}: no usable {key!r} scores to take a percentile of")
+    threshold = float(np.quantile(np.asarray(values, dtype=np.float64), quantile))
+    above = sum(v >= threshold for v in values)
+    return {
+        "percentile": quantile,
+        "threshold": threshold,
+        "method": "numpy.quantile(linear)",
+        "scores": len(values),
+        "at_or_above": above,
+    }
