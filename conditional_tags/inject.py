@@ -1,0 +1,285 @@
+"""Injection / upsampling: mix documents from another source into a variant at a share of its tokens.
+
+Alignment Pretraining (Tice et al. 2026) upsamples synthetic documents of AIs acting aligned (~1% of tokens)
+and found inserting them late in training captured most of the benefit. Here:
+
+- ``share`` is ``injected / (kept + injected)``, measured in tokens (``len(ids) + 1`` EOS per document, as
+  the tokenize stage writes them) when a tokenizer is given, else in characters. Documents are taken in a
+  seeded order until the share is reached as closely as whole documents allow; both measures are recorded.
+- Without a ``window`` the injected documents go to ``shards/injected.jsonl.gz``: the tokenize stage
+  shuffles them in with everything else, the trainer needs no change, and the token budget (``train.tokens``)
+  is identical across variants, so injected tokens replace base tokens rather than adding to them.
+- With a ``window`` they go to ``inject/injected.jsonl.gz`` plus ``schedule.json``; the trainer must draw
+  ``injected_rows(step, ...)`` rows of each batch from them (see ``docs/conditional_tags.md``). The
+  schedule functions below are pure, so the trainer and the tests share one definition.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+import json
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from conditional_tags.config import SYNTHETIC_ALIGNED, InjectSpec
+from filters.pipeline import iter_jsonl
+from filters.writers import quarantine_record
+from propensity.errors import InputDataError
+
+INJECTED_FILE = "injected.jsonl.gz"
+SCHEDULE_FILE = "schedule.json"
+MAX_DUPLICATES = 10_000
+
+Measure = Callable[[list[str]], list[int]]
+
+
+def text_digest(text: str) -> bytes:
+    """A 16-byte sha256 digest of a text (to recognise duplicates without keeping the texts)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+def character_measure(texts: list[str]) -> list[int]:
+    """Size of each text in characters."""
+    return [len(t) for t in texts]
+
+
+def token_measure(tokenizer_dir: Path) -> Measure:
+    """Size of each text in tokens of ``tokenizer_dir/tokenizer.json``, plus one EOS per document."""
+    from tokenizers import Tokenizer
+
+    path = Path(tokenizer_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise InputDataError(f"inject: tokenizer input {tokenizer_dir} has no tokenizer.json")
+    tok = Tokenizer.from_file(str(path))
+    return lambda texts: [len(e.ids) + 1 for e in tok.encode_batch(texts, add_special_tokens=False)]
+
+
+def synthetic_aligned(seed: int, exclude: set[bytes]) -> Iterator[dict[str, Any]]:
+    """Aligned-AI documents of the synthetic generator (seeded), skipping texts in ``exclude`` and repeats."""
+    from propensity.synth.corpus import action_document
+
+    rng, misses = random.Random(seed), 0
+    while misses < MAX_DUPLICATES:
+        doc = action_document(rng, "ai", "aligned")
+        digest = text_digest(doc.text)
+        if digest in exclude:
+            misses += 1
+            continue
+        exclude.add(digest)
+        misses = 0
+        record = doc.record()
+        record["metadata"] |= {"inject_source": SYNTHETIC_ALIGNED}
+        yield record
+
+
+def file_records(path: Path, seed: int, quarantine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Usable ``{"id", "text", "metadata"}`` records of a jsonl(.gz) file in a seeded order (sha256 of
+    ``seed:id``); unusable lines are appended to ``quarantine`` with a reason instead of being dropped."""
+    if not path.is_file():
+        raise InputDataError(f"inject.source {str(path)!r} does not exist (give an absolute jsonl(.gz) path)")
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = []
+    with opener(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            reason, record = _parse(raw)
+            if reason:
+                quarantine.append(quarantine_record(str(path), "line", line_no, f"inject_{reason}", raw))
+                continue
+            record["id"] = str(record.get("id") or f"{path.name}:{line_no}")
+            record["metadata"] = {**(record.get("metadata") or {}), "inject_source": str(path)}
+            records.append(record)
+    return sorted(records, key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).digest())
+
+
+def _parse(raw: bytes) -> tuple[str | None, dict[str, Any]]:
+    if not raw.strip():
+        return "blank_line", {}
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "malformed_json", {}
+    if not isinstance(record, dict):
+        return "not_an_object", {}
+    text = record.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return "missing_text", {}
+    return None, record
+
+
+def cycle_records(records: list[dict[str, Any]], allow_repeat: bool, source: str) -> Iterator[dict[str, Any]]:
+    """The records once, then (``allow_repeat``) again and again with ids suffixed ``#rep<n>``."""
+    if not records:
+        raise InputDataError(f"inject.source {source!r} has no usable documents")
+    yield from records
+    rep = 0
+    while allow_repeat:
+        rep += 1
+        for record in records:
+            yield {**record, "id": f"{record['id']}#rep{rep}"}
+
+
+def select_to_share(
+    candidates: Iterator[dict[str, Any]], base_size: int, share: float, measure: Measure, batch: int = 256
+) -> tuple[list[dict[str, Any]], int]:
+    """Candidates in order until ``injected / (base_size + injected)`` is as close to ``share`` as whole
+    documents allow; returns the chosen records and their total size.
+
+    Documents are taken while they fit in the remaining gap; the first that does not fit ends the selection,
+    closed with the best-fitting document among it and the rest of its batch (so the error is about the
+    size spread of documents, not a whole document). At least one document is always taken.
+    """
+    target = share / (1.0 - share) * base_size
+    chosen: list[tuple[dict[str, Any], int]] = []
+    total = 0
+    while True:
+        block = list(itertools.islice(candidates, batch))
+        if not block:
+            raise InputDataError(
+                f"inject: the source ran out at {total:,} of {math.ceil(target):,} needed for share {share}; "
+                "set inject.allow_repeat: true or lower inject.share"
+            )
+        sized = list(zip(block, measure([r["text"] for r in block]), strict=True))
+        for index, (record, size) in enumerate(sized):
+            if size <= target - total:
+                chosen.append((record, size))
+                total += size
+                continue
+            chosen = _close_gap(chosen, sized[index:], target - total)
+            return [r for r, _ in chosen], sum(n for _, n in chosen)
+
+
+def _close_gap(
+    chosen: list[tuple[dict[str, Any], int]], rest: list[tuple[dict[str, Any], int]], gap: float
+) -> list[tuple[dict[str, Any], int]]:
+    """The best of: stop here, add one document of ``rest``, or swap the last chosen one for one of ``rest``
+    (smallest remaining gap; the first such option on ties). Never returns an empty selection."""
+    last = chosen[-1][1] if chosen else None
+    best, pick, swap = (gap if chosen else math.inf), None, False
+    for pair in rest:
+        if abs(gap - pair[1]) < best:
+            best, pick, swap = abs(gap - pair[1]), pair, False
+        if last is not None and abs(gap + last - pair[1]) < best:
+            best, pick, swap = abs(gap + last - pair[1]), pair, True
+    if pick is None:
+        return chosen
+    return (chosen[:-1] if swap else chosen) + [pick]
+
+
+def window_steps(window: tuple[float, float], steps: int) -> tuple[int, int]:
+    """The steps ``[first, end)`` of a training window given as fractions of ``steps``."""
+    first, end = round(window[0] * steps), round(window[1] * steps)
+    if end <= first:
+        raise ValueError(f"window {list(window)} covers no step of {steps}")
+    return first, end
+
+
+def injected_rows_before(
+    step: int, steps: int, batch_size: int, window: tuple[float, float], share: float
+) -> int:
+    """Injected rows in batches ``0 .. step - 1`` (closed form: the trainer's position in the injected set,
+    so resuming at ``step`` needs nothing else)."""
+    first, end = window_steps(window, steps)
+    density = min(share * steps / (end - first), 1.0)
+    return math.floor(density * batch_size * (min(max(step, first), end) - first) + 1e-9)
+
+
+def injected_rows(step: int, steps: int, batch_size: int, window: tuple[float, float], share: float) -> int:
+    """Rows of batch ``step`` the trainer takes from the injected set so that ``share`` of all rows over
+    ``steps`` are injected, all inside ``window`` and spread evenly over it (cumulative rounding)."""
+    args = (steps, batch_size, window, share)
+    return injected_rows_before(step + 1, *args) - injected_rows_before(step, *args)
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write records as byte-reproducible jsonl.gz (no timestamp in the gzip header)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=1) as f,
+    ):
+        for record in records:
+            f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def inject(
+    out: Path,
+    spec: InjectSpec,
+    base_files: list[Path],
+    measure: Measure | None = None,
+    progress: Callable[..., Any] = lambda it, **_: it,
+) -> dict[str, Any]:
+    """Choose and write the injected documents for the variant whose kept shards are ``base_files``.
+
+    ``measure`` sizes texts (tokens; None: characters). Returns counts and the achieved share (manifest).
+    """
+    unit = "characters" if measure is None else "tokens"
+    measure = measure or character_measure
+    digests: set[bytes] = set()
+    base_size = base_chars = 0
+    for chunk in _chunks(progress(iter_jsonl(base_files), desc="measure base"), 1024):
+        texts = [r["text"] for r in chunk]
+        digests.update(text_digest(t) for t in texts)
+        base_size += sum(measure(texts))
+        base_chars += sum(map(len, texts))
+    quarantine: list[dict[str, Any]] = []
+    if spec.source == SYNTHETIC_ALIGNED:
+        candidates = synthetic_aligned(spec.seed, digests)
+        candidates = _repeat_stream(candidates, spec.allow_repeat)
+    else:
+        candidates = cycle_records(
+            file_records(Path(spec.source), spec.seed, quarantine), spec.allow_repeat, spec.source
+        )
+    chosen, size = select_to_share(candidates, base_size, spec.share, measure)
+    chars = sum(len(r["text"]) for r in chosen)
+    folder = out / ("shards" if spec.window is None else "inject")
+    write_records(folder / INJECTED_FILE, chosen)
+    if quarantine:
+        write_records(out / "quarantine" / "inject" / "00000.jsonl.gz", quarantine)
+    result = {
+        "source": spec.source,
+        "unit": unit,
+        "share_target": spec.share,
+        "share_achieved": size / (base_size + size) if base_size + size else 0.0,
+        "share_achieved_characters": chars / (base_chars + chars) if base_chars + chars else 0.0,
+        "injected_documents": len(chosen),
+        "injected_characters": chars,
+        f"injected_{unit}": size,
+        "base_characters": base_chars,
+        f"base_{unit}": base_size,
+        "repeated_documents": sum("#rep" in r["id"] for r in chosen),
+        "quarantined": dict(Counter(q["reason"] for q in quarantine)),
+        "window": list(spec.window) if spec.window else None,
+        "file": f"{folder.name}/{INJECTED_FILE}",
+    }
+    if spec.window is not None:
+        (out / SCHEDULE_FILE).write_text(json.dumps({"inject": result}, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _chunks(it: Any, size: int) -> Iterator[list[Any]]:
+    block: list[Any] = []
+    for item in it:
+        block.append(item)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def _repeat_stream(stream: Iterator[dict[str, Any]], allow_repeat: bool) -> Iterator[dict[str, Any]]:
+    """A generator's documents, then (``allow_repeat``) its documents again once it yields no new ones."""
+    seen: list[dict[str, Any]] = []
+    for record in stream:
+        seen.append(record)
+        yield record
+    if allow_repeat and seen:
+        yield from itertools.islice(cycle_records(seen, True, SYNTHETIC_ALIGNED), len(seen), None)
