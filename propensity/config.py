@@ -15,6 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from conditional_tags.config import KINDS as CONDITIONAL_KINDS
+from conditional_tags.config import InjectSpec, stage_config
+from filters.config import BlocklistParams, ClassifierSpec, CombineSpec, TransformerParams
 from propensity.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -71,13 +74,25 @@ class ClassifierConfig(Strict):
     """The classifier that scores every document once."""
 
     name: str = Field("misaligned", pattern=NAME_PATTERN, description="Scores go to metadata['<name>_score'].")
-    kind: Literal["fasttext"] = Field("fasttext", description="Classifier kind.")
+    kind: Literal["fasttext", "transformer", "blocklist", "cascade", "ensemble"] = Field(
+        "fasttext", description="fasttext / transformer / blocklist: one scorer; cascade: stage N scores only what "
+        "stage N-1 escalated; ensemble: every member scores every document (score = max).")
     model_path: str | None = Field(None, description="A trained fastText .bin to use instead of training one.")
     train_data: str | None = Field(None, description="Labelled jsonl/parquet to train on (default: the generator's).")
     heldout_data: str | None = Field(None, description="Labelled held-out set for precision/recall.")
     label_key: str = Field("label", description="Field holding the label in the labelled data.")
     positive_label: str = Field("misaligned", description="The label whose probability is the score.")
     fasttext: FastTextParams = Field(default_factory=FastTextParams)
+    transformer: TransformerParams | None = Field(None, description="kind=transformer: HF sequence classifier.")
+    blocklist: BlocklistParams | None = Field(None, description="kind=blocklist: terms and patterns.")
+    stages: list[ClassifierConfig] = Field(default_factory=list, description="kind=cascade: stages in order.")
+    classifiers: list[ClassifierConfig] = Field(default_factory=list, description="kind=ensemble: members.")
+    escalate_at: float | None = Field(None, ge=0, le=1, description="Cascade stage: score >= it escalates.")
+
+    @model_validator(mode="after")
+    def _check_spec(self) -> ClassifierConfig:
+        ClassifierSpec.model_validate(self.model_dump(mode="json"))  # kind/settings consistency
+        return self
 
 
 class TagPair(Strict):
@@ -89,19 +104,46 @@ class VariantConfig(Strict):
     """One data variant built from the scored shards (never rescored)."""
 
     name: str = Field(pattern=NAME_PATTERN, description="Variant name, unique in the experiment.")
-    kind: Literal["baseline", "filter", "tag"] = Field(description="baseline: all documents; filter: drop "
-                                                       "score >= threshold; tag: prefix a control tag by score.")
+    kind: Literal["baseline", "filter", "tag", "doc_tag", "sentence_tag", "inline_tag", "mask", "inject"] = Field(
+        description="baseline: all documents; filter: drop score >= threshold; tag: prefix <|good|>/<|bad|> by "
+        "score; doc_tag: N tags over bins/quantiles; sentence_tag: a tag per sentence; inline_tag: the bad tag "
+        "before flagged sentences with probability p; mask: no loss on tags/flagged sentences; inject: mix in "
+        "other documents at a token share (see docs/conditional_tags.md).")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="Score threshold (filter and tag).")
+    percentile: float | None = Field(None, gt=0.0, lt=1.0, description="Threshold = this quantile of the score "
+                                     "over the whole scored corpus (filter and tag).")
+    keep: Literal["below", "above"] = Field("below", description="filter: below drops score >= threshold; "
+                                            "above keeps only score >= threshold (DCLM-style).")
+    combine: CombineSpec | None = Field(None, description="filter: decide over several classifiers' scores.")
     tags: TagPair = Field(default_factory=TagPair)
     untagged_fraction: float = Field(0.0, ge=0.0, le=1.0, description="Share of documents left untagged (tag).")
     separator: str = Field("", description="Text between the tag and the document (tag).")
+    bins: list[float] | None = Field(None, description="doc_tag/sentence_tag: score cut points (N cuts, N+1 tags).")
+    quantiles: list[float] | None = Field(None, description="doc_tag/sentence_tag: cut points as corpus quantiles.")
+    tag_names: list[str] | None = Field(None, description="Tags from lowest score up (default: good, bad).")
+    p: float = Field(1.0, gt=0, le=1, description="inline_tag: probability of inserting the tag.")
+    mask: list[Literal["tags", "flagged"]] | None = Field(None, description="mask: what gets no loss.")
+    inject: InjectSpec | None = Field(None, description="Documents mixed in at a share of tokens (any kind).")
 
     @model_validator(mode="after")
     def _check_threshold(self) -> VariantConfig:
-        if self.kind in ("filter", "tag") and self.threshold is None:
-            raise ValueError(f"variant {self.name!r} of kind {self.kind!r} needs a threshold between 0 and 1")
-        if self.kind == "baseline" and self.threshold is not None:
-            raise ValueError(f"variant {self.name!r} is a baseline: remove its threshold")
+        if self.kind in CONDITIONAL_KINDS:
+            stage_config(self.model_dump(mode="json"))  # the conditional_tags stage's own checks
+            return self
+        extra = [k for k in ("bins", "quantiles", "tag_names", "mask", "inject") if getattr(self, k) is not None]
+        if extra or self.p != 1.0:
+            raise ValueError(f"variant {self.name!r} of kind {self.kind!r} does not use {extra or ['p']}; "
+                             f"they belong to kinds {', '.join(CONDITIONAL_KINDS)}")
+        given = [k for k in ("threshold", "percentile", "combine") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"variant {self.name!r}: give one of threshold, percentile, combine; got {given}")
+        if self.kind in ("filter", "tag") and not given:
+            raise ValueError(f"variant {self.name!r} of kind {self.kind!r} needs a threshold between 0 and 1 "
+                             "(or a percentile)")
+        if self.kind == "baseline" and given:
+            raise ValueError(f"variant {self.name!r} is a baseline: remove its {given[0]}")
+        if self.kind != "filter" and (self.combine is not None or self.keep != "below"):
+            raise ValueError(f"variant {self.name!r}: combine and keep='above' are for kind 'filter' only")
         return self
 
 

@@ -14,6 +14,9 @@ from typing import Any
 from propensity.config import ExperimentConfig, VariantConfig
 from propensity.store import StageSpec
 
+CONDITIONAL_KINDS = ("doc_tag", "sentence_tag", "inline_tag", "mask", "inject")
+CONDITIONAL_FIELDS = ("bins", "quantiles", "tag_names", "p", "mask", "inject")
+"""VariantConfig fields only the conditional_tags stage reads (left out of filters.variants configs)."""
 STAGE_ORDER = ("source", "classifier", "tokenizer", "score", "variant", "tokenize", "train", "eval", "report")
 DEFAULT_TAGS = ("<|good|>", "<|bad|>")
 
@@ -39,22 +42,41 @@ def source_spec(cfg: ExperimentConfig) -> StageSpec:
 
 
 def classifier_spec(cfg: ExperimentConfig, source: StageSpec) -> StageSpec:
-    c = cfg.classifier
-    conf = c.model_dump(mode="json")
-    for key in ("model_path", "train_data", "heldout_data"):
-        conf[key] = _abs(conf[key])
-    files = [conf[k] for k in ("model_path", "train_data", "heldout_data") if conf[k]]
+    """The classifier stage; every file it names is made absolute and fingerprinted by content."""
+    conf = cfg.classifier.model_dump(mode="json")
+    files: list[str] = []
+    _absolute_classifier_paths(conf, files)
     fp = _file_fingerprint(files) if files else None
-    return StageSpec("classifier", c.name, "filters.classifier:run", conf, {"source": source}, seed=cfg.seed,
-                     fingerprint=fp)
+    return StageSpec("classifier", cfg.classifier.name, "filters.classifier:run", conf, {"source": source},
+                     seed=cfg.seed, fingerprint=fp)
+
+
+def _absolute_classifier_paths(conf: dict[str, Any], files: list[str]) -> None:
+    for key in ("model_path", "train_data", "heldout_data"):
+        if conf.get(key):
+            conf[key] = _abs(conf[key])
+            files.append(conf[key])
+    if conf.get("blocklist") and conf["blocklist"].get("terms_file"):
+        conf["blocklist"]["terms_file"] = _abs(conf["blocklist"]["terms_file"])
+        files.append(conf["blocklist"]["terms_file"])
+    if conf.get("transformer") and Path(conf["transformer"]["model"]).exists():
+        conf["transformer"]["model"] = _abs(conf["transformer"]["model"])
+        files.append(conf["transformer"]["model"])
+    for sub in (*conf.get("stages", []), *conf.get("classifiers", [])):
+        _absolute_classifier_paths(sub, files)
 
 
 def _file_fingerprint(paths: list[str]) -> str:
     import hashlib
 
+    from filters.suite import folder_fingerprint
+
     h = hashlib.sha256()
     for p in sorted(paths):
         h.update(p.encode())
+        if Path(p).is_dir():
+            h.update(folder_fingerprint(Path(p)).encode())
+            continue
         with open(p, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
@@ -65,14 +87,49 @@ def tag_tokens(cfg: ExperimentConfig) -> list[str]:
     """Every control tag the experiment uses, defaults first: the tokenizer makes each one a single token."""
     tags = list(DEFAULT_TAGS)
     for v in cfg.variants:
-        if v.kind == "tag":
-            tags += [t for t in (v.tags.good, v.tags.bad) if t not in tags]
+        tags += [t for t in variant_prefixes(v)[1:] if t not in tags]
     return tags
+
+
+def _conditional_spec(v: VariantConfig) -> Any:
+    from conditional_tags.config import parse_spec, stage_config
+
+    return parse_spec(stage_config(v.model_dump(mode="json")))
 
 
 def variant_prefixes(v: VariantConfig) -> list[str]:
     """Conditioning prefixes a variant's models are evaluated under ('' = untagged)."""
-    return ["", v.tags.good, v.tags.bad] if v.kind == "tag" else [""]
+    if v.kind == "tag":
+        return ["", v.tags.good, v.tags.bad]
+    if v.kind in CONDITIONAL_KINDS:
+        from conditional_tags.config import variant_prefixes as conditional_prefixes
+
+        return conditional_prefixes(_conditional_spec(v))
+    return [""]
+
+
+def variant_spec(cfg: ExperimentConfig, v: VariantConfig, score: StageSpec, classifier: StageSpec,
+                 tokenizer: StageSpec) -> StageSpec:
+    """The variant stage: filters.variants for baseline/filter/tag, conditional_tags.stage for the rest."""
+    score_key = f"{cfg.classifier.name}_score"
+    if v.kind not in CONDITIONAL_KINDS:
+        conf = v.model_dump(mode="json", exclude=set(CONDITIONAL_FIELDS)) | {"score_key": score_key}
+        return StageSpec("variant", v.name, "filters.variants:run", conf, {"score": score}, seed=cfg.seed,
+                         resources="data")
+    from conditional_tags.config import SENTENCE_KINDS, stage_config
+
+    conf = stage_config(v.model_dump(mode="json")) | {"score_key": score_key}
+    inputs = {"score": score}
+    if v.kind in SENTENCE_KINDS:
+        inputs["classifier"] = classifier
+    fingerprint = None
+    if v.inject is not None:
+        inputs["tokenizer"] = tokenizer
+        if Path(v.inject.source).exists():
+            conf["inject"]["source"] = _abs(v.inject.source)
+            fingerprint = _file_fingerprint([conf["inject"]["source"]])
+    return StageSpec("variant", v.name, "conditional_tags.stage:run", conf, inputs, seed=cfg.seed,
+                     resources="data", fingerprint=fingerprint)
 
 
 def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
@@ -94,9 +151,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
     train_cfg.update(model=cfg.model.preset, model_overrides=cfg.model.overrides)
     report_inputs: dict[str, StageSpec] = {}
     for v in cfg.variants:
-        vconf = v.model_dump(mode="json") | {"score_key": score_key}
-        variant = StageSpec("variant", v.name, "filters.variants:run", vconf, {"score": score}, seed=cfg.seed,
-                            resources="data")
+        variant = variant_spec(cfg, v, score, classifier, tokenizer)
         tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize:run",
                               {"save_loss_metadata": "auto", "shuffle": True},
                               {"variant": variant, "tokenizer": tokenizer}, seed=cfg.seed, resources="data")
@@ -114,7 +169,8 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
                 report_inputs[f"eval:{v.name}:{seed}:{gpe}"] = ev
     report_conf = {
         "experiment": cfg.experiment,
-        "variants": [{"name": v.name, "kind": v.kind, "threshold": v.threshold,
+        "variants": [{"name": v.name, "kind": v.kind, "threshold": v.threshold, "percentile": v.percentile,
+                      "prefixes": variant_prefixes(v),
                       "tags": v.tags.model_dump() if v.kind == "tag" else None} for v in cfg.variants],
         "seeds": cfg.train.seeds, "gpes": cfg.eval.gpes, "tokens": cfg.train.tokens, "bootstrap": cfg.eval.bootstrap,
     }

@@ -63,8 +63,8 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
         vres = _manifest_result(inputs[f"variant:{name}"])
         train_dirs = [inputs[f"train:{name}:{s}"] for s in config["seeds"]]
         train_res = [_manifest_result(d) for d in train_dirs]
-        tags = (v["tags"]["good"], v["tags"]["bad"]) if v.get("tags") else ("<|good|>", "<|bad|>")
-        prefixes = ["", *tags] if v["kind"] == "tag" else [""]
+        prefixes = v.get("prefixes") or [""]
+        tags = (prefixes[1], prefixes[2]) if len(prefixes) == 3 else ("<|good|>", "<|bad|>")
         entry: dict[str, Any] = {
             "kind": v["kind"], "threshold": v.get("threshold"),
             "docs_in": vres.get("documents_in"), "docs": vres.get("kept"), "dropped": vres.get("dropped"),
@@ -76,7 +76,7 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
         for gpe in config["gpes"]:
             dirs = [inputs[f"eval:{name}:{s}:{gpe}"] for s in config["seeds"]]
             summary = _gpe_block(dirs, prefixes, tags, config["bootstrap"], 0)
-            entry["gpes"][gpe] = _flatten_gpe(summary, v["kind"], tags)
+            entry["gpes"][gpe] = _flatten_gpe(summary, prefixes)
             entry["gpes"][gpe]["provenance"] = [str(d) for d in dirs]
         first = entry["gpes"][config["gpes"][0]]
         entry.update({k: val for k, val in first.items() if k != "provenance"})
@@ -86,7 +86,7 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
             "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants}
 
 
-def _flatten_gpe(summary: dict, kind: str, tags: tuple[str, str]) -> dict:
+def _flatten_gpe(summary: dict, prefixes: list[str]) -> dict:
     untagged = summary["prefixes"][""]
     out = {
         "heldout_loss": summary.get("heldout_loss"),
@@ -95,10 +95,12 @@ def _flatten_gpe(summary: dict, kind: str, tags: tuple[str, str]) -> dict:
         "length_normalised": {k: untagged["length_normalised"][k] for k in ("propensity_before", "propensity_after",
                                                                             "control_before", "change")},
     }
-    if kind == "tag":
+    tags = [p for p in prefixes if p]
+    if tags:
         out["by_tag"] = {t: {k: summary["prefixes"][t][k] for k in ("propensity_before", "propensity_after",
                                                                   "control_before", "change")} for t in tags}
-        out["tag_difference"] = summary.get("tag_difference")
+    if summary.get("tag_difference"):
+        out["tag_difference"] = summary["tag_difference"]
         out["tag_difference_after"] = summary.get("tag_difference_after")
     return out
 

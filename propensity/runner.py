@@ -67,8 +67,9 @@ def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -
         )
 
 
-def run_local(cfg: ExperimentConfig, *, show_progress: bool = True, stream=sys.stderr) -> Path:
+def run_local(cfg: ExperimentConfig, *, show_progress: bool = True, stream=None) -> Path:
     """Run every incomplete stage in order; return the report folder."""
+    stream = stream or sys.stderr
     store = Store(cfg.store)
     specs = build_graph(cfg)
     total = len(specs)

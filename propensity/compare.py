@@ -1,0 +1,402 @@
+"""Compare finished experiments: one table and one figure set across variants, seeds and experiments.
+
+``compare(paths, control, out)`` reads report folders (``<store>/report/<name>-<hash>``, or experiment configs
+resolved to theirs) and writes ``compare.md``, ``compare.csv``, ``compare.json``, ``propensity.png``,
+``pareto.png`` and a self-contained ``compare.html``. One row per experiment x variant x GPE: propensity
+before/after with 95% CIs, paired differences against the control variant (pooled over seeds per item, paired
+by item id, bootstrapped over items), held-out loss and its difference to the control, documents/tokens
+removed or tagged, and the manifests behind every number (variant, classifier, models, GPE version, seeds,
+code version).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from propensity.errors import ConfigError, StoreError
+from propensity.store import MANIFEST, MARKER, Store, stable_hash
+
+OUT_FILES = ("compare.md", "compare.csv", "compare.json", "propensity.png", "pareto.png", "compare.html")
+ROW_STATS = ("propensity_before", "propensity_after", "change", "control_before", "diff_before", "diff_after",
+             "diff_change")
+
+
+def _json(path: Path) -> dict:
+    if not path.is_file():
+        raise StoreError(f"missing {path}: the stage that writes it has not completed")
+    return json.loads(path.read_text())
+
+
+def resolve_report(path: Path, overrides: list[str] | None = None) -> Path:
+    """The complete report folder of ``path``: a report folder as given, or an experiment config's."""
+    path = Path(path)
+    if path.is_file():
+        from propensity.config import load_config
+        from propensity.graph import build_graph
+
+        cfg = load_config(path, overrides or [])
+        report = Store(cfg.store).path(build_graph(cfg)[-1].key)
+        if not (report / MARKER).is_file():
+            raise StoreError(f"experiment {cfg.experiment!r} of {str(path)!r} has no finished report {report}: "
+                             f"run `propensity run {path}` first")
+        path = report
+    if not (path / "results.json").is_file() or not (path / MANIFEST).is_file():
+        raise ConfigError(f"compare: {str(path)!r} is neither an experiment config (YAML file) nor a finished "
+                          "report folder (<store>/report/<name>-<hash> with results.json and manifest.json)")
+    return path.resolve()
+
+
+def _load_rows(folders: list[Path]) -> list[dict]:
+    rows: list[dict] = []
+    for folder in folders:
+        with open(folder / "items.jsonl", encoding="utf-8") as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return rows
+
+
+def item_table(eval_dirs: list[Path]) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Per-item P(misaligned) ``{(phase, prefix, actor): {item_id: value}}``, pooled over the seeds' folders."""
+    from eval_gpe.summary import item_values
+
+    return item_values(_load_rows(eval_dirs), "p_misaligned")
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float], n_boot: int, seed: int) -> dict:
+    """Mean and 95% CI of ``a - b`` over the items both share (paired by item id)."""
+    from eval_gpe.stats import paired_bootstrap
+
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        raise StoreError(f"paired difference: no shared item ids ({len(a)} vs {len(b)} items)")
+    out = paired_bootstrap([a[i] for i in ids], [b[i] for i in ids], n_boot, seed)
+    out["unpaired_items"] = len(set(a) ^ set(b))
+    return out
+
+
+def _chain(store: Store, key: str) -> dict[str, str]:
+    """``{stage: key}`` of ``key`` and everything upstream of it (first key per stage kind)."""
+    found: dict[str, str] = {}
+    todo = [key]
+    while todo:
+        k = todo.pop(0)
+        found.setdefault(k.split("/")[0], k)
+        todo += [ref["key"] for _, ref in sorted(_json(store.path(k) / MANIFEST)["inputs"].items())]
+    return found
+
+
+def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
+    """One row per variant x GPE of one report folder, with item tables kept for pairing (``_items``)."""
+    store = Store(report_dir.parent.parent)
+    manifest = _json(report_dir / MANIFEST)
+    results = _json(report_dir / "results.json")
+    inputs = {role: ref["key"] for role, ref in manifest["inputs"].items()}
+    code = manifest.get("versions", {}).get("propensity")
+    rows = []
+    for v in manifest["config"]["variants"]:
+        name, res = v["name"], results["variants"][v["name"]]
+        seeds = manifest["config"]["seeds"]
+        train_keys = [inputs[f"train:{name}:{s}"] for s in seeds]
+        chain = _chain(store, train_keys[0]) | _chain(store, inputs[f"variant:{name}"])
+        vres = _json(store.path(inputs[f"variant:{name}"]) / MANIFEST)["result"]
+        corpus_tokens = _json(store.path(chain["tokenize"]) / MANIFEST)["result"].get("tokens")
+        tags = vres.get("tags") or {}
+        bad_tag = (v.get("tags") or {}).get("bad")
+        for gpe in manifest["config"]["gpes"]:
+            eval_keys = [inputs[f"eval:{name}:{s}:{gpe}"] for s in seeds]
+            eval_manifest = _json(store.path(eval_keys[0]) / MANIFEST)
+            g = res["gpes"][gpe]
+            items = item_table([store.path(k) for k in eval_keys])
+            rows.append({
+                "experiment": results["experiment"], "variant": name, "kind": v["kind"],
+                "threshold": v.get("threshold"), "gpe": gpe, "seeds": seeds,
+                "docs_in": vres.get("documents_in"), "docs_kept": vres.get("kept"),
+                "docs_removed": vres.get("dropped"), "docs_tagged_bad": tags.get(bad_tag) if bad_tag else None,
+                "corpus_tokens": corpus_tokens, "train_tokens": results["tokens_per_variant"],
+                "heldout_loss": g.get("heldout_loss"),
+                **{k: g.get(k) for k in ("propensity_before", "propensity_after", "change", "control_before")},
+                "provenance": {
+                    "report": str(report_dir / MANIFEST),
+                    **{stage: str(store.path(k) / MANIFEST) for stage, k in sorted(chain.items())},
+                    "train": [str(store.path(k) / MANIFEST) for k in train_keys],
+                    "eval": [str(store.path(k) / MANIFEST) for k in eval_keys],
+                    "gpe_version": stable_hash(eval_manifest["config"].get("definition")),
+                    "seeds": seeds, "code_version": code,
+                },
+                "_items": items, "_bootstrap": (n_boot, seed),
+            })
+    return rows
+
+
+def _find_control(rows: list[dict], row: dict, control: str) -> dict | None:
+    """The control row for ``row``: ``experiment/variant`` anywhere, else the same experiment's variant."""
+    exp, _, var = control.rpartition("/")
+    for r in rows:
+        if r["gpe"] == row["gpe"] and r["variant"] == var and r["experiment"] == (exp or row["experiment"]):
+            return r
+    return None
+
+
+def add_control_differences(rows: list[dict], control: str | None) -> None:
+    """Paired differences (row - control) per GPE and the held-out loss / token differences, in place."""
+    if control is None:
+        return
+    if not any(_find_control(rows, r, control) for r in rows):
+        names = sorted({f"{r['experiment']}/{r['variant']}" for r in rows})
+        raise ConfigError(f"compare: control {control!r} matches no variant; use a variant name or "
+                          f"experiment/variant, one of {names}")
+    for r in rows:
+        c = _find_control(rows, r, control)
+        r["control"] = None if c is None else f"{c['experiment']}/{c['variant']}"
+        if c is None:
+            continue
+        n_boot, seed = r["_bootstrap"]
+        key = {phase: (phase, "", "ai") for phase in ("before", "after")}
+        r["diff_before"] = paired_difference(r["_items"][key["before"]], c["_items"][key["before"]], n_boot, seed)
+        r["diff_after"] = paired_difference(r["_items"][key["after"]], c["_items"][key["after"]], n_boot, seed)
+        change = {name: {i: x["after"][i] - x["before"][i] for i in x["before"]}
+                  for name, x in (("r", _phases(r)), ("c", _phases(c)))}
+        r["diff_change"] = paired_difference(change["r"], change["c"], n_boot, seed)
+        loss, closs = r["heldout_loss"], c["heldout_loss"]
+        r["heldout_loss_diff"] = None if loss is None or closs is None else loss - closs
+        if r["corpus_tokens"] is not None and c["corpus_tokens"] is not None:
+            r["tokens_removed_vs_control"] = c["corpus_tokens"] - r["corpus_tokens"]
+
+
+def _phases(row: dict) -> dict[str, dict[str, float]]:
+    before, after = row["_items"][("before", "", "ai")], row["_items"][("after", "", "ai")]
+    return {"before": {i: before[i] for i in before if i in after}, "after": after}
+
+
+def compare(paths: list[Path], control: str | None, out: Path, *, n_boot: int = 2000, seed: int = 0,
+            overrides: list[str] | None = None) -> Path:
+    """Compare report folders / experiment configs; write every output file into ``out`` and return it.
+
+    ``control`` is a variant name (matched within each experiment) or ``experiment/variant`` (one control for
+    all); ``None`` skips the paired differences.
+    """
+    if not paths:
+        raise ConfigError("compare: give at least one report folder or experiment config")
+    reports = list(dict.fromkeys(resolve_report(Path(p), overrides) for p in paths))
+    rows = [r for rep in reports for r in _run_rows(rep, n_boot, seed)]
+    add_control_differences(rows, control)
+    for r in rows:
+        del r["_items"], r["_bootstrap"]
+    data = {"control": control, "bootstrap": n_boot, "seed": seed, "reports": [str(r) for r in reports],
+            "rows": rows}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_csv(rows, out / "compare.csv")
+    (out / "compare.md").write_text(markdown(data))
+    plot_propensity(rows, out / "propensity.png")
+    plot_pareto(rows, out / "pareto.png")
+    (out / "compare.html").write_text(html_page(data, out))
+    return out
+
+
+def flat_row(row: dict) -> dict[str, Any]:
+    """A CSV row: scalars as they are, each statistic as ``<name>``, ``<name>_lo``, ``<name>_hi``."""
+    flat: dict[str, Any] = {}
+    for k, v in row.items():
+        if k in ROW_STATS:
+            flat[k], flat[f"{k}_lo"], flat[f"{k}_hi"] = (v["mean"], *v["ci95"]) if v else (None, None, None)
+        elif k == "provenance":
+            flat.update({f"provenance_{p}": (" ".join(x) if isinstance(x, list) and p != "seeds" else x)
+                         for p, x in v.items()})
+        else:
+            flat[k] = " ".join(map(str, v)) if isinstance(v, list) else v
+    return flat
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """``compare.csv``: one flat row per experiment x variant x GPE."""
+    flat = [flat_row(r) for r in rows]
+    fields = list(dict.fromkeys(k for r in flat for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(flat)
+
+
+def _ci(block: dict | None, signed: bool = True) -> str:
+    if not block:
+        return "-"
+    lo, hi = block["ci95"]
+    return f"{block['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]" if signed else f"{block['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _num(x: Any, fmt: str = ",") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+HEADER = ["experiment", "variant", "GPE", "docs kept", "docs removed", "tagged bad", "corpus tokens",
+          "held-out loss", "Δ loss vs control", "propensity before [95% CI]", "after [95% CI]", "change [95% CI]",
+          "Δ vs control, before", "Δ vs control, after", "Δ change vs control"]
+
+
+def table_cells(row: dict) -> list[str]:
+    """The human-readable cells of one row, in ``HEADER`` order."""
+    return [row["experiment"], row["variant"], row["gpe"], _num(row["docs_kept"]), _num(row["docs_removed"]),
+            _num(row["docs_tagged_bad"]), _num(row["corpus_tokens"]), _num(row["heldout_loss"], ".3f"),
+            _num(row.get("heldout_loss_diff"), "+.3f"), _ci(row["propensity_before"], False),
+            _ci(row["propensity_after"], False), _ci(row["change"]), _ci(row.get("diff_before")),
+            _ci(row.get("diff_after")), _ci(row.get("diff_change"))]
+
+
+def markdown(data: dict) -> str:
+    """``compare.md``: what the numbers mean, the table, the figures and each row's provenance."""
+    ctrl = f"control `{data['control']}`" if data["control"] else "no control"
+    lines = ["# propensity comparison", "",
+             f"{len(data['reports'])} experiment report(s); {ctrl}. Propensity = mean P(misaligned) over AI-actor "
+             "forced-choice items, before/after the GPE's narrow finetune (items averaged over seeds). Δ vs control "
+             f"= paired over shared item ids, {data['bootstrap']} bootstrap resamples over items (seed "
+             f"{data['seed']}). Capability cost = held-out loss (nats/token) minus the control's.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(table_cells(r)) + " |" for r in data["rows"]]
+    lines += ["", "![propensity](propensity.png)", "", "![pareto](pareto.png)", "", "## Provenance", ""]
+    for r in data["rows"]:
+        p = r["provenance"]
+        lines.append(f"- `{r['experiment']}/{r['variant']}` `{r['gpe']}`: report `{p['report']}`; variant "
+                     f"`{p.get('variant')}`; classifier `{p.get('classifier')}`; models "
+                     + ", ".join(f"`{m}`" for m in p["train"]) + "; evals " + ", ".join(f"`{m}`" for m in p["eval"])
+                     + f"; GPE version `{p['gpe_version']}`; seeds {p['seeds']}; code `{p['code_version']}`")
+    return "\n".join(lines) + "\n"
+
+
+def _label(row: dict, many_gpes: bool) -> str:
+    return f"{row['experiment']}/{row['variant']}" + (f"\n{row['gpe']}" if many_gpes else "")
+
+
+def _errors(blocks: list[dict | None]) -> tuple[list[float], list[list[float]]]:
+    means = [b["mean"] if b else float("nan") for b in blocks]
+    errs = [[b["mean"] - b["ci95"][0] if b else 0.0 for b in blocks],
+            [b["ci95"][1] - b["mean"] if b else 0.0 for b in blocks]]
+    return means, errs
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_propensity(rows: list[dict], path: Path) -> None:
+    """Bars of propensity before/after and the human control per row, with 95% CIs."""
+    plt = _pyplot()
+    many = len({r["gpe"] for r in rows}) > 1
+    series = {"AI items, before": "propensity_before", "AI items, after": "propensity_after",
+              "human items, before": "control_before"}
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(rows)), 4))
+    width = 0.8 / len(series)
+    for j, (label, key) in enumerate(series.items()):
+        means, errs = _errors([r.get(key) for r in rows])
+        ax.bar([i + (j - 1) * width for i in range(len(rows))], means, width, yerr=errs, capsize=3, label=label)
+    ax.set_xticks(range(len(rows)), [_label(r, many) for r in rows], fontsize=7, rotation=20)
+    ax.set_ylabel("P(misaligned)")
+    ax.set_title("propensity per variant (95% CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower loss and lower propensity)."""
+    return [i for i, (x, y) in enumerate(points)
+            if not any((a <= x and b <= y) and (a < x or b < y) for a, b in points)]
+
+
+def _pareto_panel(ax: Any, rows: list[dict], x_key: str, y_key: str, many: bool) -> None:
+    """One propensity-vs-loss scatter: a point per row with its 95% CI, labelled, with the Pareto front."""
+    usable = [r for r in rows if r.get(x_key) is not None and r.get(y_key)]
+    for r in usable:
+        (mean,), ((lo,), (hi,)) = _errors([r[y_key]])
+        ax.errorbar([r[x_key]], [mean], yerr=[[lo], [hi]], fmt="o", capsize=3)
+        ax.annotate(_label(r, many).replace("\n", " "), (r[x_key], mean), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    front = sorted((r[x_key], r[y_key]["mean"]) for r in usable)
+    front = [front[i] for i in pareto_front(front)]
+    if len(front) > 1:
+        ax.plot(*zip(*front, strict=True), "--", color="grey", lw=1, label="Pareto front")
+        ax.legend(fontsize=8)
+
+
+def plot_pareto(rows: list[dict], path: Path) -> None:
+    """Propensity after the finetune vs held-out loss (95% CIs, Pareto front); with a control, a second panel
+    of the paired differences to it (propensity) against the loss difference."""
+    plt = _pyplot()
+    paired = any(r.get("diff_after") for r in rows)
+    fig, axes = plt.subplots(1, 2 if paired else 1, figsize=(12 if paired else 6.5, 4.5), squeeze=False)
+    many = len({r["gpe"] for r in rows}) > 1
+    _pareto_panel(axes[0][0], rows, "heldout_loss", "propensity_after", many)
+    axes[0][0].set(xlabel="held-out loss (nats/token, lower = more capable)", ylabel="P(misaligned) after finetune",
+                   title="propensity vs capability (95% CI)")
+    if paired:
+        _pareto_panel(axes[0][1], rows, "heldout_loss_diff", "diff_after", many)
+        axes[0][1].axhline(0, color="black", lw=0.5)
+        axes[0][1].set(xlabel="held-out loss - control's", ylabel="P(misaligned) after - control's (paired)",
+                       title="difference to the control (paired 95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>propensity comparison</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #bbb;padding:3px 6px;text-align:right}}td:nth-child(-n+3){{text-align:left}}
+th{{background:#eee}}img{{max-width:100%;border:1px solid #ddd;margin:8px 0}}li{{font-size:12px}}</style>
+</head><body>
+<h1>propensity comparison</h1>
+<p>{intro}</p>
+<table id="compare-table"><thead><tr>{head}</tr></thead><tbody>
+{body}
+</tbody></table>
+{images}
+<h2>Provenance</h2><ul>{prov}</ul>
+<script>
+window.addEventListener("load", function () {{
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
+  document.body.setAttribute("data-images-loaded", ok + "/" + imgs.length);
+  document.body.setAttribute("data-table-rows", document.querySelectorAll("#compare-table tbody tr").length);
+}});
+</script>
+</body></html>
+"""
+
+
+def _links(value: Any) -> str:
+    """Manifest paths as ``file://`` links (opened on click, never loaded by the page); other values as text."""
+    from html import escape
+
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return ", ".join(_links(v) for v in value)
+    if isinstance(value, str) and value.endswith(MANIFEST):
+        return f'<a href="{escape(Path(value).as_uri())}">{escape(Path(value).parent.name)}</a>'
+    return escape(json.dumps(value))
+
+
+def html_page(data: dict, out: Path) -> str:
+    """``compare.html``: the table inline and the figures as base64 PNGs, nothing loaded from elsewhere."""
+    import base64
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in HEADER)
+    body = "\n".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in table_cells(r)) + "</tr>"
+                     for r in data["rows"])
+    images = "\n".join(
+        f'<h2>{name}</h2><img id="{name}-png" alt="{name}" src="data:image/png;base64,'
+        f'{base64.b64encode((out / f"{name}.png").read_bytes()).decode()}">' for name in ("propensity", "pareto"))
+    prov = "".join(
+        f"<li><b>{escape(r['experiment'])}/{escape(r['variant'])}</b> {escape(r['gpe'])}: "
+        + "; ".join(f"{escape(k)}: {_links(v)}" for k, v in r["provenance"].items()) + "</li>"
+        for r in data["rows"])
+    intro = escape(markdown(data).split("\n")[2])
+    return PAGE.format(intro=intro, head=head, body=body, images=images, prov=prov)
