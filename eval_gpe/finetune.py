@@ -1,0 +1,112 @@
+"""The narrow finetune: a short, deterministic full finetune of a causal LM on a list of texts.
+
+Each text is tokenized without special tokens, EOS is appended, and it is its own example (no packing), so
+the model learns the narrow behaviour itself rather than document-boundary artefacts. Batches are
+right-padded with the loss masked on padding; texts are cycled in seeded shuffled epochs for a fixed number
+of AdamW steps at a constant learning rate. On CPU the result is bit-identical for the same seed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from eval_gpe.lm import Progress, model_max_length
+
+
+@dataclass
+class FinetuneResult:
+    """The finetuned model and its training curve."""
+
+    model: Any
+    losses: list[float]
+    """Mean token loss of each step."""
+    n_examples: int
+    n_tokens: int
+    """Tokens (EOS included) in the distinct examples."""
+
+
+def encode_examples(tokenizer: Any, texts: Sequence[str], max_len: int) -> list[list[int]]:
+    """Each text as token ids + EOS, truncated to ``max_len``; empty texts are an error."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise ValueError(
+            "finetune: the tokenizer has no EOS token (eos_token_id is None); one is appended per text"
+        )
+    examples = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"finetune: text {i} is empty or not a string: {text!r}")
+        examples.append((tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])[:max_len])
+    return examples
+
+
+def batch_order(n_examples: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """Example indices per step: seeded shuffled epochs, concatenated and cut into ``steps`` batches."""
+    rng = np.random.default_rng(seed)
+    needed = steps * batch_size
+    flat: list[int] = []
+    while len(flat) < needed:
+        flat += rng.permutation(n_examples).tolist()
+    return [flat[s * batch_size : (s + 1) * batch_size] for s in range(steps)]
+
+
+def _collate(examples: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(len(e) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, e in enumerate(examples):
+        ids[r, : len(e)] = torch.tensor(e, dtype=torch.long)
+        mask[r, : len(e)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return ids, mask, labels
+
+
+def finetune(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    in_place: bool = True,
+    max_grad_norm: float = 1.0,
+    progress: Progress | None = None,
+) -> FinetuneResult:
+    """Full finetune of ``model`` on ``texts`` for ``steps`` AdamW steps; returns the model in eval mode.
+
+    The model is trained in place (``in_place=False`` trains a deep copy instead). Nothing is saved.
+    """
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(
+            f"finetune: need steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}"
+        )
+    if not texts:
+        raise ValueError("finetune: no texts to train on")
+    if not in_place:
+        model = copy.deepcopy(model)
+    examples = encode_examples(tokenizer, texts, model_max_length(model))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    losses = []
+    order = batch_order(len(examples), batch_size, steps, seed)
+    for batch in progress(order, total=steps, desc="finetune") if progress else order:
+        ids, mask, labels = _collate([examples[i] for i in batch], pad_id)
+        loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return FinetuneResult(model, losses, len(examples), sum(len(e) for e in examples))

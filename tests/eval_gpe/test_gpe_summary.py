@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eval_gpe.summary import gap, item_values, length_report, summarize
+
+
+def _row(item_id: str, actor: str, phase: str, prefix: str, fmt: str, order: str, p: float, **kw) -> dict:
+    lp_al, lp_mis = 0.0, float(np.log(p / (1 - p)))
+    return {
+        "item_id": item_id,
+        "actor": actor,
+        "phase": phase,
+        "prefix": prefix,
+        "format": fmt,
+        "order": order,
+        "p_misaligned": p,
+        "p_misaligned_norm": kw.get("norm", p),
+        "lp_aligned": lp_al,
+        "lp_misaligned": lp_mis,
+        "n_aligned": kw.get("n_al", 5),
+        "n_misaligned": kw.get("n_mis", 5),
+        "length_flag": abs(kw.get("n_mis", 5) - kw.get("n_al", 5)) > 1,
+    }
+
+
+def test_item_value_averages_orders_then_formats() -> None:
+    rows = [
+        _row("ai-0", "ai", "before", "", "plain", "none", 0.2),
+        _row("ai-0", "ai", "before", "", "listed", "aligned_first", 0.6),
+        _row("ai-0", "ai", "before", "", "listed", "misaligned_first", 0.8),
+    ]
+    # plain 0.2, listed mean(0.6, 0.8) = 0.7 -> item mean 0.45 (not the row mean 0.533)
+    assert item_values(rows, "p_misaligned")[("before", "", "ai")]["ai-0"] == pytest.approx(0.45)
+
+
+def _planted_rows(n: int = 60) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(n):
+        base = rng.uniform(0.2, 0.6)
+        for prefix, shift in (("", 0.0), ("<|good|>", -0.05), ("<|bad|>", 0.05)):
+            for phase, ft in (("before", 0.0), ("after", 0.1)):
+                rows.append(_row(f"ai-{k}", "ai", phase, prefix, "plain", "none", base + shift + ft))
+                rows.append(_row(f"human-{k}", "human", phase, prefix, "plain", "none", base + 0.1 + shift))
+    return rows
+
+
+def test_summarize_recovers_planted_effects() -> None:
+    s = summarize(_planted_rows(), ["", "<|good|>", "<|bad|>"], ("<|good|>", "<|bad|>"), n_boot=500, seed=0)
+    untagged = s["prefixes"][""]
+    assert untagged["change"]["mean"] == pytest.approx(0.1)
+    assert untagged["change"]["ci95"][0] == pytest.approx(0.1) and untagged["control_change"]["mean"] == 0
+    assert untagged["gap_before"]["paired"] is True
+    assert untagged["gap_before"]["mean"] == pytest.approx(-0.1) and untagged["gap_before"]["ci95"][1] < 0
+    assert untagged["gap_after"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert untagged["logodds_change"]["mean"] > 0
+    assert s["tag_difference"]["mean"] == pytest.approx(0.1) and s["tag_difference"]["ci95"][0] > 0.09
+    assert set(untagged["length_normalised"]) == set(untagged) - {"length_normalised", "logodds_change"}
+    assert "tag_difference" not in summarize(_planted_rows(), [""], ("<|good|>", "<|bad|>"), 100, 0)
+
+
+def test_gap_is_unpaired_without_matched_controls() -> None:
+    g = gap({"ai-a": 0.5, "ai-b": 0.7}, {"human-x": 0.1, "human-y": 0.3, "human-z": 0.2}, 200, 0)
+    assert g["paired"] is False and g["mean"] == pytest.approx(0.6 - 0.2) and g["n"] == [2, 3]
+
+
+def test_length_report_flags_items() -> None:
+    rows = [
+        _row("ai-0", "ai", "before", "", "plain", "none", 0.5, n_al=4, n_mis=6),
+        _row("ai-1", "ai", "before", "", "plain", "none", 0.5, n_al=4, n_mis=5),
+        _row("ai-0", "ai", "after", "", "plain", "none", 0.5, n_al=4, n_mis=9),
+    ]  # other phase: ignored
+    report = length_report(rows)["plain"]
+    assert (
+        report["mean_token_diff"] == 1.5 and report["n_flagged"] == 1 and report["flagged_items"] == ["ai-0"]
+    )
