@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("key", help="stage key <stage>/<name>-<hash> or <stage>/<name>")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    from propensity import compare as _compare
+    from propensity import store_admin as _store_admin
+
+    _compare.add_parser(sub)  # propensity compare PATH... [--control V|EXP/V] [--out DIR]
+    _store_admin.add_parser(sub)  # propensity store ls | gc | export
+
     p = sub.add_parser("status", help="a table of stages: store state, Slurm job id, job state, elapsed, failed logs")
     _add_config_args(p)
 
@@ -184,7 +190,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "stage": cmd_stage, "status": cmd_status,
-            "cancel": cmd_cancel, "slurm": cmd_slurm}
+            "cancel": cmd_cancel, "slurm": cmd_slurm, "compare": lambda a: a.func(a), "store": lambda a: a.func(a)}
 
 if __name__ == "__main__":
     sys.exit(main())

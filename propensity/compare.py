@@ -40,12 +40,13 @@ def resolve_report(path: Path, overrides: list[str] | None = None) -> Path:
         cfg = load_config(path, overrides or [])
         report = Store(cfg.store).path(build_graph(cfg)[-1].key)
         if not (report / MARKER).is_file():
-            raise StoreError(f"experiment {cfg.experiment!r} of {str(path)!r} has no finished report {report}: "
-                             f"run `propensity run {path}` first")
+            raise StoreError(f"experiment {cfg.experiment!r} of {str(path)!r} has no finished report "
+                             f"{report}: run `propensity run {path}` first")
         path = report
     if not (path / "results.json").is_file() or not (path / MANIFEST).is_file():
-        raise ConfigError(f"compare: {str(path)!r} is neither an experiment config (YAML file) nor a finished "
-                          "report folder (<store>/report/<name>-<hash> with results.json and manifest.json)")
+        raise ConfigError(f"compare: {str(path)!r} is neither an experiment config (YAML file) nor a "
+                          "finished report folder (<store>/report/<name>-<hash> with results.json and "
+                          "manifest.json)")
     return path.resolve()
 
 
@@ -58,7 +59,7 @@ def _load_rows(folders: list[Path]) -> list[dict]:
 
 
 def item_table(eval_dirs: list[Path]) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Per-item P(misaligned) ``{(phase, prefix, actor): {item_id: value}}``, pooled over the seeds' folders."""
+    """Per-item P(misaligned) ``{(phase, prefix, actor): {item_id: value}}``, pooled over seeds' folders."""
     from eval_gpe.summary import item_values
 
     return item_values(_load_rows(eval_dirs), "p_misaligned")
@@ -113,10 +114,11 @@ def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
                 "experiment": results["experiment"], "variant": name, "kind": v["kind"],
                 "threshold": v.get("threshold"), "gpe": gpe, "seeds": seeds,
                 "docs_in": vres.get("documents_in"), "docs_kept": vres.get("kept"),
-                "docs_removed": vres.get("dropped"), "docs_tagged_bad": tags.get(bad_tag) if bad_tag else None,
+                "docs_removed": vres.get("dropped"),
+                "docs_tagged_bad": tags.get(bad_tag) if bad_tag else None,
                 "corpus_tokens": corpus_tokens, "train_tokens": results["tokens_per_variant"],
                 "heldout_loss": g.get("heldout_loss"),
-                **{k: g.get(k) for k in ("propensity_before", "propensity_after", "change", "control_before")},
+                **{k: g.get(k) for k in ROW_STATS[:4]},
                 "provenance": {
                     "report": str(report_dir / MANIFEST),
                     **{stage: str(store.path(k) / MANIFEST) for stage, k in sorted(chain.items())},
@@ -153,9 +155,9 @@ def add_control_differences(rows: list[dict], control: str | None) -> None:
         if c is None:
             continue
         n_boot, seed = r["_bootstrap"]
-        key = {phase: (phase, "", "ai") for phase in ("before", "after")}
-        r["diff_before"] = paired_difference(r["_items"][key["before"]], c["_items"][key["before"]], n_boot, seed)
-        r["diff_after"] = paired_difference(r["_items"][key["after"]], c["_items"][key["after"]], n_boot, seed)
+        for phase in ("before", "after"):
+            key = (phase, "", "ai")
+            r[f"diff_{phase}"] = paired_difference(r["_items"][key], c["_items"][key], n_boot, seed)
         change = {name: {i: x["after"][i] - x["before"][i] for i in x["before"]}
                   for name, x in (("r", _phases(r)), ("c", _phases(c)))}
         r["diff_change"] = paired_difference(change["r"], change["c"], n_boot, seed)
@@ -225,7 +227,8 @@ def _ci(block: dict | None, signed: bool = True) -> str:
     if not block:
         return "-"
     lo, hi = block["ci95"]
-    return f"{block['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]" if signed else f"{block['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+    fmt = "+.3f" if signed else ".3f"
+    return f"{block['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
 def _num(x: Any, fmt: str = ",") -> str:
@@ -233,8 +236,8 @@ def _num(x: Any, fmt: str = ",") -> str:
 
 
 HEADER = ["experiment", "variant", "GPE", "docs kept", "docs removed", "tagged bad", "corpus tokens",
-          "held-out loss", "Δ loss vs control", "propensity before [95% CI]", "after [95% CI]", "change [95% CI]",
-          "Δ vs control, before", "Δ vs control, after", "Δ change vs control"]
+          "held-out loss", "Δ loss vs control", "propensity before [95% CI]", "after [95% CI]",
+          "change [95% CI]", "Δ vs control, before", "Δ vs control, after", "Δ change vs control"]
 
 
 def table_cells(row: dict) -> list[str]:
@@ -250,10 +253,11 @@ def markdown(data: dict) -> str:
     """``compare.md``: what the numbers mean, the table, the figures and each row's provenance."""
     ctrl = f"control `{data['control']}`" if data["control"] else "no control"
     lines = ["# propensity comparison", "",
-             f"{len(data['reports'])} experiment report(s); {ctrl}. Propensity = mean P(misaligned) over AI-actor "
-             "forced-choice items, before/after the GPE's narrow finetune (items averaged over seeds). Δ vs control "
-             f"= paired over shared item ids, {data['bootstrap']} bootstrap resamples over items (seed "
-             f"{data['seed']}). Capability cost = held-out loss (nats/token) minus the control's.", "",
+             f"{len(data['reports'])} experiment report(s); {ctrl}. Propensity = mean P(misaligned) over "
+             "AI-actor forced-choice items, before/after the GPE's narrow finetune (items averaged over "
+             f"seeds). Δ vs control = paired over shared item ids, {data['bootstrap']} bootstrap resamples "
+             f"over items (seed {data['seed']}). Capability cost = held-out loss (nats/token) minus the "
+             "control's.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in data["rows"]]
     lines += ["", "![propensity](propensity.png)", "", "![pareto](pareto.png)", "", "## Provenance", ""]
@@ -261,7 +265,8 @@ def markdown(data: dict) -> str:
         p = r["provenance"]
         lines.append(f"- `{r['experiment']}/{r['variant']}` `{r['gpe']}`: report `{p['report']}`; variant "
                      f"`{p.get('variant')}`; classifier `{p.get('classifier')}`; models "
-                     + ", ".join(f"`{m}`" for m in p["train"]) + "; evals " + ", ".join(f"`{m}`" for m in p["eval"])
+                     + ", ".join(f"`{m}`" for m in p["train"])
+                     + "; evals " + ", ".join(f"`{m}`" for m in p["eval"])
                      + f"; GPE version `{p['gpe_version']}`; seeds {p['seeds']}; code `{p['code_version']}`")
     return "\n".join(lines) + "\n"
 
@@ -296,7 +301,8 @@ def plot_propensity(rows: list[dict], path: Path) -> None:
     width = 0.8 / len(series)
     for j, (label, key) in enumerate(series.items()):
         means, errs = _errors([r.get(key) for r in rows])
-        ax.bar([i + (j - 1) * width for i in range(len(rows))], means, width, yerr=errs, capsize=3, label=label)
+        xs = [i + (j - 1) * width for i in range(len(rows))]
+        ax.bar(xs, means, width, yerr=errs, capsize=3, label=label)
     ax.set_xticks(range(len(rows)), [_label(r, many) for r in rows], fontsize=7, rotation=20)
     ax.set_ylabel("P(misaligned)")
     ax.set_title("propensity per variant (95% CI)")
@@ -335,8 +341,8 @@ def plot_pareto(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2 if paired else 1, figsize=(12 if paired else 6.5, 4.5), squeeze=False)
     many = len({r["gpe"] for r in rows}) > 1
     _pareto_panel(axes[0][0], rows, "heldout_loss", "propensity_after", many)
-    axes[0][0].set(xlabel="held-out loss (nats/token, lower = more capable)", ylabel="P(misaligned) after finetune",
-                   title="propensity vs capability (95% CI)")
+    axes[0][0].set(xlabel="held-out loss (nats/token, lower = more capable)",
+                   ylabel="P(misaligned) after finetune", title="propensity vs capability (95% CI)")
     if paired:
         _pareto_panel(axes[0][1], rows, "heldout_loss_diff", "diff_after", many)
         axes[0][1].axhline(0, color="black", lw=0.5)
@@ -373,7 +379,7 @@ window.addEventListener("load", function () {{
 
 
 def _links(value: Any) -> str:
-    """Manifest paths as ``file://`` links (opened on click, never loaded by the page); other values as text."""
+    """Manifest paths as ``file://`` links (followed on click, never loaded by the page); the rest as text."""
     from html import escape
 
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
@@ -391,12 +397,34 @@ def html_page(data: dict, out: Path) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in HEADER)
     body = "\n".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in table_cells(r)) + "</tr>"
                      for r in data["rows"])
-    images = "\n".join(
-        f'<h2>{name}</h2><img id="{name}-png" alt="{name}" src="data:image/png;base64,'
-        f'{base64.b64encode((out / f"{name}.png").read_bytes()).decode()}">' for name in ("propensity", "pareto"))
+    pngs = {name: base64.b64encode((out / f"{name}.png").read_bytes()).decode()
+            for name in ("propensity", "pareto")}
+    images = "\n".join(f'<h2>{name}</h2><img id="{name}-png" alt="{name}" src="data:image/png;base64,{b64}">'
+                       for name, b64 in pngs.items())
     prov = "".join(
         f"<li><b>{escape(r['experiment'])}/{escape(r['variant'])}</b> {escape(r['gpe'])}: "
         + "; ".join(f"{escape(k)}: {_links(v)}" for k, v in r["provenance"].items()) + "</li>"
         for r in data["rows"])
     intro = escape(markdown(data).split("\n")[2])
     return PAGE.format(intro=intro, head=head, body=body, images=images, prov=prov)
+
+
+def add_parser(sub: Any) -> None:
+    """The ``propensity compare`` subcommand (``sub`` = the CLI's ``add_subparsers()`` object)."""
+    p = sub.add_parser("compare", help="one table and figure set across report folders / experiment configs")
+    p.add_argument("paths", nargs="+", help="report folders (<store>/report/<name>-<hash>) or configs")
+    p.add_argument("--control", help="control variant: a name (per experiment) or experiment/variant")
+    p.add_argument("--out", default="compare", help="output folder (default: ./compare)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for paired differences")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="config overrides for paths that are configs")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: Any) -> int:
+    """Run ``compare`` and print the Markdown table and where every file went."""
+    out = compare([Path(p) for p in args.paths], args.control, Path(args.out), n_boot=args.bootstrap,
+                  overrides=args.overrides)
+    print("\n".join(line for line in (out / "compare.md").read_text().splitlines() if line.startswith("|")))
+    print("\n".join(f"{name}: {out / name}" for name in OUT_FILES))
+    return 0

@@ -46,8 +46,8 @@ def _records(path: Path, bad: list[dict]) -> list[dict[str, str]]:
                 bad.append({"source_file": path.name, "line": line_no, "reason": reason,
                             "raw": line.decode("utf-8", "replace")[:10_000]})
                 continue
-            rows.append({"id": str(doc["id"]), "text": doc["text"],
-                         "metadata": json.dumps(doc.get("metadata") or {}, sort_keys=True, ensure_ascii=False)})
+            meta = json.dumps(doc.get("metadata") or {}, sort_keys=True, ensure_ascii=False)
+            rows.append({"id": str(doc["id"]), "text": doc["text"], "metadata": meta})
     return rows
 
 
@@ -125,13 +125,15 @@ def dataset_card(chain: list[dict], out: Path, docs: int, files: int, quarantine
         "tags": ["propensity"],
     }
     head = chain[0]
+    version = head.get("versions", {}).get("propensity")
     lines = [
         "---", yaml.safe_dump(header, sort_keys=True).rstrip(), "---", "",
         f"# `{head['key']}`", "",
-        f"{docs:,} documents in {files} parquet file(s), exported from the `{subdir}/` of the propensity artifact "
-        f"`{head['key']}` (stage `{head['stage']}`, propensity {head.get('versions', {}).get('propensity')})."
-        + (f" {quarantined} record(s) could not be exported: see `quarantine/export.jsonl`." if quarantined else ""),
-        "", "Columns: `id`, `text`, `metadata` (a JSON object as a string: scores, tags, generator ground truth).",
+        f"{docs:,} documents in {files} parquet file(s), exported from the `{subdir}/` of the propensity "
+        f"artifact `{head['key']}` (stage `{head['stage']}`, propensity {version})."
+        + (f" {quarantined} record(s) could not be exported: see `quarantine/export.jsonl`." if quarantined
+           else ""),
+        "", "Columns: `id`, `text`, `metadata` (a JSON object as a string: scores, tags, ground truth).",
         "", "## Re-import as a source", "", "```yaml",
         yaml.safe_dump({"source": import_source_config(out)}, sort_keys=False).rstrip(), "```", "",
         "## Provenance", "", "| stage | key | finished | inputs |", "|---|---|---|---|",
@@ -139,6 +141,6 @@ def dataset_card(chain: list[dict], out: Path, docs: int, files: int, quarantine
     for m in chain:
         inputs = ", ".join(f"`{ref['key']}`" for _, ref in sorted(m.get("inputs", {}).items())) or "-"
         lines.append(f"| {m['stage']} | `{m['key']}` | {m.get('timings', {}).get('finished')} | {inputs} |")
-    lines += ["", "Full manifests (config, inputs, package versions, results, timings) of every stage above:", "",
-              "```json", json.dumps(chain, indent=2, sort_keys=True), "```", ""]
+    lines += ["", "Full manifests (config, inputs, package versions, results, timings) of the stages above:",
+              "", "```json", json.dumps(chain, indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)

@@ -10,10 +10,12 @@ never touches a folder whose lock is held, and nothing at all while any stage of
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import fasteners
 
@@ -21,6 +23,10 @@ from propensity.errors import StoreError
 from propensity.store import MANIFEST, MARKER, Store
 
 PARTIAL = ".partial"
+ARTIFACT_NAME = re.compile(r".+-[0-9a-f]{12}(\.partial)?")
+"""Folder names of stage artifacts, ``<name>-<12 hex>``; other folders (e.g. ``slurm/``) are never touched."""
+SUBMITTED = "experiments"
+"""``<store>/experiments/*.yaml``: configs submitted to Slurm (``propensity.slurm_exec.write_config``)."""
 
 
 @dataclass
@@ -50,7 +56,11 @@ def scan(store_root: Path) -> list[Artifact]:
         raise StoreError(f"store {str(root)!r} is not a folder")
     now = time.time()
     out = []
-    for folder in sorted(p for stage in root.iterdir() if stage.is_dir() for p in stage.iterdir() if p.is_dir()):
+    from propensity.graph import STAGE_ORDER
+
+    stages = sorted(root / s for s in STAGE_ORDER if (root / s).is_dir())
+    folders = [p for s in stages for p in s.iterdir() if p.is_dir() and ARTIFACT_NAME.fullmatch(p.name)]
+    for folder in sorted(folders):
         partial = folder.name.endswith(PARTIAL)
         key = f"{folder.parent.name}/{folder.name.removesuffix(PARTIAL)}"
         state = "partial" if partial else "complete" if (folder / MARKER).is_file() else "broken"
@@ -75,7 +85,8 @@ def closure(store: Store, key: str) -> set[str]:
 
 
 def usage(store_root: Path, keep: list[str] | None = None) -> dict[str, list[str]]:
-    """``{artifact key: [experiments using it]}`` from every complete report (plus ``keep``: extra keys)."""
+    """``{artifact key: [experiments using it]}``: every complete report's closure, every stage of the
+    configs submitted to Slurm (``<store>/experiments/*.yaml``: jobs may be pending) and ``keep`` (keys)."""
     store = Store(store_root)
     users: dict[str, set[str]] = {}
     report_dir = store.root / "report"
@@ -87,6 +98,14 @@ def usage(store_root: Path, keep: list[str] | None = None) -> dict[str, list[str
     for k in keep or []:
         for dep in closure(store, k):
             users.setdefault(dep, set()).add(f"keep:{k}")
+    for config in sorted((store.root / SUBMITTED).glob("*.yaml")):
+        try:
+            keys = keys_of_configs([config])
+        except Exception as err:  # noqa: BLE001 - an unreadable config must stop gc, whatever the cause
+            raise StoreError(f"cannot tell which artifacts the submitted config {config} uses ({err}); "
+                             "fix or delete it, then retry") from err
+        for k in keys:
+            users.setdefault(k, set()).add(f"submitted:{config.stem}")
     return {k: sorted(v) for k, v in users.items()}
 
 
@@ -143,14 +162,15 @@ def gc(store_root: Path, dry_run: bool = False, keep: list[str] | None = None, m
             continue
         try:
             if echo:
-                print(f"{'would remove' if dry_run else 'removing'} {a.state:<8} {a.key}  {human_size(a.size)}")
+                verb = "would remove" if dry_run else "removing"
+                print(f"{verb} {a.state:<8} {a.key}  {human_size(a.size)}")
             if not dry_run:
                 shutil.rmtree(a.path)
             removed.append(a)
         finally:
             lock.release()
     if busy and echo:
-        print(f"stages running ({', '.join(busy)}): kept every complete artifact; only stale partials removed")
+        print(f"stages running ({', '.join(busy)}): kept every complete artifact; only stale partials go")
     return removed
 
 
@@ -183,4 +203,50 @@ def print_ls(arts: list[Artifact]) -> None:
     console.print(table)
     unused = sum(a.size for a in arts if not a.used_by)
     console.print(f"{len(arts)} artifacts, {human_size(sum(a.size for a in arts))}; "
-                  f"unused: {human_size(unused)} (`propensity store gc STORE --dry-run` to see what would go)")
+                  f"unused: {human_size(unused)} (`propensity store gc STORE --dry-run` shows what would go)")
+
+
+def add_parser(sub: Any) -> None:
+    """The ``propensity store ls|gc|export`` subcommands (``sub`` = the CLI's ``add_subparsers()`` object)."""
+    parent = sub.add_parser("store", help="shared store: ls | gc | export")
+    store = parent.add_subparsers(dest="store_command", required=True)
+    p = store.add_parser("ls", help="artifacts with size, age, state and the experiments that use them")
+    p.add_argument("store", help="store folder")
+    p.add_argument("--keep", nargs="*", default=[], metavar="CONFIG", help="configs whose stages are used")
+    p = store.add_parser("gc", help="remove unused complete artifacts and stale .partial folders")
+    p.add_argument("store", help="store folder")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    p.add_argument("--keep", nargs="*", default=[], metavar="CONFIG", help="configs whose stages are kept")
+    p.add_argument("--min-age", type=float, default=0.0, metavar="HOURS", help="keep younger artifacts")
+    p = store.add_parser("export", help="export an artifact's shards as a Hugging Face dataset folder")
+    p.add_argument("artifact", help="artifact folder (<store>/<stage>/<name>-<hash>) with shards/*.jsonl.gz")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--subdir", default="shards", help="documents folder in the artifact (shards, excluded)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    for name, func in (("ls", _cmd_ls), ("gc", _cmd_gc), ("export", _cmd_export)):
+        store.choices[name].set_defaults(func=func)
+
+
+def _cmd_ls(args: Any) -> int:
+    print_ls(ls(Path(args.store), keys_of_configs([Path(c) for c in args.keep])))
+    return 0
+
+
+def _cmd_gc(args: Any) -> int:
+    removed = gc(Path(args.store), dry_run=args.dry_run, keep=keys_of_configs([Path(c) for c in args.keep]),
+                 min_age_s=args.min_age * 3600)
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{len(removed)} artifact(s); {verb} {human_size(sum(a.size for a in removed))}")
+    return 0
+
+
+def _cmd_export(args: Any) -> int:
+    import yaml
+
+    from propensity.export import export_shards, import_source_config
+
+    result = export_shards(Path(args.artifact), Path(args.out), subdir=args.subdir, overwrite=args.overwrite)
+    print(f"{result['documents']:,} documents in {result['files']} parquet file(s), {result['quarantined']} "
+          f"quarantined -> {result['out']}\nre-import with:\n"
+          + yaml.safe_dump({"source": import_source_config(Path(args.out))}, sort_keys=False))
+    return 0
