@@ -87,7 +87,15 @@ def tag_tokens(cfg: ExperimentConfig) -> list[str]:
     """Every control tag the experiment uses, defaults first: the tokenizer makes each one a single token."""
     tags = list(DEFAULT_TAGS)
     for v in cfg.variants:
-        tags += [t for t in variant_prefixes(v)[1:] if t not in tags]
+        if v.kind == "tag":
+            used = [v.tags.good, v.tags.bad]
+        elif v.kind in CONDITIONAL_KINDS:
+            from conditional_tags.config import variant_tags
+
+            used = variant_tags(_conditional_spec(v))
+        else:
+            used = []
+        tags += [t for t in used if t not in tags]
     return tags
 
 
@@ -99,8 +107,8 @@ def _conditional_spec(v: VariantConfig) -> Any:
 
 def variant_prefixes(v: VariantConfig) -> list[str]:
     """Conditioning prefixes a variant's models are evaluated under ('' = untagged)."""
-    if v.kind == "tag":
-        return ["", v.tags.good, v.tags.bad]
+    if v.kind == "tag":  # the model saw the tag followed by the separator
+        return ["", v.tags.good + v.separator, v.tags.bad + v.separator]
     if v.kind in CONDITIONAL_KINDS:
         from conditional_tags.config import variant_prefixes as conditional_prefixes
 
