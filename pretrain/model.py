@@ -12,7 +12,7 @@ from propensity.errors import ConfigError
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
-PRESETS = ("tiny", "quickstart", "llama_20m", "llama_125m")
+PRESETS = ("tiny", "quickstart", "llama_20m", "llama_125m", "llama_350m", "llama_1b")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,16 @@ class ModelSpec:
     def llama_125m(cls) -> ModelSpec:
         """GPT-2-small shape: 12 layers x 768, 12 heads, MLP 2048, tied: 124M params at vocab 50,257."""
         return cls(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=2048)
+
+    @classmethod
+    def llama_350m(cls) -> ModelSpec:
+        """24 layers x 1024, 16 heads, MLP 2816, tied: 360M params at vocab 50,257 (GPT-2-medium scale)."""
+        return cls(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=2816)
+
+    @classmethod
+    def llama_1b(cls) -> ModelSpec:
+        """Llama-3.2-1B shape: 16 x 2048, 32 heads, 8 KV heads, MLP 8192, tied: 1.08B at vocab 50,257."""
+        return cls(hidden_size=2048, num_layers=16, num_heads=32, num_kv_heads=8, intermediate_size=8192)
 
     @classmethod
     def preset(cls, name: str, overrides: dict[str, Any] | None = None) -> ModelSpec:

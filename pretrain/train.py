@@ -5,12 +5,23 @@ Inputs: ``tokenize`` (a folder with ``tokens/*.ds``) and ``tokenizer``. Writes `
 ``AutoTokenizer``), ``checkpoints/`` (the latest resumable checkpoint) and ``log.jsonl``. Re-entering the
 stage folder after a crash resumes from the latest checkpoint, bit-identically on CPU. torch runs
 ``ctx.workers`` threads during training (restored afterwards).
+
+Preemption: SIGTERM or SIGUSR1 (Slurm's ``--signal``) makes the loop write a checkpoint at the next step
+boundary and raise ``TrainingPreempted`` (the stage exits non-zero; a requeued job resumes). Under
+``torchrun`` the stage trains data-parallel (``pretrain.distributed``) and rank 0 writes the artifact.
+``backend: nanotron`` hands the run to nanotron on a GPU cluster instead (``pretrain.nanotron_backend``); both
+backends leave the same ``model/`` folder (HF weights + tokenizer) for ``eval_gpe``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +30,14 @@ from propensity.stage import StageContext
 
 from ._config import check_keys, require_choice, require_float, require_int
 from .data import PACKINGS, TokenFolder, WindowLoader
+from .distributed import Dist
+from .metrics import Sink, TensorBoardSink, WandbSink, flops_per_token
 from .model import ModelSpec, build_model
 from .tokenizer import TOKENIZER_FILES
-from .trainer import TrainConfig, train
+from .trainer import PRECISIONS, SCHEDULES, TrainConfig, train
+
+BACKENDS = ("torch", "nanotron")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 DEFAULTS: dict[str, Any] = {
     "model": "quickstart",
@@ -38,6 +54,16 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 200,
     "log_every": 10,
     "allow_repeat": False,
+    "grad_accum": 1,
+    "schedule": "cosine",
+    "decay_fraction": 0.2,
+    "precision": "auto",
+    "device": "auto",
+    "peak_flops": None,
+    "tensorboard": False,
+    "wandb_project": None,
+    "backend": "torch",
+    "nanotron": {},
 }
 
 
@@ -59,6 +85,13 @@ def train_config(cfg: dict[str, Any]) -> TrainConfig:
         grad_clip=require_float(cfg["grad_clip"], "grad_clip", "train"),
         checkpoint_every=require_int(cfg["checkpoint_every"], "checkpoint_every", "train"),
         log_every=require_int(cfg["log_every"], "log_every", "train", minimum=1),
+        grad_accum=require_int(cfg["grad_accum"], "grad_accum", "train", minimum=1),
+        schedule=require_choice(cfg["schedule"], "schedule", "train", SCHEDULES),
+        decay_fraction=require_float(cfg["decay_fraction"], "decay_fraction", "train"),
+        precision=require_choice(cfg["precision"], "precision", "train", PRECISIONS),
+        peak_flops=None
+        if cfg["peak_flops"] is None
+        else require_float(cfg["peak_flops"], "peak_flops", "train"),
     )
 
 
@@ -84,49 +117,121 @@ def save_final(model: Any, tokenizer_dir: Path, out: Path) -> None:
             shutil.copyfile(tokenizer_dir / name, out / name)
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry: build the model, train it on ``ctx.inputs['tokenize']/tokens`` and save ``model/``."""
-    import torch
+class StopFlag:
+    """Set by a signal handler; the training loop polls ``requested`` at every step boundary."""
 
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal: int | None = None
+
+
+@contextmanager
+def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[StopFlag]:
+    """Within the block, ``signals`` set the flag instead of killing the process (main thread only)."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.requested, flag.signal = True, signum
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def resolve(ctx: StageContext) -> tuple[dict[str, Any], ModelSpec, TrainConfig, str]:
+    """The checked config (defaults filled), model spec, ``TrainConfig`` and packing of a train stage."""
     cfg = check_keys(ctx.config, DEFAULTS, "train")
-    if not isinstance(cfg["model_overrides"], dict):
-        raise ConfigError(f"train: model_overrides must be a mapping, got {cfg['model_overrides']!r}")
+    for key in ("model_overrides", "nanotron"):
+        if not isinstance(cfg[key], dict):
+            raise ConfigError(f"train: {key} must be a mapping, got {cfg[key]!r}")
+    require_choice(cfg["backend"], "backend", "train", BACKENDS)
+    if not isinstance(cfg["tensorboard"], bool):
+        raise ConfigError(f"train: tensorboard must be true or false, got {cfg['tensorboard']!r}")
+    if cfg["wandb_project"] is not None and not (
+        isinstance(cfg["wandb_project"], str) and cfg["wandb_project"]
+    ):
+        raise ConfigError(
+            f"train: wandb_project must be a non-empty string or null, got {cfg['wandb_project']!r}"
+        )
     packing = require_choice(cfg["packing"], "packing", "train", PACKINGS)
     spec = ModelSpec.preset(cfg["model"], cfg["model_overrides"])
     tcfg = train_config(cfg)
+    tcfg.validate()
     if tcfg.seq_len > spec.max_position_embeddings:
         raise ConfigError(
             f"train: seq_len {tcfg.seq_len} exceeds the model's max_position_embeddings "
             f"{spec.max_position_embeddings}"
         )
+    return cfg, spec, tcfg, packing
+
+
+def make_sinks(ctx: StageContext, cfg: dict[str, Any]) -> list[Sink]:
+    """TensorBoard (``out/tensorboard``) and W&B sinks as configured; missing packages are ConfigErrors."""
+    sinks: list[Sink] = []
+    if cfg["tensorboard"]:
+        sinks.append(TensorBoardSink(ctx.out / "tensorboard"))
+    if cfg["wandb_project"]:
+        key = json.dumps({"config": ctx.config, "seed": ctx.seed, "name": ctx.name}, sort_keys=True)
+        run_id = f"{ctx.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+        sinks.append(
+            WandbSink(cfg["wandb_project"], run_id, f"{ctx.stage}/{ctx.name}", ctx.out / "wandb", ctx.config)
+        )
+    return sinks
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Stage entry: check the budget, then train with the torch loop (or nanotron) and save ``model/``."""
+    import torch
+
+    cfg, spec, tcfg, packing = resolve(ctx)
     vocab, eos_id, pad_id = _tokenizer_info(ctx.inputs["tokenizer"])
     data = TokenFolder(ctx.inputs["tokenize"] / "tokens")
     loader = WindowLoader(data, tcfg.seq_len, tcfg.batch_size, packing, pad_id, ctx.seed)
     epochs = loader.check_budget(tcfg.steps, bool(cfg["allow_repeat"]))
+    budget = {
+        "backend": cfg["backend"],
+        "tokens_budget": tcfg.steps * tcfg.batch_size * tcfg.seq_len,
+        "tokens_available": data.tokens_available(packing, tcfg.seq_len),
+        "epochs": round(epochs, 4),
+        "packing": packing,
+        "parameters": spec.param_count(vocab),
+        "vocab_size": vocab,
+        "model_spec": json.loads(json.dumps(spec.__dict__)),
+    }
+    if cfg["backend"] == "nanotron":
+        from .nanotron_backend import run_nanotron
+
+        return {**run_nanotron(ctx, cfg, spec, tcfg, packing, (vocab, eos_id, pad_id)), **budget}
+    dist = Dist.from_env(cfg["device"])
+    sinks = make_sinks(ctx, cfg) if dist.is_main else []
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, ctx.workers))  # 2 threads on 2 busy cores run ~5x slower than 1
     torch.manual_seed(ctx.seed)
     model = build_model(spec, vocab, ctx.seed, eos_id=eos_id, pad_id=pad_id)
     ctx.log.info(
-        "train: %s (%d params), %d steps, %.2f epochs",
-        cfg["model"],
-        spec.param_count(vocab),
-        tcfg.steps,
-        epochs,
+        "train: %s (%d params), %d steps, %.2f epochs", cfg["model"], budget["parameters"], tcfg.steps, epochs
     )
+    fpt = flops_per_token(spec, vocab, tcfg.seq_len)
     try:
-        summary = train(model, loader, tcfg, ctx.out, progress=ctx.progress)
+        with stop_on_signals() as stop:
+            summary = train(model, loader, tcfg, ctx.out, ctx.progress, dist, stop, sinks, fpt)
     finally:
         torch.set_num_threads(threads)
-    save_final(model, ctx.inputs["tokenizer"], ctx.out / "model")
+    if dist.is_main:
+        save_final(model.to("cpu"), ctx.inputs["tokenizer"], ctx.out / "model")
+    dist.barrier()
     summary.pop("config")
     return {
         **summary,
-        "parameters": spec.param_count(vocab),
-        "vocab_size": vocab,
-        "epochs": round(epochs, 4),
-        "packing": packing,
+        **budget,
         "torch_threads": max(1, ctx.workers),
-        "tokens_available": data.tokens_available(packing, tcfg.seq_len),
-        "model_spec": json.loads(json.dumps(spec.__dict__)),
+        "flops_per_token": fpt,
+        "grad_accum": tcfg.grad_accum,
+        "schedule": tcfg.schedule,
     }

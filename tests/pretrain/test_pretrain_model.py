@@ -16,6 +16,8 @@ from propensity.errors import ConfigError
         ("quickstart", 4096, 1_328_256),
         ("llama_20m", 4096, 21_076_480),
         ("llama_125m", 50_257, 123_551_232),
+        ("llama_350m", 50_257, 359_794_688),
+        ("llama_1b", 50_257, 1_076_072_448),
     ],
 )
 def test_preset_parameter_counts(name: str, vocab: int, params: int) -> None:
@@ -40,7 +42,7 @@ def test_overrides_and_errors() -> None:
         ModelSpec.preset("tiny", {"num_layer": 3})
     with pytest.raises(ConfigError, match="must divide by num_heads 3"):
         ModelSpec.preset("tiny", {"num_heads": 3})
-    assert set(PRESETS) == {"tiny", "quickstart", "llama_20m", "llama_125m"}
+    assert set(PRESETS) == {"tiny", "quickstart", "llama_20m", "llama_125m", "llama_350m", "llama_1b"}
 
 
 def test_seeded_init_is_bit_identical_and_leaves_global_rng() -> None:
@@ -52,3 +54,14 @@ def test_seeded_init_is_bit_identical_and_leaves_global_rng() -> None:
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["model.embed_tokens.weight"], sc["model.embed_tokens.weight"])
     assert a.config._attn_implementation == "sdpa"
+
+
+def test_large_preset_counts_match_transformers_on_meta_device() -> None:
+    """param_count of the 1B GQA preset equals what transformers builds (on the meta device: no memory)."""
+    from transformers import LlamaForCausalLM
+
+    spec = ModelSpec.preset("llama_1b")
+    with torch.device("meta"):
+        model = LlamaForCausalLM(spec.llama_config(50_257, eos_id=0, pad_id=1))
+    assert sum(p.numel() for p in model.parameters()) == spec.param_count(50_257) == 1_076_072_448
+    assert model.config.num_key_value_heads == 8

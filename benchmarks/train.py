@@ -1,0 +1,211 @@
+"""Training throughput on one model, batch and data, in one run: our trainer vs the limit vs the HF Trainer.
+
+1. ours: ``pretrain.trainer.train`` (the train stage's loop: schedule, clipping, logging, final checkpoint)
+2. bare: a hand-written torch loop over the same ``WindowLoader`` batches (forward, cross-entropy, backward,
+   clip, AdamW step, nothing else): the limit. Target: ours >= 0.95x bare.
+3. hf: ``transformers.Trainer`` on the same windows (``input_ids`` + ``labels``), same optimizer settings, no
+   saving or reporting. Target: ours >= 1.3x hf. Needs ``accelerate`` (``pip install 'accelerate>=1.1'``); the
+   leg is skipped with a note when it is missing.
+
+Each leg builds the same seeded model and trains ``--steps`` steps; tokens/s counts steps after the first
+``--warmup`` (steady state) and is the best of ``--repeat`` runs. Legs alternate within each repeat, so load
+from other processes hits all of them alike. Data: a synthetic datatrove ``.ds`` folder (random tokens,
+documents of 20-400 tokens), packing ``fixed``.
+
+Usage: ``python benchmarks/train.py [--model quickstart] [--batch 16] [--seq 128] [--steps 40] [--warmup 5]
+[--repeat 3] [--threads N] [--device cpu|cuda]``. Prints one table and a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+VOCAB = 4096
+
+
+def make_data(folder: Path, tokens: int, seed: int = 0) -> Path:
+    """A datatrove-layout ``.ds`` folder of ``tokens`` random ids in documents of 20-400 tokens."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 400, size=tokens // 20)
+    ends = np.cumsum(lengths)
+    ends = ends[ends <= tokens].astype("<u8")
+    ids = rng.integers(2, VOCAB, size=int(ends[-1])).astype("<u2")
+    ids[ends - 1] = 0
+    folder.mkdir(parents=True, exist_ok=True)
+    ids.tofile(folder / "000.ds")
+    ends.tofile(folder / "000.ds.index")
+    (folder / "000.ds.metadata").write_text(f"bench/tokenizer.json|2\n{len(ids)}\n")
+    return folder
+
+
+def setup(args: argparse.Namespace, data: Path) -> tuple[Any, Any, Any]:
+    """A fresh seeded model on the device, the loader and the ``TrainConfig`` every leg shares."""
+    from pretrain.data import TokenFolder, WindowLoader
+    from pretrain.model import ModelSpec, build_model
+    from pretrain.trainer import TrainConfig
+
+    model = build_model(ModelSpec.preset(args.model), VOCAB, seed=0, eos_id=0, pad_id=1).to(args.device)
+    loader = WindowLoader(TokenFolder(data), args.seq, args.batch, "fixed", pad_id=1, seed=0)
+    cfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch,
+        seq_len=args.seq,
+        lr=1e-3,
+        warmup_steps=2,
+        checkpoint_every=0,
+        log_every=args.warmup,
+        precision="fp32",
+    )
+    return model, loader, cfg
+
+
+def run_ours(args: argparse.Namespace, data: Path, work: Path) -> float:
+    """Steady-state tokens/s of ``pretrain.trainer.train`` (from its log records after the first)."""
+    from pretrain.distributed import Dist
+    from pretrain.trainer import train
+
+    model, loader, cfg = setup(args, data)
+    out = Path(tempfile.mkdtemp(dir=work))
+    train(model, loader, cfg, out, dist=Dist(device=args.device))
+    records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    intervals = [
+        (r["step"] - p["step"]) * cfg.batch_size * cfg.seq_len
+        for p, r in zip(records, records[1:], strict=False)
+    ]
+    seconds = sum(n / r["tokens_per_s"] for n, r in zip(intervals, records[1:], strict=True))
+    return sum(intervals) / seconds  # records after the first cover steps warmup+1 .. steps
+
+
+def run_bare(args: argparse.Namespace, data: Path, work: Path) -> float:
+    """Steady-state tokens/s of the plainest correct loop over the same batches."""
+    import torch
+    import torch.nn.functional as F
+
+    from pretrain.trainer import lr_at, make_optimizer
+
+    model, loader, cfg = setup(args, data)
+    opt = make_optimizer(model, cfg)
+    model.train()
+    start = 0.0
+    for step in range(cfg.steps):
+        if step == args.warmup:
+            start = time.perf_counter()
+        x, y = (torch.from_numpy(a).to(args.device) for a in loader.batch(step))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        logits = model(input_ids=x, use_cache=False).logits
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+    loss.item()
+    return (cfg.steps - args.warmup) * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
+
+
+def run_hf(args: argparse.Namespace, data: Path, work: Path) -> float | None:
+    """Steady-state tokens/s of ``transformers.Trainer`` (None when ``accelerate`` is missing)."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        return None
+    model, loader, cfg = setup(args, data)
+
+    class Windows(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return cfg.steps * cfg.batch_size
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            x, y = loader.batch(i // cfg.batch_size)
+            row = torch.from_numpy(x[i % cfg.batch_size])
+            return {"input_ids": row, "labels": torch.where(row == 1, -100, row)}
+
+    stamps: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            stamps.append(time.perf_counter())
+
+    targs = TrainingArguments(
+        output_dir=str(work / "hf"),
+        per_device_train_batch_size=cfg.batch_size,
+        max_steps=cfg.steps,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        adam_beta2=0.95,
+        max_grad_norm=cfg.grad_clip,
+        lr_scheduler_type="cosine",
+        warmup_steps=cfg.warmup_steps,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=cfg.steps,
+        use_cpu=args.device == "cpu",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+        bf16=False,
+    )
+    Trainer(model=model, args=targs, train_dataset=Windows(), callbacks=[Clock()]).train()
+    steps = len(stamps) - args.warmup
+    return steps * cfg.batch_size * cfg.seq_len / (stamps[-1] - stamps[args.warmup - 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="quickstart")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="train-bench-"))
+    data = make_data(work / "tokens", tokens=(args.steps + 1) * args.batch * (args.seq + 1) * 2)
+    best: dict[str, float | None] = {"ours": 0.0, "bare": 0.0, "hf": 0.0}
+    legs = {"ours": run_ours, "bare": run_bare, "hf": run_hf}
+    for _ in range(args.repeat):
+        for name, leg in legs.items():
+            value = leg(args, data, work)
+            best[name] = None if value is None else max(best[name] or 0.0, value)
+            print(f"# {name}: {value if value is None else round(value, 1)} tokens/s", flush=True)
+    report(args, best)
+
+
+def report(args: argparse.Namespace, best: dict[str, float | None]) -> None:
+    """Print the table (tokens/s and ratios against the targets) and one JSON line."""
+    ours, bare, hf = best["ours"], best["bare"], best["hf"]
+    print(f"model={args.model} batch={args.batch}x{args.seq} steps={args.steps} device={args.device}")
+    print(f"{'leg':<6}{'tokens/s':>12}")
+    for name, value in best.items():
+        print(f"{name:<6}{'skipped (pip install accelerate)' if value is None else f'{value:12,.0f}'}")
+    ratio_bare = ours / bare if ours and bare else None
+    ratio_hf = ours / hf if ours and hf else None
+    print(f"ours / bare = {ratio_bare:.3f} (target >= 0.95)" if ratio_bare else "ours / bare = n/a")
+    print(f"ours / hf   = {ratio_hf:.3f} (target >= 1.3)" if ratio_hf else "ours / hf   = n/a")
+    print(json.dumps({"tokens_per_s": best, "ours_over_bare": ratio_bare, "ours_over_hf": ratio_hf}))
+
+
+if __name__ == "__main__":
+    main()

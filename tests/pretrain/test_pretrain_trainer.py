@@ -1,0 +1,207 @@
+"""Trainer features: WSD, gradient accumulation, preemption by signal + bit-identical resume, sinks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pretrain_fixtures import make_ctx
+
+from pretrain import train as train_stage
+from pretrain.data import TokenFolder, WindowLoader
+from pretrain.metrics import GPU_PEAK_FLOPS, flops_per_token, peak_flops
+from pretrain.model import ModelSpec, build_model
+from pretrain.trainer import TrainConfig, TrainingPreempted, latest_checkpoint, lr_at, train
+from propensity.errors import ConfigError
+
+BASE = dict(steps=10, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=2, log_every=1)
+
+
+def _fresh(tokenized: Path, seed: int = 1) -> tuple[torch.nn.Module, WindowLoader]:
+    data = TokenFolder(tokenized / "tokens")
+    return build_model(ModelSpec.tiny(), 512, seed=seed), WindowLoader(
+        data, 32, 8, "document_aligned", 1, seed
+    )
+
+
+def _losses(out: Path) -> list[float]:
+    return [json.loads(x)["loss"] for x in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_wsd_schedule() -> None:
+    cfg = TrainConfig(
+        steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1, schedule="wsd", decay_fraction=0.2
+    )
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert all(lr_at(s, cfg) == 1.0 for s in range(10, 80))
+    assert lr_at(99, cfg) == pytest.approx(0.1) and lr_at(80, cfg) == 1.0
+    assert lr_at(89, cfg) == pytest.approx(1.0 - 0.9 * 9 / 19)
+    with pytest.raises(ConfigError, match="schedule must be one of cosine, wsd; got 'linear'"):
+        TrainConfig(steps=1, schedule="linear").validate()
+    with pytest.raises(ConfigError, match="batch_size 8 must divide by grad_accum 3"):
+        TrainConfig(steps=1, batch_size=8, grad_accum=3).validate()
+
+
+def test_grad_accumulation_matches_one_big_batch(tmp_path: Path, tokenized_dir: Path) -> None:
+    results = {}
+    for accum in (1, 4):
+        model, loader = _fresh(tokenized_dir)
+        cfg = TrainConfig(**BASE, grad_accum=accum, checkpoint_every=0, peak_flops=1e12)
+        fpt = flops_per_token(ModelSpec.tiny(), 512, 32)
+        results[accum] = (
+            train(model, loader, cfg, tmp_path / str(accum), flops_per_token=fpt),
+            model.state_dict(),
+        )
+    assert np.allclose(_losses(tmp_path / "1"), _losses(tmp_path / "4"), rtol=1e-5, atol=1e-6)
+    for name, tensor in results[1][1].items():
+        assert torch.allclose(tensor, results[4][1][name], rtol=1e-4, atol=1e-5), name
+    record = json.loads((tmp_path / "4/log.jsonl").read_text().splitlines()[-1])
+    assert record["flops_per_s"] > 0 and record["mfu"] == pytest.approx(
+        record["flops_per_s"] / 1e12, abs=1e-4
+    )
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path: Path, tokenized_dir: Path) -> None:
+    """precision: bf16 autocasts the forward (the CUDA default); the loss stays close to fp32's."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        model, loader = _fresh(tokenized_dir)
+        cfg = TrainConfig(**{**BASE, "steps": 3}, precision=precision, checkpoint_every=0)
+        train(model, loader, cfg, tmp_path / precision)
+        losses[precision] = _losses(tmp_path / precision)
+    assert losses["bf16"] != losses["fp32"]
+    assert np.allclose(losses["bf16"], losses["fp32"], atol=0.05)
+
+
+class SignallingLoader:
+    """Sends this process a real SIGUSR1 while batch ``at`` is read (a scheduler's preemption notice)."""
+
+    def __init__(self, inner: WindowLoader, at: int) -> None:
+        self.inner, self.at = inner, at
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        if step == self.at:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return self.inner.batch(step)
+
+
+def test_signal_checkpoints_and_resume_is_bit_identical(tmp_path: Path, tokenized_dir: Path) -> None:
+    cfg = TrainConfig(**BASE, grad_accum=2, schedule="wsd", decay_fraction=0.3, checkpoint_every=4)
+    model, loader = _fresh(tokenized_dir)
+    straight = train(model, loader, cfg, tmp_path / "a")
+    before = signal.getsignal(signal.SIGUSR1)
+    stopped_model, stopped_loader = _fresh(tokenized_dir)
+    with pytest.raises(TrainingPreempted, match="stopped by a signal at step 7; checkpoint saved"):
+        with train_stage.stop_on_signals() as stop:
+            train(stopped_model, SignallingLoader(stopped_loader, at=6), cfg, tmp_path / "b", stop=stop)
+    assert stop.signal == signal.SIGUSR1 and signal.getsignal(signal.SIGUSR1) == before
+    assert latest_checkpoint(tmp_path / "b/checkpoints").name == "step-00000007.pt"
+    resumed_model, resumed_loader = _fresh(tokenized_dir)
+    resumed = train(resumed_model, resumed_loader, cfg, tmp_path / "b")
+    a, b = model.state_dict(), resumed_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["final_loss"] == straight["final_loss"] and _losses(tmp_path / "a") == _losses(
+        tmp_path / "b"
+    )
+
+
+def test_flops_and_peaks() -> None:
+    tiny = ModelSpec.tiny()
+    assert flops_per_token(tiny, 512, 32) == 6 * 37_024 + 12 * 2 * 32 * 32
+    untied = ModelSpec.preset("tiny", {"tie_embeddings": False})
+    assert flops_per_token(untied, 512, 32) == 6 * (untied.param_count(512) - 512 * 32) + 12 * 2 * 32 * 32
+    assert (
+        peak_flops("cpu", None) is None
+        and peak_flops("cpu", 5e12) == 5e12
+        and GPU_PEAK_FLOPS["H100"] == 989e12
+    )
+
+
+def _stage(out: Path, tokenized: Path, tokenizer: Path, **extra: object) -> dict:
+    config = {
+        "model": "tiny",
+        "tokens": 8 * 32 * 4,
+        "seq_len": 32,
+        "batch_size": 8,
+        "warmup_steps": 1,
+        "log_every": 2,
+        **extra,
+    }
+    return train_stage.run(
+        make_ctx("train", out, config, {"tokenize": tokenized, "tokenizer": tokenizer}, seed=2)
+    )
+
+
+def test_tensorboard_and_wandb_sinks(
+    tmp_path: Path, tokenized_dir: Path, tokenizer_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="tensorboard: true needs the 'tensorboard' package"):
+        _stage(tmp_path / "x", tokenized_dir, tokenizer_dir, tensorboard=True)
+    with pytest.raises(ConfigError, match="wandb_project 'p' needs the 'wandb' package"):
+        _stage(tmp_path / "y", tokenized_dir, tokenizer_dir, wandb_project="p")
+    scalars: list[tuple[str, float, int]] = []
+    wandb_calls: list[tuple] = []
+
+    class Writer:
+        def __init__(self, log_dir: str) -> None:
+            scalars.append(("dir", 0.0, 0)) if log_dir.endswith("tensorboard") else None
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            scalars.append((tag, value, step))
+
+        flush = close = lambda self: None
+
+    class Run:
+        def log(self, data: dict, step: int) -> None:
+            wandb_calls.append(("log", step, sorted(data)))
+
+        def finish(self) -> None:
+            wandb_calls.append(("finish",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    monkeypatch.setitem(
+        sys.modules, "wandb", types.SimpleNamespace(init=lambda **kw: wandb_calls.append(kw) or Run())
+    )
+    result = _stage(
+        tmp_path / "z",
+        tokenized_dir,
+        tokenizer_dir,
+        tensorboard=True,
+        wandb_project="p",
+        schedule="wsd",
+        grad_accum=2,
+    )
+    assert result["steps"] == 4 and result["grad_accum"] == 2 and result["tokens_budget"] == 8 * 32 * 4
+    assert scalars[0] == ("dir", 0.0, 0) and [s for t, _, s in scalars if t == "train/loss"] == [2, 4]
+    init = wandb_calls[0]
+    assert init["project"] == "p" and init["resume"] == "allow" and init["id"].startswith("t-")
+    assert wandb_calls[1] == ("log", 2, ["flops_per_s", "loss", "lr", "tokens", "tokens_per_s"])
+    assert wandb_calls[-1] == ("finish",)
+
+
+def test_new_config_keys_are_checked(tmp_path: Path, tokenized_dir: Path, tokenizer_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="backend must be one of torch, nanotron; got 'jax'"):
+        _stage(tmp_path, tokenized_dir, tokenizer_dir, backend="jax")
+    with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16; got 'fp16'"):
+        _stage(tmp_path, tokenized_dir, tokenizer_dir, precision="fp16")
+    with pytest.raises(ConfigError, match="device is 'cuda' but torch.cuda.is_available"):
+        _stage(tmp_path, tokenized_dir, tokenizer_dir, device="cuda")
+    with pytest.raises(
+        ConfigError,
+        match="train.nanotron: unknown config key 'tpp' \\(did you mean 'tp'\\?\\); allowed: .*zero_stage",
+    ):
+        _stage(
+            tmp_path,
+            tokenized_dir,
+            tokenizer_dir,
+            backend="nanotron",
+            packing="fixed",
+            nanotron={"tp": 1, "tpp": 2},
+        )
