@@ -184,6 +184,18 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints.")
     allow_repeat: bool = Field(False, description="Allow repeating data when a variant has fewer tokens than the "
                                "budget (otherwise an error).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step (batch_size is the global batch).")
+    schedule: Literal["cosine", "wsd"] = Field("cosine", description="cosine decay, or warmup-stable-decay.")
+    decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps in the final decay.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device.")
+    peak_flops: float | None = Field(None, gt=0, description="Peak FLOP/s per device for the MFU estimate.")
+    tensorboard: bool = Field(False, description="Write TensorBoard event files (needs tensorboard).")
+    wandb_project: str | None = Field(None, description="Log to this W&B project (needs wandb).")
+    backend: Literal["torch", "nanotron"] = Field("torch", description="torch: the built-in trainer; nanotron: "
+                                                  "GPU clusters (see docs/pretrain.md).")
+    nanotron: dict[str, Any] = Field(default_factory=dict, description="nanotron settings: dp, tp, pp, nodes, ...")
+    log_every: int = Field(10, ge=1, description="Steps between log lines.")
 
     @field_validator("seeds")
     @classmethod

@@ -17,6 +17,9 @@ from propensity.store import StageSpec
 CONDITIONAL_KINDS = ("doc_tag", "sentence_tag", "inline_tag", "mask", "inject")
 CONDITIONAL_FIELDS = ("bins", "quantiles", "tag_names", "p", "mask", "inject")
 """VariantConfig fields only the conditional_tags stage reads (left out of filters.variants configs)."""
+LATER_TRAIN_KEYS = ("grad_accum", "schedule", "decay_fraction", "precision", "device", "peak_flops", "tensorboard",
+                    "wandb_project", "backend", "nanotron", "log_every")
+"""Train settings added after the first release: left out of the hash at their defaults, so old artifacts stay valid."""
 STAGE_ORDER = ("source", "classifier", "tokenizer", "score", "variant", "tokenize", "train", "eval", "report")
 DEFAULT_TAGS = ("<|good|>", "<|bad|>")
 
@@ -156,6 +159,9 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
                       {"source": source, "classifier": classifier}, seed=cfg.seed, resources="data")
     specs = [source, classifier, tokenizer, score]
     train_cfg = cfg.train.model_dump(mode="json", exclude={"seeds"})
+    for key, field in type(cfg.train).model_fields.items():  # settings added later hash only when changed
+        if key in LATER_TRAIN_KEYS and train_cfg.get(key) == field.get_default(call_default_factory=True):
+            del train_cfg[key]
     train_cfg.update(model=cfg.model.preset, model_overrides=cfg.model.overrides)
     report_inputs: dict[str, StageSpec] = {}
     for v in cfg.variants:

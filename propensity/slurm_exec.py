@@ -133,14 +133,17 @@ def log_path(job: JobSpec, job_id: str) -> Path:
 
 # ---- jobs.json -----------------------------------------------------------------------------------------
 def load_jobs(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The recorded submissions: ``{"experiment", "jobs": {key: {job_id, submitted, log, config}}, "submissions"}``."""
+    """The recorded submissions.
+
+    ``{"experiment", "jobs": {stage key: {job_id, submitted, log, config, name}}, "submissions": [...]}``.
+    """
     path = jobs_file(cfg)
     if not path.is_file():
         return {"experiment": cfg.experiment, "jobs": {}, "submissions": []}
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise SlurmError(f"{path} is not valid JSON ({exc}); move it away to start the record afresh") from exc
+        raise SlurmError(f"{path} is not valid JSON ({exc}); move it away to start a new record") from exc
     data.setdefault("jobs", {})
     data.setdefault("submissions", [])
     return data
@@ -204,13 +207,13 @@ def plan_submission(cfg: ExperimentConfig, config_path: Path, *, query: bool = T
             submit.append(spec)
     if stale:
         scancel(stale)
-    jobs = [make_job(cfg, s, config_path, sorted({i.key for i in s.inputs.values() if not store.is_complete(i)}))
-            for s in submit]
+    jobs = [make_job(cfg, s, config_path,
+                     sorted({i.key for i in s.inputs.values() if not store.is_complete(i)})) for s in submit]
     return Submission(complete, active, jobs, {job_name(cfg, s.key): s.key for s in submit})
 
 
 def _early_budget_check(cfg: ExperimentConfig) -> None:
-    """When every tokenize stage feeding a train stage is complete, check the token budget before submitting."""
+    """When every tokenize stage feeding a train stage is complete, check the token budget up front."""
     from propensity.runner import check_budgets
 
     store = Store(cfg.store)
@@ -326,7 +329,8 @@ def status(cfg: ExperimentConfig) -> int:
     for r in rows:
         state = (r.state or "-") + (f" ({r.reason})" if r.reason and r.state != "RUNNING" else "")
         log = str(r.log) if r.failed and r.log and r.log.is_file() else ""
-        table.add_row(r.key, f"[{colours[r.store]}]{r.store}[/]", r.job_id or "-", state, _hms(r.elapsed), log)
+        table.add_row(r.key, f"[{colours[r.store]}]{r.store}[/]", r.job_id or "-", state, _hms(r.elapsed),
+                      log)
     console.print(table)
     for r in rows:
         if r.failed and r.log and r.log.is_file():

@@ -45,3 +45,9 @@ def test_downstream_of() -> None:
     down = downstream_of(specs, {score.key})
     assert all(s.key in down for s in specs if s.stage in ("variant", "tokenize", "train", "eval", "report"))
     assert not any(s.key in down for s in specs if s.stage in ("source", "classifier", "tokenizer"))
+
+
+def test_later_train_settings_hash_only_when_changed() -> None:
+    assert keys(["train.schedule=cosine", "train.grad_accum=1"]) == keys([])
+    changed = {k for k, v in keys(["train.schedule=wsd"]).items() if keys([])[k] != v}
+    assert {k.split("/")[0] for k in changed} == {"train", "eval", "report"}
