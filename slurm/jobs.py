@@ -95,6 +95,37 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class TorchRun:
+    """``srun`` one ``torchrun`` per node, rendezvous on the job's first node (c10d)."""
+
+    nproc_per_node: int = 1
+    """Processes per node (one per GPU)."""
+    port: int = 29500
+    """Rendezvous port on the first node."""
+    executable: str = "torchrun"
+    """The torchrun program (e.g. ``<venv>/bin/torchrun``)."""
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("nproc_per_node", 1, 1024), ("port", 1, 65535)):
+            value = getattr(self, name)
+            if type(value) is not int or not low <= value <= high:
+                raise ConfigError(f"torchrun.{name}: expected an integer in {low}..{high}, got {value!r}")
+        if not isinstance(self.executable, str) or not self.executable or "\0" in self.executable:
+            raise ConfigError(f"torchrun.executable: expected a program path, got {self.executable!r}")
+
+    def lines(self, command: Sequence[str]) -> list[str]:
+        """Shell lines starting ``command`` (argv, run with ``--no-python``) under torchrun on every node."""
+        return [
+            'first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            "srun --ntasks-per-node=1 --kill-on-bad-exit=1 "
+            + shlex.join([self.executable, "--nproc_per_node", str(self.nproc_per_node)])
+            + ' --nnodes "$SLURM_NNODES" --rdzv_id "$SLURM_JOB_ID"'
+            + f' --rdzv_backend c10d --rdzv_endpoint "$first_node:{self.port}" --no-python '
+            + shlex.join(command),
+        ]
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """One batch job of a graph: a command, the jobs it needs first (by name) and its resources."""
 
@@ -115,6 +146,12 @@ class JobSpec:
     """Working directory of the job (``--chdir``); default: where sbatch runs."""
     requeue: bool = False
     """Allow Slurm to requeue the job (node failure, preemption, ``scontrol requeue``)."""
+    requeue_before_timeout: int | None = None
+    """With ``requeue``: seconds before the time limit at which Slurm sends USR1 to the batch shell
+    (``--signal=B:USR1@N``), which then requeues the job (``scontrol requeue``) so it resumes from its
+    latest checkpoint instead of being killed for good. ``None``: no signal."""
+    torchrun: TorchRun | None = None
+    """Launch ``command`` on every node with ``srun`` + ``torchrun`` (multi-node / multi-GPU training)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -134,6 +171,12 @@ class JobSpec:
         object.__setattr__(self, "log_dir", Path(self.log_dir))
         if self.workdir is not None:
             object.__setattr__(self, "workdir", Path(self.workdir))
+        if self.requeue_before_timeout is not None and (
+                type(self.requeue_before_timeout) is not int or not 1 <= self.requeue_before_timeout <= 65535
+                or not self.requeue):
+            raise ConfigError(f"job {self.name!r}: requeue_before_timeout must be an integer in 1..65535 "
+                              f"seconds and needs requeue=True, got {self.requeue_before_timeout!r} "
+                              f"(requeue={self.requeue})")
         if "\0" in "".join((self.name, *self.command, *self.setup, *self.env.values())):
             raise ConfigError(f"job {self.name!r}: NUL bytes are not allowed in names, commands or values")
 
@@ -179,7 +222,9 @@ def render_sbatch(job: JobSpec, dependency_ids: Sequence[str] = ()) -> str:
     if job.workdir is not None:
         options.append(f"--chdir={job.workdir.absolute()}")
     if job.requeue:
-        options.append("--requeue")
+        options += ["--requeue", "--open-mode=append"]  # a requeued run appends to the same log
+    if job.requeue_before_timeout is not None:
+        options.append(f"--signal=B:USR1@{job.requeue_before_timeout}")
     options.append("--kill-on-invalid-dep=yes")
     if dependency_ids:
         options.append("--dependency=afterok:" + ":".join(str(i) for i in dependency_ids))
@@ -190,5 +235,13 @@ def render_sbatch(job: JobSpec, dependency_ids: Sequence[str] = ()) -> str:
         lines.append("# depends on: " + shlex.join(job.dependencies).replace("\n", "\\n"))
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(job.env.items())]
     lines += [_setup_line(line, job.name) for line in job.setup]
-    lines.append("exec " + shlex.join(job.command))
+    launch = job.torchrun.lines(job.command) if job.torchrun else [shlex.join(job.command)]
+    if job.requeue_before_timeout is None:
+        lines += launch[:-1] + ["exec " + launch[-1]]
+    else:  # run in the background so the shell can take USR1 and requeue the job
+        lines += ["trap 'echo \"USR1: time limit near, requeueing job $SLURM_JOB_ID\"; "
+                  "scontrol requeue \"$SLURM_JOB_ID\"' USR1", *launch[:-1], launch[-1] + " &",
+                  "child=$!", "status=0", 'wait "$child" || status=$?',
+                  'while kill -0 "$child" 2>/dev/null; do status=0; wait "$child" || status=$?; done',
+                  'exit "$status"']
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from propensity.errors import ConfigError
 from slurm.errors import SlurmError, SlurmTimeoutError
-from slurm.jobs import JobSpec, render_sbatch
+from slurm.jobs import _JOB_ID, JobSpec, render_sbatch
 
 log = logging.getLogger("propensity.slurm")
 
@@ -102,24 +102,34 @@ def topological_order(jobs: Sequence[JobSpec]) -> list[JobSpec]:
 
 
 def submit_graph(jobs: Sequence[JobSpec], *, dry_run_dir: Path | None = None,
-                 env: Mapping[str, str] | None = None) -> dict[str, str]:
+                 env: Mapping[str, str] | None = None,
+                 existing: Mapping[str, str] | None = None) -> dict[str, str]:
     """Submit ``jobs`` in dependency order with ``sbatch --parsable``; return ``{name: job_id}``.
 
     With ``dry_run_dir`` nothing is submitted: every script is written there (``NN-<name>.sbatch``, without
     the ``--dependency`` line, whose ids do not exist yet) with ``plan.json`` and a runnable ``submit.sh``
     that submits them in order and wires the dependencies; the returned ids are ``dry-run-NN``.
     If an ``sbatch`` fails, the jobs already submitted by this call are cancelled and :class:`SlurmError`
-    is raised.
+    is raised. ``existing`` maps names of jobs submitted earlier (still pending or running, not in ``jobs``)
+    to their ids: dependencies on them become ``afterok`` on those ids. Dependencies on other names outside
+    ``jobs`` are taken as already complete.
     """
     order = topological_order(jobs)
+    existing = dict(existing or {})
+    clash = sorted(set(existing) & {job.name for job in order})
+    if clash:
+        raise ConfigError(f"jobs {clash} are both in the graph and already submitted (existing=)")
+    bad = {name: i for name, i in existing.items() if not _JOB_ID.match(str(i))}
+    if bad:
+        raise ConfigError(f"existing job ids {bad} are not Slurm job ids (digits, or digits_digits)")
     if dry_run_dir is not None:
-        return _write_dry_run(order, Path(dry_run_dir))
+        return _write_dry_run(order, Path(dry_run_dir), existing)
     ids: dict[str, str] = {}
     for job in order:
-        missing = [d for d in job.dependencies if d not in ids]
+        missing = [d for d in job.dependencies if d not in ids and d not in existing]
         if missing:
             log.info("job %r: dependencies %s not in the graph, taken as complete", job.name, missing)
-        deps = [ids[d] for d in job.dependencies if d in ids]
+        deps = [ids[d] if d in ids else existing[d] for d in job.dependencies if d in ids or d in existing]
         script = render_sbatch(job, deps)
         job.log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -134,7 +144,7 @@ def submit_graph(jobs: Sequence[JobSpec], *, dry_run_dir: Path | None = None,
     return ids
 
 
-def _write_dry_run(order: list[JobSpec], folder: Path) -> dict[str, str]:
+def _write_dry_run(order: list[JobSpec], folder: Path, existing: Mapping[str, str]) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     index = {job.name: i for i, job in enumerate(order)}
     plan, sh = [], ["#!/bin/bash", "# Submits the dry-run scripts in dependency order.", "set -euo pipefail",
@@ -143,13 +153,16 @@ def _write_dry_run(order: list[JobSpec], folder: Path) -> dict[str, str]:
         file = f"{i:02d}-{job.slug}.sbatch"
         (folder / file).write_text(render_sbatch(job))
         deps = [index[d] for d in job.dependencies if d in index]
-        dep_arg = " --dependency=afterok:" + ":".join(f"${{id{d}}}" for d in deps) if deps else ""
+        dep_ids = [f"${{id{d}}}" for d in deps] + [existing[d] for d in job.dependencies if d in existing]
+        dep_arg = " --dependency=afterok:" + ":".join(dep_ids) if dep_ids else ""
         sh += [f"mkdir -p {shlex.quote(str(job.log_dir.absolute()))}",
                f"id{i}=$(sbatch --parsable{dep_arg} {shlex.quote(file)})",
                f'id{i}="${{id{i}%%;*}}"',
                f'echo "submitted {i:02d} as job ${{id{i}}}"']
         plan.append({"name": job.name, "script": file, "dependencies": list(job.dependencies),
-                     "dependency_scripts": [order[d].name for d in deps], "command": list(job.command)})
+                     "dependency_scripts": [order[d].name for d in deps],
+                     "dependency_jobs": {d: existing[d] for d in job.dependencies if d in existing},
+                     "command": list(job.command)})
     (folder / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
     (folder / "submit.sh").write_text("\n".join(sh) + "\n")
     os.chmod(folder / "submit.sh", 0o755)
@@ -246,7 +259,9 @@ def _from_scontrol(job_id: str, env: Mapping[str, str] | None) -> JobState | Non
     code, sig = _exit(f.get("ExitCode"))
     done = state in TERMINAL_STATES
     restarts = int(f["Restarts"]) if f.get("Restarts", "").isdigit() else None
-    return JobState(job_id, state, code if done else None, sig if done else None, _seconds(f.get("RunTime")),
+    # a job cancelled before it started reports StartTime=Unknown and a RunTime counted from the epoch
+    elapsed = None if f.get("StartTime") == "Unknown" else _seconds(f.get("RunTime"))
+    return JobState(job_id, state, code if done else None, sig if done else None, elapsed,
                     f.get("Reason") if f.get("Reason") not in (None, "None") else None, restarts, "scontrol")
 
 

@@ -87,7 +87,7 @@ def test_script_shape_requeue_resources_and_exec() -> None:
     assert _sbatch_args(script) == [
         "--job-name=train", "--output=/logs/train-%j.out", "--partition=gpu", "--account=proj", "--qos=high",
         "--time=1-00:00:00", "--nodes=1", "--cpus-per-task=8", "--mem=64G", "--gres=gpu:2", "--exclusive",
-        "--requeue", "--kill-on-invalid-dep=yes"]
+        "--requeue", "--open-mode=append", "--kill-on-invalid-dep=yes"]
     body = script.split("\n\n", 1)[1].splitlines()
     assert body == ["set -eo pipefail", "export HF_HUB_OFFLINE=1", "module load cuda/12",
                     "source /opt/venv/bin/activate", "exec propensity stage cfg.yaml train/x"]
@@ -187,3 +187,10 @@ def test_jobcomp_and_scontrol_parsers_survive_hostile_names(tmp_path: Path,
     assert state is not None
     assert (state.state, state.reason, state.restarts, state.exit_code, state.elapsed) == (
         "PENDING", "DependencyNeverSatisfied", 2, None, 86402.0)
+
+    never_ran = ("JobId=19 JobName=b UserId=root(0) GroupId=root(0) JobState=CANCELLED "
+                 "Reason=DependencyNeverSatisfied ExitCode=0:0 RunTime=20786-20:13:11 StartTime=Unknown "
+                 "EndTime=2026-11-29T20:13:11\n")
+    monkeypatch.setattr("slurm.submit._run", lambda *a, **k: subprocess.CompletedProcess(a, 0, never_ran, ""))
+    state = _from_scontrol("19", None)
+    assert state is not None and (state.state, state.elapsed) == ("CANCELLED", None)
