@@ -164,7 +164,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
     try:
         spec = find_spec(cfg, args.key)
     except KeyError as e:
-        print(f"error: {e.args[0]}", file=sys.stderr)
+        print(f"error: {e.args[0]} (did the code or config change since submission? run "
+              "`propensity run CONFIG --executor slurm` again)", file=sys.stderr)
         return 2
     folder = Store(cfg.store).run(spec, workers=cfg.executor.workers, show_progress=not args.no_progress)
     print(folder)
