@@ -50,7 +50,7 @@ def test_results_schema_and_counts(finished: Path) -> None:
     assert v["filtered"]["dropped"] > 0 and v["baseline"]["dropped"] == 0
     assert set(v["tagged"]["by_tag"]) == {"<|good|>", "<|bad|>"}
     assert set(v["tagged"]["tag_difference"]) >= {"mean", "ci95"}
-    assert (next(finished.glob("report/tiny-*")) / "propensity.png").stat().st_size > 5000
+    assert next(finished.glob("report/tiny-*/propensity.png")).stat().st_size > 5000
 
 
 def test_rerun_reuses_everything_quickly(finished: Path, capsys: pytest.CaptureFixture) -> None:
@@ -70,7 +70,7 @@ def test_threshold_change_reruns_only_filter_downstream(finished: Path) -> None:
 
 
 def test_report_rebuild(finished: Path, capsys: pytest.CaptureFixture) -> None:
-    folder = next(finished.glob("report/tiny-*"))
+    folder = next(finished.glob("report/tiny-*/results.json")).parent
     before = (folder / "results.json").read_bytes()
     (folder / "results.json").unlink()
     assert main(["report", str(folder)]) == 0
