@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install clean-runs lint
+.PHONY: demo test test-slow install clean-runs lint
 
 $(BIN)/propensity: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ demo: install
 	$(BIN)/propensity run configs/quickstart.yaml
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# Minutes-long end-to-end runs on the local Slurm cluster (tiny experiment on Slurm vs local, faults, requeue).
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow tests
 
 lint: install
 	$(BIN)/python -m ruff check . || true
