@@ -42,6 +42,7 @@ def slurm_cluster() -> Iterator[LocalCluster]:
 @pytest.fixture()
 def slurm_workdir(slurm_cluster: LocalCluster, request: pytest.FixtureRequest) -> Path:
     """A fresh folder for one test's job outputs, inside the cluster's world-readable tree."""
-    folder = slurm_cluster.root.parent / "work" / request.node.name
+    unique = request.node.nodeid.replace("/", "_").replace("::", "__").replace(".py", "")
+    folder = slurm_cluster.root.parent / "work" / unique
     folder.mkdir(parents=True)
     return folder
