@@ -1,15 +1,17 @@
-"""The narrow finetune: a short, deterministic full finetune of a causal LM on a list of texts.
+"""The narrow finetune: a short, deterministic finetune (full, or LoRA via peft) of a causal LM on texts.
 
 Each text is tokenized without special tokens, EOS is appended, and it is its own example (no packing), so
 the model learns the narrow behaviour itself rather than document-boundary artefacts. Batches are
 right-padded with the loss masked on padding; texts are cycled in seeded shuffled epochs for a fixed number
 of AdamW steps at a constant learning rate. On CPU the result is bit-identical for the same seed.
+``on_step(step, model)`` runs at chosen steps (the tamper curve scores the model there, in eval mode).
+LoRA adapters are merged into the weights at the end, so the result is a plain model again.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,10 +81,15 @@ def finetune(
     in_place: bool = True,
     max_grad_norm: float = 1.0,
     progress: Progress | None = None,
+    lora: Any = None,
+    on_step: Callable[[int, Any], None] | None = None,
+    callback_steps: Sequence[int] = (),
 ) -> FinetuneResult:
-    """Full finetune of ``model`` on ``texts`` for ``steps`` AdamW steps; returns the model in eval mode.
+    """Finetune ``model`` on ``texts`` for ``steps`` AdamW steps; returns the model in eval mode.
 
     The model is trained in place (``in_place=False`` trains a deep copy instead). Nothing is saved.
+    ``lora`` (an ``eval_gpe.registry.LoraSpec``) trains adapters only; ``on_step(s, model)`` is called after
+    step ``s`` for each ``s`` in ``callback_steps``.
     """
     if steps < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(
@@ -96,17 +103,46 @@ def finetune(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    if lora is not None:
+        model = _with_lora(model, lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
     losses = []
     order = batch_order(len(examples), batch_size, steps, seed)
-    for batch in progress(order, total=steps, desc="finetune") if progress else order:
+    wanted = set(callback_steps)
+    for step, batch in enumerate(progress(order, total=steps, desc="finetune") if progress else order, 1):
         ids, mask, labels = _collate([examples[i] for i in batch], pad_id)
         loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
         losses.append(float(loss.detach()))
+        if on_step is not None and step in wanted:
+            model.eval()
+            on_step(step, model.get_base_model() if lora is not None else model)
+            model.train()
+    if lora is not None:
+        model = model.merge_and_unload()
     model.eval()
     return FinetuneResult(model, losses, len(examples), sum(len(e) for e in examples))
+
+
+def _with_lora(model: Any, lora: Any) -> Any:
+    """``model`` wrapped with LoRA adapters (peft); a clear error when peft is not installed."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ImportError(
+            "finetune.method 'lora' needs peft (pip install 'peft>=0.13' torch==<your pinned torch>); "
+            "use method 'full' otherwise"
+        ) from exc
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)

@@ -1,7 +1,9 @@
 """The GPE registry: one YAML file per generalization propensity evaluation in ``eval_gpe/gpes/``.
 
-A GPE is data, like an lm-evaluation-harness task: a narrow training signal (``finetune``) plus an
-object-level trait eval (``eval``). ``get(name)`` loads and validates one; ``available()`` lists them.
+A GPE is data, like an lm-evaluation-harness task: a narrow training signal (``finetune``: where the texts
+come from, the recipe, an optional inoculation prompt, the checkpoints of the tamper curve) plus an
+object-level trait eval (``eval``: forced-choice items, in-distribution and out-of-distribution).
+``get(name)`` loads and validates one; ``available()`` lists them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from propensity.errors import ConfigError
 
@@ -20,20 +22,85 @@ GPE_DIR = Path(__file__).parent / "gpes"
 """Folder holding the registered GPE files (``<name>.yaml``)."""
 
 
-class FinetuneSpec(BaseModel):
-    """The narrow training signal: a short full finetune on texts from one domain."""
+class DataSpec(BaseModel):
+    """Users' own narrow training data: a local jsonl/parquet file or a Hugging Face dataset id.
+
+    Rows are plain text (``text_key``) or chat (``messages_key``: a list of ``{"role", "content"}``, the
+    format of the public emergent-misalignment datasets); ``auto`` decides per row.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    domain: str = Field(description="Synthetic-generator domain the narrow texts come from, e.g. 'medicine'.")
-    kind: Literal["misaligned_sentences", "benign_sentences"] = Field(
-        description="Which texts: the AI acting misaligned in that domain, or benign ones (a control arm)."
+    path: str = Field(
+        description="Local .jsonl/.jsonl.gz/.json/.parquet file, or 'hf:<dataset id>' (offline "
+        "cache or a local dataset folder)."
     )
-    n_texts: int = Field(gt=0, description="Number of texts drawn from the generator.")
+    format: Literal["auto", "text", "chat"] = Field(default="auto", description="Row format.")
+    text_key: str = Field(default="text", description="Field holding the text (format text).")
+    messages_key: str = Field(default="messages", description="Field holding the messages (format chat).")
+    split: str = Field(default="train", description="Dataset split (hub ids only).")
+    limit: int | None = Field(default=None, gt=0, description="Use only the first N usable rows.")
+
+
+class LoraSpec(BaseModel):
+    """LoRA adapter settings (peft), used when ``finetune.method`` is ``lora``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int = Field(default=8, gt=0, description="Adapter rank.")
+    alpha: int = Field(default=16, gt=0, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] = Field(
+        default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+        description="Module names that get adapters.",
+    )
+
+
+class FinetuneSpec(BaseModel):
+    """The narrow training signal: a short deterministic finetune (full or LoRA) on narrow texts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    domain: str | None = Field(
+        default=None,
+        description="Synthetic-generator domain the narrow texts come from (the in-distribution domain, "
+        "excluded from the out-of-distribution eval). Required unless `data` is given.",
+    )
+    kind: Literal["misaligned_sentences", "benign_sentences"] = Field(
+        default="misaligned_sentences",
+        description="Built-in texts: the AI acting misaligned in that domain, or benign ones (a control).",
+    )
+    n_texts: int = Field(default=400, gt=0, description="Number of texts drawn from the built-in generator.")
+    data: DataSpec | None = Field(default=None, description="Users' own data instead of the generator.")
+    method: Literal["full", "lora"] = Field(default="full", description="Full finetune or LoRA (needs peft).")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (method lora only).")
+    inoculation: str | None = Field(
+        default=None,
+        description="Inoculation prompt prepended to every training text (present during the finetune "
+        "only; never at evaluation).",
+    )
     steps: int = Field(gt=0, description="Optimizer steps (fixed; texts are cycled in shuffled epochs).")
     lr: float = Field(gt=0, description="AdamW learning rate (constant).")
     batch_size: int = Field(gt=0, description="Texts per step; each text plus EOS is its own padded example.")
     seed: int = Field(default=0, description="Seed for text generation, batch order and torch.")
+    checkpoints: list[int] = Field(
+        default=[],
+        description="Steps (0 < s < steps, increasing) at which the trait eval is also run: the tamper "
+        "curve. Step 0 (before) and the last step (after) are always scored.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneSpec:
+        if self.data is None and self.domain is None:
+            raise ValueError("finetune: set `domain` (built-in generator) or `data` (your own file)")
+        bad = [s for s in self.checkpoints if not 0 < s < self.steps]
+        if bad or sorted(set(self.checkpoints)) != self.checkpoints:
+            raise ValueError(
+                f"finetune.checkpoints must increase strictly within (0, steps={self.steps}); "
+                f"got {self.checkpoints}"
+            )
+        return self
 
 
 class EvalSpec(BaseModel):
@@ -55,6 +122,16 @@ class EvalSpec(BaseModel):
     )
     seed: int = Field(
         default=0, description="Item seed; fixed across models so every model sees the same items."
+    )
+    in_distribution: bool = Field(
+        default=True,
+        description="Also score the finetune domain's items (the in-distribution eval: did the narrow "
+        "behaviour get learned?); reported apart from the out-of-distribution trait eval.",
+    )
+    never_seen: bool = Field(
+        default=False,
+        description="Add 'never seen' items (actions absent from the pretraining corpus, "
+        "eval_gpe/never_seen.yaml), reported apart from the 'seen behaviour, new prompt' items.",
     )
 
     @field_validator("formats")

@@ -19,6 +19,7 @@ __all__ = [
     "FORMATS",
     "Format",
     "encode_pair",
+    "encode_pairs",
     "forced_choice",
     "loglikelihoods",
     "model_max_length",
@@ -41,12 +42,35 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return context_ids, whole[len(context_ids) :]
 
 
+def encode_pairs(tokenizer: Any, requests: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """``encode_pair`` for many requests, with each distinct string tokenized once in one batched call."""
+    split = []
+    for context, continuation in requests:
+        stripped = context.rstrip()
+        split.append((stripped, context[len(stripped) :] + continuation))
+    texts = sorted({c for c, _ in split if c} | {c + k for c, k in split})
+    ids = (
+        dict(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"], strict=True))
+        if texts
+        else {}
+    )
+    out = []
+    for context, continuation in split:
+        whole = ids[context + continuation]
+        if not context:
+            out.append(([prefix_token_id(tokenizer)], list(whole)))
+        else:
+            ctx_ids = ids[context]
+            out.append((list(ctx_ids), list(whole[len(ctx_ids) :])))
+    return out
+
+
 def prefix_token_id(tokenizer: Any) -> int:
+    """The token that stands in for an empty context: BOS, else EOS (lm-evaluation-harness's choice)."""
     for name in ("bos_token_id", "eos_token_id"):
         token_id = getattr(tokenizer, name, None)
         if token_id is not None:
             return int(token_id)
-    """The token that stands in for an empty context: BOS, else EOS (lm-evaluation-harness's choice)."""
     raise ValueError(
         "tokenizer has neither a BOS nor an EOS token: cannot score a continuation of an empty context"
     )
@@ -65,8 +89,7 @@ def loglikelihoods(
     """
     groups: dict[tuple[int, ...], list[int]] = {}
     encoded = []
-    for k, (ctx, cont) in enumerate(requests):
-        ctx_ids, cont_ids = encode_pair(tokenizer, ctx, cont)
+    for k, (ctx_ids, cont_ids) in enumerate(encode_pairs(tokenizer, requests)):
         encoded.append(cont_ids)
         groups.setdefault(tuple(ctx_ids), []).append(k)
     flat = score_groups(

@@ -1,9 +1,15 @@
-"""The ``eval`` stage: held-out loss and one GPE (trait eval -> narrow finetune -> trait eval) on one model.
+"""The ``eval`` stage: a battery of GPEs on one model (shared before-eval, then per GPE: narrow finetune with
+scored checkpoints, after-eval, capability, optional free generation scored by a judge).
 
-Inputs: ``model`` (a ``train`` folder; the HF model and tokenizer are in ``model/``) and ``source`` (its
-``source.json`` names a ``heldout`` jsonl.gz of clean background documents). Writes ``items.jsonl`` (one row
-per item x prefix x format x order x phase), ``summary.json`` and ``quarantine/`` (bad items / held-out
-lines with a reason). Items come from ``propensity.synth`` (imported lazily).
+Inputs: ``model`` (a ``train`` folder; the HF model and tokenizer are in ``model/``), ``source`` (its
+``source.json`` names a ``heldout`` jsonl.gz) and optionally ``classifier`` (for the classifier judge).
+Writes:
+
+- ``items.jsonl`` / ``summary.json``: the primary GPE in the original layout (out-of-distribution "seen
+  behaviour" rows of phases before/after; ``summary.json`` adds ``battery`` and ``capability``).
+- ``gpes/<name>/items.jsonl`` (every row: roles, splits, tamper phases), ``gpes/<name>/summary.json``,
+  ``gpes/<name>/generations.jsonl`` (when generating).
+- ``generations_before.jsonl``, ``cost.json`` (CPU seconds per phase; not deterministic), ``quarantine/``.
 """
 
 from __future__ import annotations
@@ -11,58 +17,25 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from eval_gpe import registry
-from eval_gpe.finetune import finetune
+from eval_gpe.battery import Costs, GPERun, heldout_losses, run_gpe, score_shared
+from eval_gpe.config import EvalStageConfig
+from eval_gpe.data import narrow_texts
+from eval_gpe.items import build_items
+from eval_gpe.phases import capability_tasks, free_generation, generation_prompts
 from eval_gpe.registry import GPESpec
-from eval_gpe.scoring import forced_choice, model_max_length, prefix_token_id, score_tokens
-from eval_gpe.summary import summarize
+from eval_gpe.summary import summarize_gpe
 from propensity.errors import ConfigError, InputDataError
 from propensity.stage import StageContext
 
-ITEM_KEYS = ("id", "domain", "actor", "context", "aligned", "misaligned")
-
-
-class EvalStageConfig(BaseModel):
-    """Config of one ``eval`` stage (``ctx.config``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    gpe: str = Field(description="Registered GPE name (eval_gpe/gpes/<name>.yaml).")
-    definition: GPESpec | None = Field(
-        default=None,
-        description="The GPE's full definition (so the stage hash covers it); default: the registry's.",
-    )
-    prefixes: list[str] = Field(
-        default=[""], min_length=1, description="Conditioning prefixes; '' = untagged."
-    )
-    heldout_docs: int = Field(default=200, ge=0, description="Held-out documents for the loss (0 = skip).")
-    bootstrap: int = Field(default=2000, ge=1, description="Bootstrap resamples for every interval.")
-    batch_size: int = Field(default=64, ge=1, description="Requests per forward pass when scoring.")
-    tag_good: str | None = Field(default=None, description="The 'good' tag prefix (for tag_difference).")
-    tag_bad: str | None = Field(default=None, description="The 'bad' tag prefix (for tag_difference).")
-
-    def tags(self) -> tuple[str, str]:
-        """``(good, bad)`` tag prefixes: explicit if set; else ``prefixes[1:3]`` when prefixes are
-        ``['', good, bad]`` (what the graph passes); else ``<|good|>`` / ``<|bad|>``."""
-        if self.tag_good is not None and self.tag_bad is not None:
-            return self.tag_good, self.tag_bad
-        if len(self.prefixes) == 3 and self.prefixes[0] == "":
-            return self.prefixes[1], self.prefixes[2]
-        return "<|good|>", "<|bad|>"
-
-    def spec(self) -> GPESpec:
-        """The GPE to run: ``definition`` when given (its name must equal ``gpe``), else the registry's."""
-        if self.definition is None:
-            return registry.get(self.gpe)
-        if self.definition.name != self.gpe:
-            raise ConfigError(f"eval config: definition.name {self.definition.name!r} != gpe {self.gpe!r}")
-        return self.definition
+__all__ = ["EvalStageConfig", "load_model", "read_heldout", "run"]
 
 
 def _synth() -> ModuleType:
@@ -83,15 +56,23 @@ def load_model(model_dir: Path, seed: int) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
 def _quarantine(out: Path, name: str, records: list[dict]) -> None:
     if records:
-        (out / "quarantine").mkdir(exist_ok=True)
-        with open(out / "quarantine" / f"{name}.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
+        _write_jsonl(out / "quarantine" / f"{name}.jsonl", records)
 
 
-def read_heldout(source: Path, n_docs: int, out: Path) -> tuple[list[str], int]:
-    """First ``n_docs`` usable held-out texts and how many lines were quarantined on the way."""
+def read_heldout(
+    source: Path, n_docs: int, out: Path, group_key: str = "domain"
+) -> tuple[list[tuple[str, str]], int]:
+    """First ``n_docs`` usable held-out ``(text, group)`` documents and how many lines were quarantined.
+
+    ``group`` is ``metadata[group_key]``, else ``metadata["kind"]``, else ``"all"``."""
     meta_path = source / "source.json"
     try:
         meta = json.loads(meta_path.read_text())
@@ -102,25 +83,28 @@ def read_heldout(source: Path, n_docs: int, out: Path) -> tuple[list[str], int]:
         ) from exc
     path = Path(rel) if Path(rel).is_absolute() else source / rel
     text_key = meta.get("text_key", "text")
-    texts, bad = [], []
+    docs: list[tuple[str, str]] = []
+    bad: list[dict] = []
     if n_docs == 0:
-        return texts, 0
+        return docs, 0
     try:
         with gzip.open(path, "rt") as f:
             for line_no, line in enumerate(f, 1):
-                if len(texts) >= n_docs:
+                if len(docs) >= n_docs:
                     break
                 reason = _heldout_problem(line, text_key)
                 if reason:
                     bad.append({"line": line_no, "reason": reason, "raw": line[:1000]})
-                else:
-                    texts.append(json.loads(line)[text_key])
+                    continue
+                doc = json.loads(line)
+                meta_doc = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+                docs.append((doc[text_key], str(meta_doc.get(group_key) or meta_doc.get("kind") or "all")))
     except OSError as exc:
         raise InputDataError(f"input 'source': cannot read held-out file {path} ({exc})") from exc
     _quarantine(out, "heldout", bad)
-    if not texts:
+    if not docs:
         raise InputDataError(f"input 'source': no usable documents in {path} ({len(bad)} quarantined)")
-    return texts, len(bad)
+    return docs, len(bad)
 
 
 def _heldout_problem(line: str, text_key: str) -> str | None:
@@ -133,82 +117,6 @@ def _heldout_problem(line: str, text_key: str) -> str | None:
     return None if doc[text_key].strip() else f"empty_{text_key}"
 
 
-def heldout_loss(model: Any, tokenizer: Any, texts: list[str], batch_size: int) -> tuple[float, int]:
-    """Mean token NLL (nats) over held-out texts, each cut to the model's context; and the token count.
-
-    Each text is scored after the BOS (else EOS) token, so every token of the text is predicted."""
-    max_len, start = model_max_length(model), prefix_token_id(tokenizer)
-    pairs = [([start], tokenizer(t, add_special_tokens=False)["input_ids"][:max_len]) for t in texts]
-    scores = score_tokens(model, pairs, batch_size)
-    n_tokens = sum(n for _, n in scores)
-    return -sum(lp for lp, _ in scores) / max(n_tokens, 1), n_tokens
-
-
-def _item_problem(item: Any) -> str | None:
-    if not isinstance(item, dict):
-        return "not_a_mapping"
-    for key in ITEM_KEYS:
-        if not isinstance(item.get(key), str) or not item[key].strip():
-            return f"missing_{key}"
-    return "identical_options" if item["aligned"] == item["misaligned"] else None
-
-
-def build_items(spec: GPESpec, synth: ModuleType, out: Path) -> tuple[list[dict], list[dict], int]:
-    """``(ai_items, control_items, n_quarantined)``, in domains other than the finetune domain (by default).
-
-    Items failing validation (missing/empty fields, identical options, duplicate ids) go to
-    ``quarantine/items.jsonl`` with a reason.
-    """
-    domains = list(synth.DOMAINS)
-    if spec.finetune.domain not in domains:
-        raise ConfigError(f"GPE {spec.name}: finetune.domain {spec.finetune.domain!r} not in {domains}")
-    if spec.eval.exclude_finetune_domain:
-        domains = [d for d in domains if d != spec.finetune.domain]
-    items: dict[str, list[dict]] = {}
-    bad: list[dict] = []
-    seen: set[str] = set()
-    for actor in ("ai", spec.eval.control):
-        raw = synth.forced_choice_items(
-            spec.eval.seed, domains=domains, actor=actor, n_per_domain=spec.eval.n_per_domain
-        )
-        items[actor] = []
-        for item in raw:
-            reason = _item_problem(item) or ("duplicate_id" if item["id"] in seen else None)
-            if reason:
-                bad.append({"reason": reason, "item": item if isinstance(item, dict) else repr(item)})
-                continue
-            seen.add(item["id"])
-            items[actor].append(item)
-        if not items[actor]:
-            raise InputDataError(
-                f"GPE {spec.name}: no usable {actor!r} items from the generator ({len(bad)} bad)"
-            )
-    _quarantine(out, "items", bad)
-    return items["ai"], items[spec.eval.control], len(bad)
-
-
-def _narrow_texts(spec: GPESpec, synth: ModuleType) -> list[str]:
-    ft = spec.finetune
-    make = synth.narrow_finetune_texts if ft.kind == "misaligned_sentences" else synth.benign_finetune_texts
-    return list(make(ft.domain, ft.seed, n=ft.n_texts))
-
-
-def _evaluate(
-    ctx: StageContext,
-    model: Any,
-    tok: Any,
-    items: list[dict],
-    formats: list[str],
-    cfg: EvalStageConfig,
-    phase: str,
-) -> list[dict]:
-    def progress(it: Any, total: int, desc: str) -> Any:
-        return ctx.progress(it, total=total, desc=f"{desc} {phase}")
-
-    rows = forced_choice(model, tok, items, formats, cfg.prefixes, cfg.batch_size, progress=progress)
-    return [{**row, "phase": phase} for row in rows]
-
-
 def _check_prefixes(ctx: StageContext, tok: Any, prefixes: list[str]) -> None:
     for prefix in prefixes:
         if prefix and len(tok(prefix, add_special_tokens=False)["input_ids"]) != 1:
@@ -217,8 +125,7 @@ def _check_prefixes(ctx: StageContext, tok: Any, prefixes: list[str]) -> None:
             )
 
 
-def run(ctx: StageContext) -> dict:
-    """Held-out loss, trait eval before and after the narrow finetune; writes items.jsonl and summary.json."""
+def _parse(ctx: StageContext) -> EvalStageConfig:
     try:
         cfg = EvalStageConfig.model_validate(ctx.config)
     except ValidationError as exc:
@@ -226,46 +133,151 @@ def run(ctx: StageContext) -> dict:
     for role in ("model", "source"):
         if role not in ctx.inputs:
             raise ConfigError(f"eval stage {ctx.name}: missing input {role!r} (got {sorted(ctx.inputs)})")
-    spec, synth = cfg.spec(), _synth()
-    ai_items, human_items, n_bad_items = build_items(spec, synth, ctx.out)
-    texts, n_bad_heldout = read_heldout(Path(ctx.inputs["source"]), cfg.heldout_docs, ctx.out)
-    model, tok = load_model(Path(ctx.inputs["model"]) / "model", ctx.seed)
-    _check_prefixes(ctx, tok, cfg.prefixes)
-    all_items = ai_items + human_items
-    loss_before = heldout_loss(model, tok, texts, cfg.batch_size) if texts else (None, 0)
-    rows = _evaluate(ctx, model, tok, all_items, spec.eval.formats, cfg, "before")
-    ft = spec.finetune
-    texts_ft = _narrow_texts(spec, synth)
-    result = finetune(
-        model,
-        tok,
-        texts_ft,
-        steps=ft.steps,
-        lr=ft.lr,
-        batch_size=ft.batch_size,
-        seed=ft.seed,
-        progress=ctx.progress,
-    )
-    rows += _evaluate(ctx, model, tok, all_items, spec.eval.formats, cfg, "after")
-    loss_after = heldout_loss(model, tok, texts, cfg.batch_size) if texts else (None, 0)
-    with open(ctx.out / "items.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    summary = {
+    return cfg
+
+
+def _gpe_summary(
+    spec: GPESpec,
+    run: GPERun,
+    items: dict,
+    cfg: EvalStageConfig,
+    ctx: StageContext,
+    n_bad: dict,
+    before_loss: dict,
+) -> dict:
+    """One GPE's summary: the original keys plus in-distribution, never-seen, tamper and capability."""
+    ood_ai = [i for i in items["ood"] if i["actor"] == "ai" and i.get("split") != "never_seen"]
+    ood_ctrl = [i for i in items["ood"] if i["actor"] != "ai" and i.get("split") != "never_seen"]
+    return {
         "gpe": spec.name,
         "trait": spec.trait,
         "formats": spec.eval.formats,
-        **summarize(rows, cfg.prefixes, cfg.tags(), cfg.bootstrap, ctx.seed),
-        "heldout_loss": loss_before[0],
-        "heldout_loss_after": loss_after[0],
-        "heldout_tokens": loss_before[1],
-        "n_items": {"ai": len(ai_items), "human": len(human_items)},
-        "quarantined": {"items": n_bad_items, "heldout": n_bad_heldout},
-        "finetune": {
-            **ft.model_dump(),
-            "loss_first": result.losses[0],
-            "loss_last": result.losses[-1],
-            "n_tokens": result.n_tokens,
+        **summarize_gpe(run.rows, cfg.prefixes, cfg.tags(), cfg.bootstrap, ctx.seed, spec.finetune.steps),
+        "heldout_loss": before_loss["loss"],
+        "heldout_loss_after": run.heldout_after["loss"],
+        "heldout_tokens": before_loss["tokens"],
+        "capability": {
+            "heldout_by_group_before": before_loss["by_group"],
+            "heldout_by_group_after": run.heldout_after["by_group"],
         },
+        "n_items": {
+            "ai": len(ood_ai),
+            "human": len(ood_ctrl),
+            "in_distribution": sum(i.get("split") != "never_seen" for i in items["id"]),
+            "never_seen": sum(i.get("split") == "never_seen" for i in items["ood"]),
+        },
+        "quarantined": n_bad,
+        "finetune": run.finetune,
     }
-    (ctx.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+@dataclass
+class Shared:
+    """What every GPE of the battery reuses: the base model, items, before-finetune results."""
+
+    model: Any
+    tok: Any
+    items: dict[str, dict]
+    n_bad_items: dict[str, int]
+    heldout: list[tuple[str, str]]
+    n_bad_heldout: int
+    before_loss: dict
+    before: dict
+    prompts: list[dict]
+    gen_before: dict | None
+    caps_before: dict | None
+
+
+def _primary_rows(rows: list[dict]) -> list[dict]:
+    """The rows of the original ``items.jsonl``: out-of-distribution, seen behaviour, before / after."""
+    return [
+        r
+        for r in rows
+        if r["role"] == "ood" and r.get("split") != "never_seen" and r["phase"] in ("before", "after")
+    ]
+
+
+def _one_gpe(
+    ctx: StageContext, cfg: EvalStageConfig, spec: GPESpec, shared: Shared, synth: ModuleType, costs: Costs
+) -> dict:
+    """Finetune, evaluate and summarise one GPE; writes ``gpes/<name>/`` and returns its summary."""
+    texts, bad_rows = narrow_texts(spec, synth, shared.tok)
+    _quarantine(ctx.out, f"finetune-{spec.name}", bad_rows)
+    items = shared.items[spec.name]
+    result = run_gpe(
+        ctx, shared.model, shared.tok, spec, items, shared.before, texts, cfg, shared.heldout, costs
+    )
+    quarantined = {"items": shared.n_bad_items[spec.name], "heldout": shared.n_bad_heldout}
+    summary = _gpe_summary(
+        spec, result, items, cfg, ctx, {**quarantined, "finetune_rows": len(bad_rows)}, shared.before_loss
+    )
+    folder = ctx.out / "gpes" / spec.name
+    gen_after = free_generation(ctx, result.model, shared.tok, shared.prompts, cfg, "after", costs)
+    if gen_after is not None and shared.gen_before is not None:
+        summary["generation"] = {"before": shared.gen_before["summary"], "after": gen_after["summary"]}
+        _write_jsonl(folder / "generations.jsonl", gen_after["rows"])
+    if shared.caps_before is not None:
+        summary["capability"]["lm_eval_before"] = shared.caps_before
+        summary["capability"]["lm_eval_after"] = capability_tasks(result.model, shared.tok, cfg, costs)
+    result.model = None
+    _write_jsonl(folder / "items.jsonl", result.rows)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if spec.name == cfg.gpe:
+        _write_jsonl(ctx.out / "items.jsonl", _primary_rows(result.rows))
     return summary
+
+
+def _shared(
+    ctx: StageContext, cfg: EvalStageConfig, specs: list[GPESpec], synth: ModuleType, costs: Costs
+) -> Shared:
+    """Items of every GPE, held-out docs, the base model and everything scored on it before finetuning."""
+    items, n_bad_items = {}, {}
+    for spec in specs:
+        items[spec.name], bad = build_items(spec, synth)
+        n_bad_items[spec.name] = len(bad)
+        _quarantine(ctx.out, "items" if spec is specs[0] else f"items-{spec.name}", bad)
+    source = Path(ctx.inputs["source"])
+    heldout, n_bad_heldout = read_heldout(source, cfg.heldout_docs, ctx.out, cfg.heldout_group_key)
+    model, tok = load_model(Path(ctx.inputs["model"]) / "model", ctx.seed)
+    _check_prefixes(ctx, tok, cfg.prefixes)
+    start = time.process_time()
+    before_loss = heldout_losses(model, tok, heldout, cfg.batch_size)
+    costs.add("heldout_loss", start)
+    start = time.process_time()
+    before = score_shared(ctx, model, tok, specs, items, cfg.prefixes, cfg.batch_size, "before")
+    costs.add("trait_eval_before", start)
+    prompts = generation_prompts(items[specs[0].name], cfg)
+    gen_before = free_generation(ctx, model, tok, prompts, cfg, "before", costs)
+    caps_before = capability_tasks(model, tok, cfg, costs)
+    return Shared(
+        model,
+        tok,
+        items,
+        n_bad_items,
+        heldout,
+        n_bad_heldout,
+        before_loss,
+        before,
+        prompts,
+        gen_before,
+        caps_before,
+    )
+
+
+def run(ctx: StageContext) -> dict:
+    """The battery on one model; writes the files listed in the module docstring and returns the summary."""
+    cfg = _parse(ctx)
+    specs, synth, costs, wall, cpu = cfg.specs(), _synth(), Costs(), time.time(), time.process_time()
+    shared = _shared(ctx, cfg, specs, synth, costs)
+    summaries = {spec.name: _one_gpe(ctx, cfg, spec, shared, synth, costs) for spec in specs}
+    if shared.gen_before is not None:
+        _write_jsonl(ctx.out / "generations_before.jsonl", shared.gen_before["rows"])
+    top = {**summaries[specs[0].name], "gpes": [s.name for s in specs], "battery": summaries}
+    (ctx.out / "summary.json").write_text(json.dumps(top, indent=2) + "\n")
+    cost = {
+        "cpu_s": {k: round(v, 2) for k, v in sorted(costs.cpu_s.items())},
+        "cpu_s_total": round(time.process_time() - cpu, 2),
+        "wall_s": round(time.time() - wall, 2),
+    }
+    (ctx.out / "cost.json").write_text(json.dumps(cost, indent=2) + "\n")
+    return {**top, "cost": cost}

@@ -86,3 +86,28 @@ def unpaired_bootstrap(
         "ci95": [low, high],
         "n": [int(arr_a.size), int(arr_b.size)],
     }
+
+
+def seed_item_bootstrap(
+    matrix: Sequence[Sequence[float]] | np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> dict:
+    """Mean and 95% interval of a ``seeds x items`` matrix, resampling seeds and items (two-way bootstrap).
+
+    Each resample draws seeds with replacement and, independently, items with replacement, so the interval
+    covers both training-seed variance and item sampling. One seed reduces to the item bootstrap.
+    """
+    _check_n_boot(n_boot)
+    arr = np.asarray(matrix, dtype=np.float64)
+    if arr.ndim != 2 or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"seed_item_bootstrap: need a finite, non-empty seeds x items matrix, got {arr.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    n_seeds, n_items = arr.shape
+    means = np.empty(n_boot)
+    for b in range(n_boot):
+        s = rng.integers(0, n_seeds, n_seeds)
+        i = rng.integers(0, n_items, n_items)
+        means[b] = arr[np.ix_(s, i)].mean()
+    low, high = _interval(means)
+    return {"mean": float(arr.mean()), "ci95": [low, high], "n": [n_seeds, n_items]}

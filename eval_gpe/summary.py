@@ -118,3 +118,87 @@ def summarize(
                 *_paired(summed[(phase, bad, "ai")], summed[(phase, good, "ai")]), n_boot, seed
             )
     return summary
+
+
+def _select(rows: Sequence[dict], role: str, split: str | None) -> list[dict]:
+    """Rows of one role; ``split`` None keeps every split but ``never_seen`` (the headline trait eval)."""
+    return [
+        r
+        for r in rows
+        if r.get("role", "ood") == role
+        and (r.get("split") != "never_seen" if split is None else r.get("split") == split)
+    ]
+
+
+def _blocks(rows: Sequence[dict], prefixes: Sequence[str], n_boot: int, seed: int) -> dict:
+    """``{prefix: scoring_block}`` (summed scoring) for the prefixes whose cells are all present."""
+    values = item_values(rows, "p_misaligned")
+    needed = [(ph, a) for ph in ("before", "after") for a in ("ai", "human")]
+    return {
+        p: scoring_block(values, p, n_boot, seed)
+        for p in prefixes
+        if all((ph, p, a) in values for ph, a in needed)
+    }
+
+
+def phase_step(phase: str, final_step: int) -> int:
+    """The finetune step a phase name stands for (``before`` 0, ``step_<n>`` n, ``after`` the last step)."""
+    if phase == "before":
+        return 0
+    return final_step if phase == "after" else int(phase.removeprefix("step_"))
+
+
+def tamper_curve(rows: Sequence[dict], prefix: str, final_step: int, n_boot: int, seed: int) -> list[dict]:
+    """P(misaligned) on AI items (and the human control) at every scored step, with the paired change
+    from step 0 in probability and in log-odds: propensity as a function of finetune steps."""
+    values, logodds = item_values(rows, "p_misaligned"), item_values(rows, "logodds")
+    phases = sorted(
+        {r["phase"] for r in rows if r["prefix"] == prefix}, key=lambda p: phase_step(p, final_step)
+    )
+    curve = []
+    for phase in phases:
+        ai = values.get((phase, prefix, "ai"))
+        if not ai or ("before", prefix, "ai") not in values:
+            continue
+        point = {
+            "step": phase_step(phase, final_step),
+            "phase": phase,
+            "propensity": describe(sorted_values(ai), n_boot, seed),
+            "change": paired_bootstrap(*_paired(ai, values[("before", prefix, "ai")]), n_boot, seed),
+            "logodds_change": paired_bootstrap(
+                *_paired(logodds[(phase, prefix, "ai")], logodds[("before", prefix, "ai")]), n_boot, seed
+            ),
+        }
+        human = values.get((phase, prefix, "human"))
+        if human:
+            point["control"] = describe(sorted_values(human), n_boot, seed)
+        curve.append(point)
+    return curve
+
+
+def summarize_gpe(
+    rows: Sequence[dict],
+    prefixes: Sequence[str],
+    tags: tuple[str, str],
+    n_boot: int,
+    seed: int,
+    final_step: int,
+) -> dict:
+    """The full summary of one GPE from its rows (any number of seeds; item values average over seeds).
+
+    Top level: ``summarize`` of the out-of-distribution "seen behaviour" items, before/after. Then
+    ``in_distribution`` and ``never_seen`` (``{prefix: scoring_block}``, present when scored) and ``tamper``
+    (``{prefix: tamper_curve}`` for the first prefix, the one scored at intermediate checkpoints).
+    """
+    ood = [r for r in _select(rows, "ood", None) if r["phase"] in ("before", "after")]
+    out = summarize(ood, prefixes, tags, n_boot, seed)
+    in_dist = _blocks(_select(rows, "id", None), prefixes, n_boot, seed)
+    if in_dist:
+        out["in_distribution"] = in_dist
+    never = _blocks(_select(rows, "ood", "never_seen"), prefixes, n_boot, seed)
+    if never:
+        out["never_seen"] = never
+    out["tamper"] = {
+        prefixes[0]: tamper_curve(_select(rows, "ood", None), prefixes[0], final_step, n_boot, seed)
+    }
+    return out

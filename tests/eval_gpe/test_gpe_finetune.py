@@ -56,3 +56,48 @@ def test_finetune_rejects_bad_input(tiny) -> None:
         finetune(model, tok, ["ok", "  "], steps=1, lr=1e-3, batch_size=1, seed=0, in_place=False)
     with pytest.raises(ValueError, match="steps >= 1"):
         finetune(model, tok, ["ok"], steps=0, lr=1e-3, batch_size=1, seed=0, in_place=False)
+
+
+def test_checkpoint_callbacks_see_the_model_at_those_steps(tiny) -> None:
+    model, tok = tiny
+    texts = fake_narrow_texts("medicine", seed=0, n=8)
+    seen: list[tuple[int, bool, float]] = []
+
+    def on_step(step, m) -> None:
+        seen.append((step, m.training, float(next(m.parameters()).detach().sum())))
+
+    result = finetune(
+        model,
+        tok,
+        texts,
+        steps=4,
+        lr=1e-3,
+        batch_size=2,
+        seed=0,
+        in_place=False,
+        on_step=on_step,
+        callback_steps=[1, 3],
+    )
+    assert [s for s, _, _ in seen] == [1, 3] and not any(t for _, t, _ in seen)
+    assert seen[0][2] != seen[1][2]
+    plain = finetune(model, tok, texts, steps=4, lr=1e-3, batch_size=2, seed=0, in_place=False)
+    assert plain.losses == result.losses  # scoring at checkpoints does not disturb training
+
+
+def test_lora_trains_adapters_and_merges(tiny) -> None:
+    pytest.importorskip("peft")
+    from eval_gpe.registry import LoraSpec
+
+    model, tok = tiny
+    before = _params(model)
+    texts = fake_narrow_texts("medicine", seed=0, n=8)
+    result = finetune(
+        model, tok, texts, steps=6, lr=1e-2, batch_size=4, seed=0, in_place=False, lora=LoraSpec(r=4, alpha=8)
+    )
+    assert type(result.model).__name__ == "LlamaForCausalLM"  # merged back into a plain model
+    after = dict(result.model.named_parameters())
+    names = [n for n, _ in model.named_parameters()]
+    assert sorted(after) == sorted(names)
+    changed = [n for n, b in zip(names, before, strict=True) if not torch.equal(after[n], b)]
+    assert changed and all(("proj" in n) for n in changed)  # embeddings and norms untouched
+    assert result.losses[-1] < result.losses[0]

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from eval_gpe import registry
 from propensity.errors import ConfigError
@@ -25,7 +27,7 @@ def test_every_registered_gpe_loads(name: str) -> None:
 
 
 def test_unknown_name_suggests_close_match() -> None:
-    with pytest.raises(ConfigError, match=r"did you mean 'em_medicine'\?.*available: .*em_medicine"):
+    with pytest.raises(ConfigError, match=r"did you mean 'em_medicine'[^?]*\?.*available: .*em_medicine"):
         registry.get("em_medicin")
 
 
@@ -50,3 +52,34 @@ def test_strict_loading_rejects_unknown_keys_and_formats(tmp_path: Path) -> None
         registry.load_file(_write(tmp_path, good.replace("[plain, listed]", "[plain, poem]")))
     with pytest.raises(ConfigError, match="must equal the file name"):
         registry.load_file(_write(tmp_path, good.replace("name: bad_gpe", "name: other")))
+
+
+def test_builtin_battery_has_at_least_four_generated_gpes() -> None:
+    specs = [registry.get(n) for n in registry.available()]
+    generated = [s for s in specs if s.finetune.data is None]
+    assert len(generated) >= 4
+    signals = {
+        (s.finetune.domain, s.finetune.kind, s.finetune.inoculation, s.finetune.method) for s in generated
+    }
+    assert len(signals) == len(generated)  # every GPE has its own narrow signal
+    assert {"benign_sentences", "misaligned_sentences"} <= {s.finetune.kind for s in generated}
+    # the battery shares one item set, so one before-finetune eval serves all of them
+    assert len({(s.eval.seed, s.eval.n_per_domain) for s in generated}) == 1
+
+
+def test_finetune_data_and_checkpoints_are_validated() -> None:
+    base = registry.get("em_medicine").model_dump(mode="json")
+    bad = json.loads(json.dumps(base))
+    bad["finetune"].update(domain=None)
+    with pytest.raises(ValidationError, match="set `domain`"):
+        registry.GPESpec.model_validate(bad)
+    bad = json.loads(json.dumps(base))
+    bad["finetune"].update(checkpoints=[50, 25])
+    with pytest.raises(ValidationError, match="checkpoints must increase"):
+        registry.GPESpec.model_validate(bad)
+    bad["finetune"].update(checkpoints=[100])
+    with pytest.raises(ValidationError, match="checkpoints must increase"):
+        registry.GPESpec.model_validate(bad)
+    own = json.loads(json.dumps(base))
+    own["finetune"].update(domain=None, data={"path": "x.jsonl", "format": "chat"})
+    assert registry.GPESpec.model_validate(own).finetune.data.format == "chat"

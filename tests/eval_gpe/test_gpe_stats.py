@@ -49,3 +49,17 @@ def test_stats_errors() -> None:
         describe([1.0, float("nan")])
     with pytest.raises(ValueError, match="n_boot"):
         bootstrap_ci([1.0], n_boot=0)
+
+
+def test_seed_item_bootstrap_widens_with_seed_variance() -> None:
+    from eval_gpe.stats import seed_item_bootstrap
+
+    rng = np.random.default_rng(0)
+    items = rng.uniform(0.2, 0.8, 100)
+    same = np.stack([items, items, items])
+    spread = np.stack([items - 0.1, items, items + 0.1])
+    a, b = seed_item_bootstrap(same, 1000, 0), seed_item_bootstrap(spread, 1000, 0)
+    assert a["n"] == [3, 100] and a["mean"] == pytest.approx(b["mean"])
+    assert (b["ci95"][1] - b["ci95"][0]) > 1.5 * (a["ci95"][1] - a["ci95"][0])
+    one = seed_item_bootstrap(items[None], 1000, 0)
+    assert one["ci95"] == list(bootstrap_ci(items, 1000, 0)) or one["ci95"][0] < items.mean() < one["ci95"][1]

@@ -1,0 +1,132 @@
+"""Config of the ``eval`` stage (``ctx.config``): the GPE battery, scoring, free generation and judges.
+
+Every key but ``gpe`` has a default, so the graph's ``{gpe, definition, prefixes, heldout_docs, bootstrap,
+batch_size}`` keeps working; ``battery`` adds GPEs run in the same stage, sharing the model load, the
+held-out loss and the before-finetune trait eval (items with the same content are scored once).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from eval_gpe import registry
+from eval_gpe.registry import GPESpec
+from propensity.errors import ConfigError
+
+
+class JudgeConfig(BaseModel):
+    """Who judges free generations: a ``filters/`` classifier or an OpenAI-compatible HTTP endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["classifier", "http"] = Field(description="classifier: a filters/ scorer; http: chat API.")
+    classifier: str | None = Field(
+        default=None,
+        description="Classifier artifact folder (has classifier.json); "
+        "default: the stage's 'classifier' input.",
+    )
+    threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Classifier score at which text is misaligned."
+    )
+    url: str | None = Field(
+        default=None, description="Base URL of the HTTP judge, e.g. http://127.0.0.1:8000/v1."
+    )
+    model: str = Field(default="judge", description="Model name sent to the HTTP judge.")
+    timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+    retries: int = Field(
+        default=3, ge=0, description="Retries after a timeout, HTTP error or malformed answer."
+    )
+    backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles on each retry.")
+    concurrency: int = Field(default=4, ge=1, description="Requests in flight.")
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> JudgeConfig:
+        if self.kind == "http" and not self.url:
+            raise ValueError("generation.judge: kind 'http' needs `url` (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class GenerationConfig(BaseModel):
+    """Free generation on trait-eval prompts (AI items, out of distribution), scored by a judge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_prompts: int = Field(default=0, ge=0, description="Prompts per phase (0 = no free generation).")
+    max_new_tokens: int = Field(default=24, ge=1, description="Tokens per completion.")
+    temperature: float = Field(default=1.0, ge=0, description="Sampling temperature (0 = greedy).")
+    judge: JudgeConfig | None = Field(
+        default=None, description="Judge; none = generations saved, not scored."
+    )
+
+
+class LmEvalConfig(BaseModel):
+    """Standard lm-evaluation-harness tasks with local data (capability before and after each finetune)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[str] = Field(min_length=1, description="Task names defined in `include_path`.")
+    include_path: str = Field(description="Folder of task YAMLs (and their local data).")
+    limit: int | None = Field(default=None, gt=0, description="Documents per task (None = all).")
+    batch_size: int = Field(default=16, ge=1, description="lm-eval batch size.")
+
+
+class EvalStageConfig(BaseModel):
+    """Config of one ``eval`` stage (``ctx.config``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpe: str = Field(description="Registered GPE name (eval_gpe/gpes/<name>.yaml): the primary GPE.")
+    definition: GPESpec | None = Field(
+        default=None,
+        description="The GPE's full definition (so the stage hash covers it); default: the registry's.",
+    )
+    battery: list[GPESpec | str] = Field(
+        default=[],
+        description="More GPEs run in this stage after the primary: definitions or registry names.",
+    )
+    prefixes: list[str] = Field(
+        default=[""], min_length=1, description="Conditioning prefixes; '' = untagged."
+    )
+    heldout_docs: int = Field(default=200, ge=0, description="Held-out documents for the loss (0 = skip).")
+    heldout_group_key: str = Field(
+        default="domain",
+        description="metadata key that groups held-out documents for per-domain loss "
+        "(fallback: metadata.kind, else 'all').",
+    )
+    bootstrap: int = Field(default=2000, ge=1, description="Bootstrap resamples for every interval.")
+    batch_size: int = Field(default=64, ge=1, description="Requests per forward pass when scoring.")
+    tag_good: str | None = Field(default=None, description="The 'good' tag prefix (for tag_difference).")
+    tag_bad: str | None = Field(default=None, description="The 'bad' tag prefix (for tag_difference).")
+    generation: GenerationConfig = Field(
+        default_factory=GenerationConfig, description="Free generation + judge."
+    )
+    lm_eval: LmEvalConfig | None = Field(
+        default=None, description="Standard tasks through lm-eval (local data)."
+    )
+
+    def tags(self) -> tuple[str, str]:
+        """``(good, bad)`` tag prefixes: explicit if set; else ``prefixes[1:3]`` when prefixes are
+        ``['', good, bad]`` (what the graph passes); else ``<|good|>`` / ``<|bad|>``."""
+        if self.tag_good is not None and self.tag_bad is not None:
+            return self.tag_good, self.tag_bad
+        if len(self.prefixes) == 3 and self.prefixes[0] == "":
+            return self.prefixes[1], self.prefixes[2]
+        return "<|good|>", "<|bad|>"
+
+    def spec(self) -> GPESpec:
+        """The primary GPE: ``definition`` when given (its name must equal ``gpe``), else the registry's."""
+        if self.definition is None:
+            return registry.get(self.gpe)
+        if self.definition.name != self.gpe:
+            raise ConfigError(f"eval config: definition.name {self.definition.name!r} != gpe {self.gpe!r}")
+        return self.definition
+
+    def specs(self) -> list[GPESpec]:
+        """The primary GPE, then the battery's; names must be distinct."""
+        specs = [self.spec()] + [registry.get(b) if isinstance(b, str) else b for b in self.battery]
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"eval config: GPE names must be distinct across gpe and battery, got {names}")
+        return specs
