@@ -200,6 +200,12 @@ def load_fasttext(path: Path) -> Any:
         raise InputDataError(
             f"classifier.model_path {str(path)!r} is an unsupervised fastText model (no labels)"
         )
+    predicted, _ = model.predict("probe", k=-1)
+    if len(predicted) != len(model.get_labels()):  # a cut .bin loads without its output matrix
+        raise InputDataError(
+            f"classifier.model_path {str(path)!r} is truncated or corrupt: it predicts "
+            f"{len(predicted)} of its {len(model.get_labels())} labels"
+        )
     return model
 
 

@@ -64,7 +64,17 @@ def save_checkpoint(
 
 def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore model, optimizer and RNGs from ``path`` (``weights_only=True``); return the trainer state."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - zip, unpickling and weights-only errors: one clear message
+        from propensity.errors import InputDataError
+
+        first_line = str(err).splitlines()[0][:120] if str(err) else ""
+        raise InputDataError(
+            f"checkpoint {path} cannot be loaded ({type(err).__name__}: {first_line}); it is corrupt or "
+            "not a checkpoint of this trainer: delete it to restart from an earlier checkpoint "
+            "or from scratch"
+        ) from err
     model.load_state_dict(payload.pop("model"))
     opt.load_state_dict(payload.pop("optimizer"))
     rng = payload.pop("rng")

@@ -303,7 +303,10 @@ def apply_override(data: dict[str, Any], dotted: str) -> None:
     if "=" not in dotted:
         raise ConfigError(f"override {dotted!r} must look like key.path=value")
     path, raw = dotted.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {path.strip()!r}: value {raw[:80]!r} is not valid YAML: {e}") from None
     node: Any = data
     parts = path.strip().split(".")
     for i, part in enumerate(parts):
@@ -351,21 +354,36 @@ def validate_config(data: dict[str, Any]) -> ExperimentConfig:
 
 
 def _check_registries(cfg: ExperimentConfig) -> None:
+    """Checks that need other packages or the file system: GPE names, the model, budgets, local files."""
     from eval_gpe import registry
     from pretrain.model import ModelSpec
 
     for name in cfg.eval.gpes:
-        registry.get(name)  # raises with "did you mean"
+        try:
+            registry.get(name)  # raises with "did you mean"
+        except ConfigError as e:
+            raise ConfigError(f"eval.gpes: {e}") from None
     try:
-        ModelSpec.preset(cfg.model.preset)
+        spec = ModelSpec.preset(cfg.model.preset, cfg.model.overrides)
     except Exception as e:  # noqa: BLE001 - re-raised as a config error naming the field
-        raise ConfigError(f"model.preset: {e}") from None
+        raise ConfigError(f"model.preset / model.overrides: {e}") from None
+    if cfg.train.seq_len > spec.max_position_embeddings:
+        raise ConfigError(f"train.seq_len: {cfg.train.seq_len} exceeds the max_position_embeddings "
+                          f"{spec.max_position_embeddings} of model.preset {cfg.model.preset!r}")
+    if cfg.train.tokens < cfg.train.batch_size * cfg.train.seq_len:
+        raise ConfigError(f"train.tokens: {cfg.train.tokens:,} is less than one batch (train.batch_size x "
+                          f"train.seq_len = {cfg.train.batch_size * cfg.train.seq_len:,})")
     for key in ("model_path", "train_data", "heldout_data"):
         value = getattr(cfg.classifier, key)
         if value and not Path(value).exists():
             raise ConfigError(f"classifier.{key}: file {value!r} does not exist")
     if cfg.source.heldout and not Path(cfg.source.heldout).exists():
         raise ConfigError(f"source.heldout: file {cfg.source.heldout!r} does not exist")
+    path = cfg.tokenizer.path
+    if cfg.tokenizer.kind == "pretrained" and path and path.startswith(("/", ".", "~")) \
+            and not Path(path).expanduser().is_dir():
+        raise ConfigError(f"tokenizer.path: {path!r} is not a tokenizer folder (a local path must be an "
+                          "existing folder; a hub id has no leading '/', '.' or '~')")
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
