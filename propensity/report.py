@@ -77,6 +77,8 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
             dirs = [inputs[f"eval:{name}:{s}:{gpe}"] for s in config["seeds"]]
             summary = _gpe_block(dirs, prefixes, tags, config["bootstrap"], 0)
             entry["gpes"][gpe] = _flatten_gpe(summary, prefixes)
+            if summary.get("tamper"):
+                entry["gpes"][gpe]["tamper"] = summary["tamper"].get("", next(iter(summary["tamper"].values())))
             entry["gpes"][gpe]["provenance"] = [str(d) for d in dirs]
         first = entry["gpes"][config["gpes"][0]]
         entry.update({k: val for k, val in first.items() if k != "provenance"})
@@ -147,7 +149,10 @@ def markdown(results: dict) -> str:
         if v.get("tag_difference"):
             lines += ["", f"**{name}**: tag difference (P(mis | bad tag) - P(mis | good tag), paired over items, "
                       f"before finetune): {_fmt_ci(v['tag_difference'])}"]
-    lines += ["", "![propensity](propensity.png)", "", "## Provenance", ""]
+    lines += ["", "![propensity](propensity.png)", ""]
+    if any(g.get("tamper") for v in results["variants"].values() for g in v["gpes"].values()):
+        lines += ["Propensity along the narrow finetune (tamper-resistance curve):", "", "![tamper](tamper.png)", ""]
+    lines += ["## Provenance", ""]
     for name, v in results["variants"].items():
         lines.append(f"- `{name}`: variant `{v['provenance']['variant']}`; models "
                      + ", ".join(f"`{p}`" for p in v["provenance"]["train"]))
@@ -192,6 +197,12 @@ def write_outputs(results: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (out / "report.md").write_text(markdown(results))
     plot(results, out / "propensity.png")
+    curves = {f"{name}/{gpe}": g["tamper"] for name, v in results["variants"].items()
+              for gpe, g in v["gpes"].items() if g.get("tamper")}
+    if curves:
+        from eval_gpe.plots import tamper_plot
+
+        tamper_plot(curves, out / "tamper.png")
 
 
 def rebuild(report_dir: Path) -> Path:
