@@ -107,7 +107,7 @@ CASES: list[tuple[str, Edit | str, list[str], list[str]]] = [
     ("yaml_not_a_mapping", "- just\n- a list\n", [], ["must hold a mapping at the top level"]),
     ("yaml_syntax_error", "experiment: tiny\ntrain: {tokens: 5000\n", [], ["is not valid YAML"]),
 ]
-FAILS_LATE: list[tuple[str, Edit | str, list[str], list[str]]] = [
+CAUGHT_BY_REGISTRIES: list[tuple[str, Edit | str, list[str], list[str]]] = [
     (
         "unknown_gpe",
         _set("eval", gpes=["em_medicin"]),
@@ -139,8 +139,8 @@ FAILS_LATE: list[tuple[str, Edit | str, list[str], list[str]]] = [
         ["tokenizer.path", "/nonexistent/tokenizer"],
     ),
 ]
-"""Wrong configs caught today only inside a stage, after upstream stages ran (or with a message that does not
-name the field). xfail(strict) until propensity.config checks them up front: see docs/reliability.md."""
+"""Wrong configs that need other packages or the file system to detect (propensity.config._check_registries);
+they used to surface only inside a stage."""
 
 
 @pytest.fixture
@@ -177,7 +177,10 @@ def _run_wrong(tmp_path: Path, edit: Edit | str, overrides: list[str], capsys: p
     return capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("case", "edit", "overrides", "expected"), CASES, ids=[c[0] for c in CASES])
+ALL_CASES = CASES + CAUGHT_BY_REGISTRIES
+
+
+@pytest.mark.parametrize(("case", "edit", "overrides", "expected"), ALL_CASES, ids=[c[0] for c in ALL_CASES])
 def test_wrong_config_fails_before_work(
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
@@ -192,30 +195,6 @@ def test_wrong_config_fails_before_work(
     for text in expected:
         assert text in err, f"{case}: {text!r} not in {err!r}"
     assert no_work == []
-
-
-@pytest.mark.parametrize(
-    ("case", "edit", "overrides", "expected"),
-    [
-        pytest.param(
-            *c,
-        )
-        for c in FAILS_LATE
-    ],
-    ids=[c[0] for c in FAILS_LATE],
-)
-def test_wrong_config_caught_late(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture,
-    no_work: list[str],
-    case: str,
-    edit: Edit | str,
-    overrides: list[str],
-    expected: list[str],
-) -> None:
-    err = _run_wrong(tmp_path, edit, overrides, capsys)
-    for text in expected:
-        assert text in err, f"{case}: {text!r} not in {err!r}"
 
 
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
