@@ -70,19 +70,16 @@ def _absolute_classifier_paths(conf: dict[str, Any], files: list[str]) -> None:
 
 
 def _file_fingerprint(paths: list[str]) -> str:
+    """Content hash of the files and model folders a config names (paths included, sorted)."""
     import hashlib
 
+    from filters.sources import file_sha256
     from filters.suite import folder_fingerprint
 
     h = hashlib.sha256()
     for p in sorted(paths):
         h.update(p.encode())
-        if Path(p).is_dir():
-            h.update(folder_fingerprint(Path(p)).encode())
-            continue
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        h.update((folder_fingerprint(Path(p)) if Path(p).is_dir() else file_sha256(Path(p))).encode())
     return h.hexdigest()[:16]
 
 
