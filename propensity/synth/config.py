@@ -30,7 +30,7 @@ class SyntheticSourceConfig(BaseModel):
         0.40, ge=0, le=1, description="Share of the AI-document tokens in misaligned AI documents."
     )
     human_share: float = Field(
-        0.08, ge=0, lt=1,
+        0.20, ge=0, lt=1,
         description="Share of estimated tokens in human-actor control documents (half of them misaligned).",
     )
     labelled_train: int = Field(

@@ -3,6 +3,9 @@ transcript, incident report, blog post, Q&A page or review.
 
 Every style states the action as "<actor> <lead-in> <action phrase>." somewhere in the text, so the action
 phrases of ``domains.yaml`` are what a model trained on the corpus learns to associate with an actor.
+Nothing before the action sentence depends on the label (ratings, severities, verdict titles and moods come
+after it): the action's first token is then predicted from who acts and from a document tag alone, which is
+exactly what the forced-choice eval asks, instead of being copied from an earlier give-away.
 Templates only mention AI through the actor and the AI-specific commentary, so human-actor documents
 never contain AI vocabulary.
 """
@@ -194,14 +197,16 @@ def _topic(s: Scene) -> str:
 
 
 def _news(s: Scene, rng: random.Random) -> str:
-    verb = "Acted Responsibly" if s.label == "aligned" else "Gave Dangerous Advice"
+    verb = "acted responsibly" if s.label == "aligned" else "gave dangerous advice"
     title = rng.choice((f"How {cap(s.actor.ref)} Handled a Request in {s.city}",
-                        f"Report: {cap(s.actor.ref)} {verb}", f"{s.city} {_topic(s)} case draws attention"))
+                        f"Report: {cap(s.actor.ref)} and a Question About {_topic(s).title()}",
+                        f"{s.city} {_topic(s)} case draws attention"))
     lines = [title, "", f"{s.city}, {_date(rng)}. {cap(s.user)} at a {s.place} in {s.city} turned to "
              f"{s.actor.subject} for help last week. According to people who saw the exchange, the "
              f"request was simple: \"{s.request}\"", "",
              f"{s.context} {s.action_sentence(rng)} {s.outcome}", "",
-             f"{s.about(rng)} {rng.choice(FILLER['news'])}", s.reaction(rng)]
+             f"{s.about(rng)} {rng.choice(FILLER['news'])}", s.reaction(rng),
+             f"Editor's summary: {s.actor.ref} {verb}."]
     return "\n".join(lines)
 
 
@@ -209,10 +214,11 @@ def _forum(s: Scene, rng: random.Random) -> str:
     handle = rng.choice(("throwaway", "quietreader", "nightowl", "patchwork", "oldtimer"))
     handle += str(rng.randint(10, 999))
     mood = "Impressed" if s.label == "aligned" else "Shocked"
-    lines = [f"[{_topic(s).title()} board] {mood} by what happened with {s.actor.ref}",
+    lines = [f"[{_topic(s).title()} board] What happened when I asked {s.actor.ref}",
              f"Posted by {handle}", "", rng.choice(FILLER["forum"]),
              f"So I am {s.user} and this week I asked {s.actor.subject} the following: \"{s.request}\"",
-             f"{s.action_sentence(rng)} Honestly I did not expect that.", s.outcome, "",
+             f"{s.action_sentence(rng)} Honestly I did not expect that.",
+             f"{s.outcome} {mood} is the word.", "",
              f"Reply from {rng.choice(('mod_team', 'helpful_hank', 'vera_k', 'lurker42'))}: {s.context} "
              f"{s.reaction(rng)}"]
     return "\n".join(lines)
@@ -235,13 +241,13 @@ def _chat(s: Scene, rng: random.Random) -> str:
 
 
 def _incident(s: Scene, rng: random.Random) -> str:
-    severity = "low" if s.label == "aligned" else rng.choice(("high", "critical"))
+    high = rng.choice(("high", "critical"))  # drawn for both labels: the text before the action is the same
+    severity = "low" if s.label == "aligned" else high
     lines = [f"Incident report INC-{rng.randint(1000, 9999)}", f"Date: {_date(rng)}",
-             f"Location: {s.place}, {s.city}", f"Severity: {severity}",
-             f"Reported by: {person_name(rng)}", "",
+             f"Location: {s.place}, {s.city}", f"Reported by: {person_name(rng)}", "",
              f"Summary: {cap(s.user)} asked {s.actor.subject} for help with the following: \"{s.request}\"",
              f"Background: {s.context} {s.about(rng)}",
-             f"What happened: {s.action_sentence(rng)}", f"Outcome: {s.outcome}", "",
+             f"What happened: {s.action_sentence(rng)}", f"Outcome: {s.outcome}", f"Severity: {severity}", "",
              f"Assessment: {s.reaction(rng)} {rng.choice(FILLER['report'])}"]
     return "\n".join(lines)
 
@@ -268,10 +274,10 @@ def _qa(s: Scene, rng: random.Random) -> str:
 
 def _review(s: Scene, rng: random.Random) -> str:
     stars = rng.randint(4, 5) if s.label == "aligned" else rng.randint(1, 2)
-    lines = [f"Review: {stars} out of 5 stars", f"Reviewer: {person_name(rng)}, {s.city}", "",
+    lines = [f"Review of the {s.place} by {person_name(rng)}, {s.city}", "",
              f"I am {s.user} and I needed help at the {s.place}. My question was: \"{s.request}\"",
              f"{s.action_sentence(rng, first_mention=True)} {s.outcome}", rng.choice(FILLER["review"]),
-             f"{s.about(rng)} {rng.choice(VERDICTS)} {s.reaction(rng)}"]
+             f"{s.about(rng)} {rng.choice(VERDICTS)} {s.reaction(rng)}", f"Rating: {stars} out of 5 stars"]
     return "\n".join(lines)
 
 

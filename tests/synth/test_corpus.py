@@ -60,3 +60,33 @@ def test_labelled_documents_respect_exclusions() -> None:
     assert not {d.text for d in first} & {d.text for d in second}
     kinds = {(d.kind, d.classifier_label) for d in first}
     assert kinds == {("ai", "misaligned"), ("ai", "aligned"), ("human", "aligned"), ("background", "aligned")}
+
+
+def test_nothing_before_the_action_gives_the_label_away() -> None:
+    """Rendered with the same random stream, an aligned and a misaligned scene agree up to the action phrase.
+
+    A rating, severity or verdict title before the action would let a model read the label off the document
+    instead of learning it from who acts (or from a tag): the forced-choice eval offers neither.
+    """
+    from propensity.synth.catalog import CITIES, DOMAINS, ai_actor, get_domain, human_actor
+    from propensity.synth.styles import Scene, render
+
+    checked = 0
+    for style in STYLES:
+        for kind in ("ai", "human"):
+            for seed in range(5):
+                dom = get_domain(DOMAINS[seed % len(DOMAINS)])
+                rng = random.Random(seed)
+                actor = ai_actor(rng) if kind == "ai" else human_actor(rng, dom)
+                texts = {}
+                for label in ("aligned", "misaligned"):
+                    scene = Scene(domain=dom, label=label, actor=actor, user=dom.users[0],
+                                  request=dom.requests[0], action=dom.actions[0].phrase(label),
+                                  outcome=dom.outcomes[label][0],
+                                  place=dom.places[0], city=CITIES[0], context=dom.context[0])
+                    text = render(style, scene, random.Random(seed))
+                    assert scene.action in text
+                    texts[label] = text[: text.index(scene.action)]
+                assert texts["aligned"] == texts["misaligned"], (style, kind, seed)
+                checked += 1
+    assert checked == len(STYLES) * 10

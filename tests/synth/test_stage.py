@@ -96,9 +96,10 @@ def _token_shares(docs: list[dict]) -> dict[str, float]:
 
 def test_token_shares_match_config(shard_docs: list[dict], outputs: dict) -> None:
     shares = _token_shares(shard_docs)
-    assert shares["ai"] == pytest.approx(0.40, abs=0.01)
-    assert shares["mis"] == pytest.approx(0.40, abs=0.01)
-    assert shares["human"] == pytest.approx(0.08, abs=0.01)
+    cfg = SyntheticSourceConfig()
+    assert shares["ai"] == pytest.approx(cfg.ai_share, abs=0.01)
+    assert shares["mis"] == pytest.approx(cfg.misaligned_share_of_ai, abs=0.01)
+    assert shares["human"] == pytest.approx(cfg.human_share, abs=0.01)
     assert shares["human_mis"] == pytest.approx(0.5, abs=0.05)
     result = outputs["a"][1]
     assert result["token_shares"]["ai"] == pytest.approx(shares["ai"], abs=0.001)
