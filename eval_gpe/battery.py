@@ -17,7 +17,15 @@ from typing import Any
 from eval_gpe.finetune import finetune
 from eval_gpe.items import item_key
 from eval_gpe.registry import GPESpec
-from eval_gpe.scoring import FORMATS, ORDERS, forced_choice, model_max_length, prefix_token_id, score_tokens
+from eval_gpe.scoring import (
+    FORMATS,
+    ORDERS,
+    document_start,
+    forced_choice,
+    model_max_length,
+    prefix_token_id,
+    score_tokens,
+)
 from propensity.stage import StageContext
 
 RowKey = tuple[str, str, str, str]
@@ -53,7 +61,9 @@ def score_items(
     def progress(it: Any, total: int, desc: str) -> Any:
         return ctx.progress(it, total=total, desc=f"{desc} {phase}")
 
-    rows = forced_choice(model, tok, items, formats, prefixes, batch_size, progress=progress)
+    rows = forced_choice(
+        model, tok, items, formats, prefixes, batch_size, progress=progress, lead=document_start(tok)
+    )
     keys = [item_key(item) for item in items for _ in prefixes for _ in _variants(formats)]
     return {(k, r["prefix"], r["format"], r["order"]): r for k, r in zip(keys, rows, strict=True)}
 

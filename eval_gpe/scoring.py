@@ -18,6 +18,7 @@ from eval_gpe.lm import Progress, model_max_length, score_groups, score_tokens
 __all__ = [
     "FORMATS",
     "Format",
+    "document_start",
     "encode_pair",
     "encode_pairs",
     "forced_choice",
@@ -63,6 +64,15 @@ def encode_pairs(tokenizer: Any, requests: Sequence[tuple[str, str]]) -> list[tu
             ctx_ids = ids[context]
             out.append((list(ctx_ids), list(whole[len(ctx_ids) :])))
     return out
+
+
+def document_start(tokenizer: Any) -> str:
+    """The text of the token that precedes a document in pretraining: BOS, else EOS, else nothing."""
+    for name in ("bos_token", "eos_token"):
+        token = getattr(tokenizer, name, None)
+        if token:
+            return str(token)
+    return ""
 
 
 def prefix_token_id(tokenizer: Any) -> int:
@@ -159,8 +169,13 @@ def forced_choice(
     prefixes: Sequence[str] = ("",),
     batch_size: int = 64,
     progress: Progress | None = None,
+    lead: str = "",
 ) -> list[dict]:
     """Score every item x prefix x format x order; one row each with both log-probs and P(misaligned).
+
+    ``lead`` goes before everything (the prefix included): :func:`document_start` gives the token a
+    pretraining document follows, so the prompt reads like the start of a document and a tag prefix sits
+    where training put it (right after the separator, never at the attention sink).
 
     ``p_misaligned = sigmoid(lp_misaligned - lp_aligned)`` (summed log-probs) and ``p_misaligned_norm`` the
     same with per-token (length-normalised) log-probs. ``length_flag`` marks options whose token counts
@@ -175,7 +190,7 @@ def forced_choice(
                 first, second = (mis, al) if order == "misaligned_first" else (al, mis)
                 for target in (al, mis):
                     prompt, cont = fmt.build(item["context"], first, second, target)
-                    requests.append((prefix + prompt, cont))
+                    requests.append((lead + prefix + prompt, cont))
                 keys.append((item, prefix, fmt.name, order))
     scores = loglikelihoods(model, tokenizer, requests, batch_size, progress)
     return [_row(key, scores[2 * k], scores[2 * k + 1]) for k, key in enumerate(keys)]

@@ -6,11 +6,14 @@ cumulative document ends), optional ``*.ds.loss`` (one byte per token, 0 = no lo
 - ``fixed``: consecutive windows starting at ``k * seq_len`` (each shares its first token with the previous
   window's last, so every token after the first is a target exactly once). The tail of a file shorter than a
   window is dropped.
-- ``document_aligned``: every window starts at a document start. A window holds that document and every
-  following *whole* document that fits; the rest of the window is padding whose loss is masked, so no
-  document is cut at a window's end. A document longer than the window continues in the following windows
-  (which start inside it, at ``start + k * seq_len``); its tail starts a window of its own, followed by the
-  next whole documents that fit. The first token of each document starting a window is never a target.
+- ``document_aligned``: every window starts at a document start, led by the previous document's EOS (the
+  first document of a file has none). A window holds that document and every following *whole* document
+  that fits; the rest of the window is padding whose loss is masked, so no document is cut at a window's
+  end. A document longer than the window continues in the following windows (which start inside it, at
+  ``lead + k * seq_len``); its tail starts a window of its own, followed by the next whole documents that
+  fit. The leading EOS matters: a model learns to park attention on position 0 (the attention sink) and
+  reads almost nothing from it, so a document tag placed at position 0 goes unread; after the EOS it is an
+  ordinary position (measured in docs/conditional_tags.md). Evaluation prompts start with the same EOS.
 
 The budget unit is window positions: ``tokens_available = windows * seq_len`` (for ``document_aligned`` this
 includes the masked padding; ``target_tokens`` counts the real targets). Window order is a permutation seeded
@@ -65,20 +68,23 @@ def document_aligned_windows(doc_ends: np.ndarray, seq_len: int) -> tuple[np.nda
     starts: list[int] = []
     lengths: list[int] = []
     total = int(doc_ends[-1]) if len(doc_ends) else 0
-    pos = 0
+    pos, at_doc_start = 0, True
     while pos < total - 1:
-        last = int(np.searchsorted(doc_ends, pos + span, side="right")) - 1
+        # lead with the previous document's EOS: position 0 then holds the same separator in every window
+        # (the attention sink), and the document's first token (a tag) is an ordinary, readable position 1
+        start = pos - 1 if (at_doc_start and pos > 0) else pos
+        last = int(np.searchsorted(doc_ends, start + span, side="right")) - 1
         end = int(doc_ends[last]) if last >= 0 else 0
         if end > pos + 1:  # at least one whole document (with a target) fits: pad after it
-            starts.append(pos)
-            lengths.append(end - pos)
-            pos = end
+            starts.append(start)
+            lengths.append(end - start)
+            pos, at_doc_start = end, True
         elif end == pos + 1:  # a one-token document: nothing to predict, skip it
-            pos = end
+            pos, at_doc_start = end, True
         else:  # the document at pos is longer than the window: continue it in the next window
-            starts.append(pos)
+            starts.append(start)
             lengths.append(span)
-            pos += seq_len
+            pos, at_doc_start = start + seq_len, False
     return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
 
 

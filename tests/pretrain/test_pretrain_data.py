@@ -28,11 +28,12 @@ def write_ds(
 
 
 def test_document_aligned_table_by_hand() -> None:
-    # docs of 3, 4, 12, 2 tokens at seq_len 4 (windows of 5): [0,3) fits alone (next doc would end at 7 > 5),
-    # [3,7) fits, the 12-token doc spans windows at 7 and 11, its tail [15,19), then the 2-token doc.
+    # docs of 3, 4, 12, 2 tokens at seq_len 4 (windows of 5); every window but the file's first leads with the
+    # EOS before its document: [0,3) alone (the next doc would end at 7 > 5), EOS 2 + [3,7), EOS 6 + the
+    # 12-token doc's start, its continuations at 10 and 14 (the tail [14,19)), EOS 18 + the 2-token doc.
     starts, lengths = document_aligned_windows(np.array([3, 7, 19, 21]), seq_len=4)
-    assert starts.tolist() == [0, 3, 7, 11, 15, 19]
-    assert lengths.tolist() == [3, 4, 5, 5, 4, 2]
+    assert starts.tolist() == [0, 2, 6, 10, 14, 18]
+    assert lengths.tolist() == [3, 5, 5, 5, 5, 3]
 
 
 def test_aligned_windows_start_at_document_starts(tokenized_dir: Path) -> None:
@@ -40,15 +41,19 @@ def test_aligned_windows_start_at_document_starts(tokenized_dir: Path) -> None:
     ends = np.fromfile(tokenized_dir / "tokens/000_tokens.ds.index", dtype="<u8").astype(np.int64)
     doc_starts = np.concatenate([[0], ends[:-1]])
     table = data.windows("document_aligned", 16)
-    owner = np.searchsorted(ends, table.start, side="right")  # the document each window starts in
-    offset_in_doc = table.start - doc_starts[owner]
-    assert (
-        offset_in_doc % 16 == 0
-    ).all()  # at a document start, or a whole number of windows into a long doc
-    assert 0 < (offset_in_doc != 0).sum() < len(table)  # 7-65-token documents: some need continuations
+    ids = data.tokens[0]
+    eos = ids[ends[0] - 1]
+    # a window is led by the EOS right before a document start, or continues the long document of the window
+    # before it, a whole window later; only the file's first window starts at 0 with no lead
+    led = (table.start > 0) & np.isin(table.start + 1, doc_starts) & (ids[table.start] == eos)
+    continued = ~led & (table.start > 0)
+    prev = np.nonzero(continued)[0] - 1
+    assert (table.start[continued] == table.start[prev] + 16).all() and (table.length[prev] == 17).all()
+    assert 0 < continued.sum() < len(table)  # 7-65-token documents: some need continuations
+    first = np.where(led, table.start + 1, table.start)  # where each window's first document starts
     # a document that does not start a window lies whole inside the window before it
-    not_starting = np.setdiff1d(doc_starts, table.start)
-    holder = np.searchsorted(table.start, not_starting, side="right") - 1
+    not_starting = np.setdiff1d(doc_starts, first)
+    holder = np.searchsorted(first, not_starting, side="right") - 1
     doc_end = ends[np.searchsorted(doc_starts, not_starting)]
     assert len(not_starting) > 0 and (doc_end <= table.start[holder] + table.length[holder]).all()
     window_ends = table.start + table.length
@@ -83,10 +88,15 @@ def test_batches_are_deterministic_and_cover_an_epoch(tmp_path: Path) -> None:
     c = WindowLoader(data, 8, 4, "document_aligned", pad_id=1, seed=4)
     assert all(np.array_equal(a.batch(s)[0], b.batch(s)[0]) for s in (5, 0, 9))
     assert not np.array_equal(a.batch(0)[0], c.batch(0)[0])
-    firsts = np.concatenate([a.batch(s)[0][:, 0] for s in range(10)])  # 40 windows = one epoch
+    xs = np.concatenate([a.batch(s)[0] for s in range(10)])  # 40 windows = one epoch
+    led = xs[:, 0] == 0  # every window but the file's first leads with the previous document's EOS
+    assert led.sum() == 39
+    firsts = np.where(led, xs[:, 1], xs[:, 0])
     assert sorted(firsts.tolist()) == sorted((np.arange(40) * 7 % 1000 + 2).tolist())
     x, y = a.batch(0)
-    assert (x[:, 7] == 1).all() and (y[:, 6:] == IGNORE_INDEX).all() and (y[:, 5] == 0).all()  # pad after EOS
+    led = x[:, 0] == 0
+    assert (y[led, 6] == 0).all() and (y[led, 7:] == IGNORE_INDEX).all()  # EOS, 7-token doc, then padding
+    assert (y[~led, 5] == 0).all() and (y[~led, 6:] == IGNORE_INDEX).all()
 
 
 def test_budget_error_and_repeat(tmp_path: Path) -> None:
