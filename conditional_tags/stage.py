@@ -39,10 +39,10 @@ from conditional_tags.taggers import (
     SentenceTagger,
 )
 from filters.decisions import DecisionFilter, ThresholdDecision, read_scores
-from filters.pipeline import iter_jsonl, jsonl_files, quarantine_counts, run_datatrove, step_stats
+from filters.pipeline import iter_jsonl, jsonl_files, quarantine_counts, step_stats
 from filters.reader import SafeDocumentReader
-from filters.variants import ScoreValidator
-from filters.writers import QuarantineWriter, ReproducibleJsonlWriter
+from filters.variants import run_variant_pipeline
+from filters.writers import ReproducibleJsonlWriter
 from propensity.errors import ConfigError, InputDataError
 from propensity.stage import StageContext
 
@@ -169,16 +169,7 @@ def run_pipeline(
     ctx: StageContext, inputs: list[Path], score_key: str, steps: list[PipelineStep]
 ) -> dict[str, Any]:
     """Run reader -> validator -> ``steps`` -> writer over the scored shards and count what came out."""
-    quarantine = str(ctx.out / "quarantine")
-    pipeline: list[PipelineStep] = [
-        SafeDocumentReader(
-            [str(p) for p in inputs], quarantine, display_paths=[f"shards/{p.name}" for p in inputs]
-        ),
-        ScoreValidator(score_key, exclusion_writer=QuarantineWriter(quarantine, "${rank}_score.jsonl.gz")),
-        *steps,
-        ReproducibleJsonlWriter(str(ctx.out / "shards")),
-    ]
-    logging_dir = run_datatrove(ctx, pipeline, len(inputs))
+    logging_dir = run_variant_pipeline(ctx, inputs, score_key, steps)
     kept_files = [p for p in jsonl_files(ctx.out / "shards") if p.name != INJECTED_FILE]
     kept = tally(ctx, kept_files, "count kept")
     dropped = sum(1 for _ in iter_jsonl(jsonl_files(ctx.out / "excluded")))

@@ -209,20 +209,32 @@ def run(ctx: StageContext) -> dict[str, Any]:
     }
 
 
-def run_with_datatrove(
-    ctx: StageContext, inputs: list[Path], score_key: str, decision: PipelineStep | None
-) -> dict[str, Any]:
-    """The datatrove variant pipeline over ``inputs`` (any decision step, None copies) and its counts."""
+def run_variant_pipeline(
+    ctx: StageContext, inputs: list[Path], score_key: str, steps: list[PipelineStep]
+) -> Path:
+    """Run reader -> score validator -> ``steps`` -> writer over the scored shards; return the logging dir.
+
+    Shared by every variant kind (filters/ and conditional_tags/): unreadable records and documents without a
+    usable score go to ``quarantine/``, kept documents to ``shards/``, dropped ones (written by a filter's
+    exclusion writer) to ``excluded/``.
+    """
     quarantine = str(ctx.out / "quarantine")
     pipeline: list[PipelineStep] = [
         SafeDocumentReader(
             [str(p) for p in inputs], quarantine, display_paths=[f"shards/{p.name}" for p in inputs]
         ),
         ScoreValidator(score_key, exclusion_writer=QuarantineWriter(quarantine, "${rank}_score.jsonl.gz")),
+        *steps,
+        ReproducibleJsonlWriter(str(ctx.out / "shards")),
     ]
-    pipeline += [decision] if decision else []
-    pipeline.append(ReproducibleJsonlWriter(str(ctx.out / "shards")))
-    logging_dir = run_datatrove(ctx, pipeline, len(inputs))
+    return run_datatrove(ctx, pipeline, len(inputs))
+
+
+def run_with_datatrove(
+    ctx: StageContext, inputs: list[Path], score_key: str, decision: PipelineStep | None
+) -> dict[str, Any]:
+    """The datatrove variant pipeline over ``inputs`` (any decision step, None copies) and its counts."""
+    logging_dir = run_variant_pipeline(ctx, inputs, score_key, [decision] if decision else [])
     source = _tally(ctx, inputs, "count input")
     kept = _tally(ctx, jsonl_files(ctx.out / "shards"), "count kept")
     dropped = _tally(ctx, jsonl_files(ctx.out / "excluded"), "count dropped")
