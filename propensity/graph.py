@@ -28,13 +28,24 @@ def _abs(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path else None
 
 
+SYNTH_VERSION = 2
+"""Version of the synthetic generator's documents (2: no label give-away before the action sentence)."""
+TRAIN_VERSION = 2
+"""Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
+CONDITIONAL_VERSION = 2
+"""Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
+EVAL_VERSION = 2
+"""Version of the evaluation (2: forced-choice prompts start with the document-start token)."""
+
+
 def source_spec(cfg: ExperimentConfig) -> StageSpec:
     src = cfg.source
     if src.kind == "synthetic":
         from propensity.synth.config import SyntheticSourceConfig
 
         conf = SyntheticSourceConfig.model_validate(src.synthetic).model_dump(mode="json")
-        return StageSpec("source", "synthetic", "propensity.synth.stage:run", conf, seed=conf.get("seed", 0))
+        return StageSpec("source", "synthetic", "propensity.synth.stage:run", conf, seed=conf.get("seed", 0),
+                         version=SYNTH_VERSION)
     from filters.sources import fingerprint
 
     conf = src.model_dump(mode="json", exclude={"synthetic"})
@@ -137,7 +148,7 @@ def variant_spec(cfg: ExperimentConfig, v: VariantConfig, score: StageSpec, clas
             conf["inject"]["source"] = _abs(v.inject.source)
             fingerprint = _file_fingerprint([conf["inject"]["source"]])
     return StageSpec("variant", v.name, "conditional_tags.stage:run", conf, inputs, seed=cfg.seed,
-                     resources="data", fingerprint=fingerprint)
+                     resources="data", fingerprint=fingerprint, version=CONDITIONAL_VERSION)
 
 
 def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
@@ -171,7 +182,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         for seed in cfg.train.seeds:
             train = StageSpec("train", f"{v.name}-s{seed}", "pretrain.train:run", train_cfg,
                               {"tokenize": tokenized, "tokenizer": tokenizer}, seed=seed, resources="train",
-                              threads=cfg.executor.workers)
+                              threads=cfg.executor.workers, version=TRAIN_VERSION)
             specs.append(train)
             report_inputs[f"train:{v.name}:{seed}"] = train
             for gpe in cfg.eval.gpes:
@@ -198,7 +209,8 @@ def eval_spec(cfg: ExperimentConfig, v: VariantConfig, gpe: str, train: StageSpe
     conf = {"gpe": gpe, "definition": definition, "prefixes": variant_prefixes(v),
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
     return StageSpec("eval", f"{v.name}-s{seed}-{gpe}", "eval_gpe.stage:run", conf,
-                     {"model": train, "source": source}, seed=seed, resources="eval", threads=cfg.executor.workers)
+                     {"model": train, "source": source}, seed=seed, resources="eval", threads=cfg.executor.workers,
+                     version=EVAL_VERSION)
 
 
 def downstream_of(specs: list[StageSpec], roots: set[str]) -> set[str]:
