@@ -13,8 +13,10 @@ docs/pretrain.md). The stage:
    a requeued job resumes from nanotron's own checkpoints (``resume_checkpoint_path``);
 4. converts the last checkpoint to ``model/`` (HF + tokenizer) with ``pretrain.nanotron_convert``.
 
-Differences from the torch backend: only ``packing: fixed`` (nanotron reads consecutive windows; ``.ds.loss``
-masks are not applied), nanotron's own data order, and its AdamW / schedule implementation.
+Differences from the torch backend: only ``packing: fixed`` (nanotron reads consecutive windows), no loss
+masks (nanotron ignores ``.ds.loss``, so a variant whose mask drops any token is refused rather than silently
+trained on the masked tokens; the config check refuses mask variants and windowed injection up front),
+nanotron's own data order, and its AdamW / schedule implementation.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from propensity.errors import ConfigError, StageError
 from propensity.stage import StageContext
@@ -223,6 +227,13 @@ def run_nanotron(
     if packing != "fixed":
         raise ConfigError(
             f"train: backend nanotron reads consecutive windows; set packing: fixed (got {packing!r})"
+        )
+    masked = [f.name for f in sorted((ctx.inputs["tokenize"] / "tokens").glob("*.ds.loss"))
+              if not np.fromfile(f, dtype=np.uint8).all()]
+    if masked:
+        raise ConfigError(
+            f"train: backend nanotron ignores loss masks, but {', '.join(masked)} mask tokens out; "
+            "train this variant with backend: torch"
         )
     command = options["command"] or ["bash", str(LAUNCH_SCRIPT)]
     if not (isinstance(command, list) and all(isinstance(c, str) for c in command)):

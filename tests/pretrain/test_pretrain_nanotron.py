@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -295,7 +297,9 @@ def test_stage_with_nanotron_backend(
         "grad_accum": 2,
         "nanotron": {"dp": 4, "nodes": 2, "command": [sys.executable, str(HERE / "fake_nanotron_run.py")]},
     }
-    inputs = {"tokenize": tokenized_dir, "tokenizer": tokenizer_dir}
+    unmasked = tmp_path / "unmasked"  # the fixture masks some tokens, which nanotron refuses (test below)
+    shutil.copytree(tokenized_dir, unmasked, ignore=shutil.ignore_patterns("*.ds.loss"))
+    inputs = {"tokenize": unmasked, "tokenizer": tokenizer_dir}
     result = train_stage.run(make_ctx("train", tmp_path, config, inputs, seed=3))
     assert result["launched"] is True and result["steps"] == 4 and result["backend"] == "nanotron"
     assert "GPUS_PER_NODE 2" in (tmp_path / "nanotron/launch.log").read_text()
@@ -310,3 +314,15 @@ def test_stage_with_nanotron_backend(
     assert again["launched"] is False
     with pytest.raises(ConfigError, match="backend nanotron reads consecutive windows; set packing: fixed"):
         train_stage.run(make_ctx("train", tmp_path / "b", {**config, "packing": "document_aligned"}, inputs))
+
+
+def test_nanotron_refuses_loss_masked_data(tmp_path: Path, tokenized_dir: Path, tokenizer_dir: Path) -> None:
+    """nanotron ignores .ds.loss: a variant whose mask drops tokens must fail, not train on them silently."""
+    losses = sorted((tokenized_dir / "tokens").glob("*.ds.loss"))
+    assert losses and not np.fromfile(losses[0], dtype=np.uint8).all()  # the fixture masks some tokens
+    config = {"model": "tiny", "tokens": 16 * 32 * 4, "seq_len": 32, "batch_size": 16, "packing": "fixed",
+              "backend": "nanotron", "nanotron": {"command": ["false"]}}
+    inputs = {"tokenize": tokenized_dir, "tokenizer": tokenizer_dir}
+    with pytest.raises(ConfigError, match=r"nanotron ignores loss masks, but .*\.ds\.loss mask tokens out"):
+        train_stage.run(make_ctx("train", tmp_path / "out", config, inputs))
+    assert not (tmp_path / "out" / "nanotron").exists()  # refused before writing or launching anything
