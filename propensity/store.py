@@ -7,6 +7,7 @@ fingerprint of their bytes: a changed setting or input always gives a new folder
 Writing is atomic: a stage works in ``<name>-<hash>.partial/`` under an inter-process lock, writes
 ``manifest.json`` then the ``.complete`` marker, and only then is the folder renamed into place. A complete
 folder is reused, never redone. A crashed attempt leaves its ``.partial`` folder for the next attempt to resume.
+Under ``torchrun`` only rank 0 locks, writes and finalises; the other ranks run the stage in its work folder.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from propensity.stage import StageContext
 MARKER = ".complete"
 STAGE_LOG = "stage.log"
 MANIFEST = "manifest.json"
+FOLLOWER_WAIT_S = 600.0
+"""How long a non-zero torchrun rank waits for rank 0 to open the stage's work folder."""
 TRACKED_PACKAGES = ("propensity", "torch", "datatrove", "transformers", "tokenizers", "datasets", "pyarrow",
                     "fasttext-numpy2-wheel", "numpy", "pydantic")
 
@@ -133,6 +136,8 @@ class Store:
         if missing:
             raise StageError(f"{spec.key}: inputs not complete: {missing}")
         final.parent.mkdir(parents=True, exist_ok=True)
+        if launcher_rank() > 0:
+            return self._run_follower(spec, final, workers)
         lock = fasteners.InterProcessLock(str(final) + ".lock")
         with lock:
             if (final / MARKER).is_file():  # another process finished it while we waited
@@ -158,6 +163,39 @@ class Store:
             self._write_manifest(spec, work, result, started, finished)
             (work / MARKER).write_text(f"{spec.key}\n")
             os.replace(work, final)
+        return final
+
+    def _run_follower(self, spec: StageSpec, final: Path, workers: int) -> Path:
+        """A non-zero torchrun rank: run the stage in rank 0's work folder, never lock, write or finalise it.
+
+        Rank 0 takes the lock, opens ``<key>.partial`` and alone writes the manifest and marker (the trainer
+        already writes checkpoints and logs on rank 0 only). The other ranks wait for the work folder, then
+        run the same stage function in it (they join rank 0 in the process group, and read its checkpoints
+        to resume); their stderr goes to ``stage.rank<N>.log`` there.
+        """
+        rank = launcher_rank()
+        work = final.with_name(final.name + ".partial")
+        deadline = time.time() + FOLLOWER_WAIT_S
+        while not work.is_dir():
+            if (final / MARKER).is_file():
+                return final
+            if time.time() > deadline:
+                raise StageError(
+                    f"{spec.key}: rank {rank} waited {FOLLOWER_WAIT_S:.0f}s for rank 0 to open {work}"
+                )
+            time.sleep(0.1)
+        with capture_stderr(work / f"stage.rank{rank}.log") as terminal:
+            ctx = StageContext(
+                stage=spec.stage, name=spec.name, config=spec.config,
+                inputs={role: self.path(s.key) for role, s in spec.inputs.items()},
+                out=work, seed=spec.seed, workers=spec.threads or workers, show_progress=False,
+                progress_file=terminal,
+            )
+            try:
+                spec.load_impl()(ctx)
+            except Exception as e:
+                logging.getLogger("propensity").exception("stage %s failed on rank %d", spec.key, rank)
+                raise StageError(f"stage {spec.key} failed on rank {rank}: {type(e).__name__}: {e}") from e
         return final
 
     def _write_manifest(self, spec: StageSpec, work: Path, result: dict, started: float, finished: float) -> None:
@@ -198,6 +236,13 @@ def capture_stderr(log_path: Path) -> Iterator[Any]:
         os.dup2(saved, 2)
         os.close(saved)
         terminal.close()
+
+
+def launcher_rank() -> int:
+    """This process's rank under ``torchrun`` (``RANK`` when ``WORLD_SIZE`` > 1), else 0."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return int(os.environ.get("RANK", "0"))
+    return 0
 
 
 def _iso(t: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,36 @@ def test_keys_cannot_escape_the_store(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     with pytest.raises(StoreError):
         store.path("../../etc/passwd")
+
+
+def test_torchrun_ranks_share_one_work_folder_and_rank0_finalises(tmp_path: Path) -> None:
+    """Two processes launched like torchrun (RANK/WORLD_SIZE): one artifact, one manifest, rank 0's bytes."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = (
+        "import sys; from propensity.store import Store, StageSpec; "
+        "spec = StageSpec('train', 'dist', 'dist_stage:run', {'x': 1}); "
+        f"print(Store({str(tmp_path / 'store')!r}).run(spec, show_progress=False))"
+    )
+    here = Path(__file__).resolve().parent
+    env_base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1]), str(here)]),
+                "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**env_base, "RANK": str(r), "LOCAL_RANK": str(r)}, text=True)
+             for r in (1, 0)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    spec = StageSpec("train", "dist", "dist_stage:run", {"x": 1})
+    store = Store(tmp_path / "store")
+    final = store.path(spec.key)
+    assert store.is_complete(spec) and not final.with_name(final.name + ".partial").exists()
+    assert (final / "data.txt").read_text() == "3\n"  # rank 0 wrote the all-reduced sum (1 + 2)
+    assert {f.name for f in final.glob("seen_by_rank*")} == {"seen_by_rank0", "seen_by_rank1"}
+    assert {(final / f"seen_by_rank{r}").read_text() for r in (0, 1)} == {final.name + ".partial"}
+    assert store.manifest(spec)["result"] == {"sum": 3.0, "world": 2}
+    assert (final / "stage.rank1.log").is_file()
