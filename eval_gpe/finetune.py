@@ -34,17 +34,23 @@ class FinetuneResult:
 
 
 def encode_examples(tokenizer: Any, texts: Sequence[str], max_len: int) -> list[list[int]]:
-    """Each text as token ids + EOS, truncated to ``max_len``; empty texts are an error."""
+    """Each text as document-start token (BOS, else EOS) + token ids + EOS, truncated to ``max_len``.
+
+    The leading token makes a finetune text look like a pretraining document and like the forced-choice
+    prompts (``scoring.document_start``). Empty texts are an error.
+    """
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is None:
         raise ValueError(
             "finetune: the tokenizer has no EOS token (eos_token_id is None); one is appended per text"
         )
+    bos = getattr(tokenizer, "bos_token_id", None)
+    lead = [eos if bos is None else bos]
     examples = []
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"finetune: text {i} is empty or not a string: {text!r}")
-        examples.append((tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])[:max_len])
+        examples.append((lead + tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])[:max_len])
     return examples
 
 

@@ -34,8 +34,9 @@ TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
 CONDITIONAL_VERSION = 2
 """Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
-EVAL_VERSION = 2
-"""Version of the evaluation (2: forced-choice prompts start with the document-start token)."""
+EVAL_VERSION = 3
+"""Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the
+narrow finetune texts)."""
 
 
 def source_spec(cfg: ExperimentConfig) -> StageSpec:

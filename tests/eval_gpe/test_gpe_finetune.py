@@ -38,11 +38,12 @@ def test_finetune_learns_the_narrow_texts(tiny) -> None:
     assert result.losses[-1] < result.losses[0] - 1.0
 
 
-def test_examples_end_with_eos_and_batches_cycle(tiny) -> None:
+def test_examples_start_like_a_document_end_with_eos_and_batches_cycle(tiny) -> None:
     _, tok = tiny
     examples = encode_examples(tok, ["It is", "The cook"], max_len=128)
-    assert all(e[-1] == tok.eos_token_id for e in examples)
-    assert examples[0][:-1] == tok("It is", add_special_tokens=False)["input_ids"]
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    assert all(e[0] == start and e[-1] == tok.eos_token_id for e in examples)
+    assert examples[0][1:-1] == tok("It is", add_special_tokens=False)["input_ids"]
     order = batch_order(5, batch_size=2, steps=6, seed=0)
     assert len(order) == 6 and all(len(b) == 2 for b in order)
     flat = sum(order, [])
