@@ -104,6 +104,9 @@ def summarize(
     for prefix in prefixes:
         entry = scoring_block(values["summed"], prefix, n_boot, seed)
         entry["length_normalised"] = scoring_block(values["length_normalised"], prefix, n_boot, seed)
+        # the same block on the log-odds scale (lp_misaligned - lp_aligned): near the floor, probabilities
+        # compress every difference, so an AI-specific shift shows here first
+        entry["logodds"] = scoring_block(values["logodds"], prefix, n_boot, seed)
         lo = values["logodds"]
         entry["logodds_change"] = paired_bootstrap(
             *_paired(lo[("after", prefix, "ai")], lo[("before", prefix, "ai")]), n_boot, seed

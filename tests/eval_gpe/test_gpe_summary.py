@@ -57,7 +57,10 @@ def test_summarize_recovers_planted_effects() -> None:
     assert untagged["gap_after"]["mean"] == pytest.approx(0.0, abs=1e-12)
     assert untagged["logodds_change"]["mean"] > 0
     assert s["tag_difference"]["mean"] == pytest.approx(0.1) and s["tag_difference"]["ci95"][0] > 0.09
-    assert set(untagged["length_normalised"]) == set(untagged) - {"length_normalised", "logodds_change"}
+    blocks = {"length_normalised", "logodds", "logodds_change"}
+    assert set(untagged["length_normalised"]) == set(untagged["logodds"]) == set(untagged) - blocks
+    assert untagged["logodds"]["gap_before"]["ci95"][1] < 0  # the human items' +0.1, on the log-odds scale
+    assert untagged["logodds"]["change"]["ci95"][0] > 0
     assert "tag_difference" not in summarize(_planted_rows(), [""], ("<|good|>", "<|bad|>"), 100, 0)
 
 
