@@ -375,10 +375,10 @@ def _check_registries(cfg: ExperimentConfig) -> None:
                           f"train.seq_len = {cfg.train.batch_size * cfg.train.seq_len:,})")
     for v in cfg.variants:
         if v.inject is not None and v.inject.window is not None:
-            raise ConfigError(f"variants.{v.name}: inject.window {list(v.inject.window)} is not supported by the "
-                              "trainers yet (the variant stage writes inject/ and schedule.json, but no trainer "
-                              "mixes them in, so the model would never see the injected documents); drop the "
-                              "window to shuffle the injected documents into the whole run")
+            raise ConfigError(f"variants.{v.name}: inject.window {list(v.inject.window)} is not supported by "
+                              "the trainers yet (the variant stage writes inject/ and schedule.json, but no "
+                              "trainer mixes them in, so the model would never see the injected documents); "
+                              "drop the window to shuffle the injected documents into the whole run")
     if cfg.train.backend == "nanotron":
         for v in cfg.variants:
             if v.kind == "mask" or v.mask:
