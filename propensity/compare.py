@@ -7,19 +7,26 @@ before/after with 95% CIs, paired differences against the control variant (poole
 by item id, bootstrapped over items), held-out loss and its difference to the control, documents/tokens
 removed or tagged, and the manifests behind every number (variant, classifier, models, GPE version, seeds,
 code version).
+
+Provenance names artifacts by store key (``variant/<name>-<hash>``), as the reports and manifests do; each row
+says which store (``store``, its root folder) its keys resolve against, since one comparison may span stores.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from propensity.errors import ConfigError, StoreError
 from propensity.store import MANIFEST, MARKER, Store, stable_hash
+from propensity.store_admin import locate
 
 OUT_FILES = ("compare.md", "compare.csv", "compare.json", "propensity.png", "pareto.png", "compare.html")
+KEY = re.compile(r"[a-z]+/[^/]+-[0-9a-f]{12}")
+"""A store key ``<stage>/<name>-<hash>``: what provenance holds instead of paths."""
 ROW_STATS = ("propensity_before", "propensity_after", "change", "control_before", "diff_before", "diff_after",
              "diff_change")
 
@@ -90,7 +97,7 @@ def _chain(store: Store, key: str) -> dict[str, str]:
 
 def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
     """One row per variant x GPE of one report folder, with item tables kept for pairing (``_items``)."""
-    store = Store(report_dir.parent.parent)
+    store, report_key = locate(report_dir)
     manifest = _json(report_dir / MANIFEST)
     results = _json(report_dir / "results.json")
     inputs = {role: ref["key"] for role, ref in manifest["inputs"].items()}
@@ -119,11 +126,10 @@ def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
                 "corpus_tokens": corpus_tokens, "train_tokens": results["tokens_per_variant"],
                 "heldout_loss": g.get("heldout_loss"),
                 **{k: g.get(k) for k in ROW_STATS[:4]},
+                "store": str(store.root),
                 "provenance": {
-                    "report": str(report_dir / MANIFEST),
-                    **{stage: str(store.path(k) / MANIFEST) for stage, k in sorted(chain.items())},
-                    "train": [str(store.path(k) / MANIFEST) for k in train_keys],
-                    "eval": [str(store.path(k) / MANIFEST) for k in eval_keys],
+                    "report": report_key, **dict(sorted(chain.items())), "train": train_keys,
+                    "eval": eval_keys,
                     "gpe_version": stable_hash(eval_manifest["config"].get("definition")),
                     "seeds": seeds, "code_version": code,
                 },
@@ -263,7 +269,8 @@ def markdown(data: dict) -> str:
     lines += ["", "![propensity](propensity.png)", "", "![pareto](pareto.png)", "", "## Provenance", ""]
     for r in data["rows"]:
         p = r["provenance"]
-        lines.append(f"- `{r['experiment']}/{r['variant']}` `{r['gpe']}`: report `{p['report']}`; variant "
+        lines.append(f"- `{r['experiment']}/{r['variant']}` `{r['gpe']}`: store `{r['store']}`; report "
+                     f"`{p['report']}`; variant "
                      f"`{p.get('variant')}`; classifier `{p.get('classifier')}`; models "
                      + ", ".join(f"`{m}`" for m in p["train"])
                      + "; evals " + ", ".join(f"`{m}`" for m in p["eval"])
@@ -378,14 +385,20 @@ window.addEventListener("load", function () {{
 """
 
 
-def _links(value: Any) -> str:
-    """Manifest paths as ``file://`` links (followed on click, never loaded by the page); the rest as text."""
+def manifest_path(store_root: str | Path, key: str) -> Path:
+    """The ``manifest.json`` of a provenance key in the store at ``store_root`` (a row's ``store``)."""
+    return Store(store_root).path(key) / MANIFEST
+
+
+def _links(value: Any, store_root: str) -> str:
+    """Store keys as ``file://`` links to their manifests (followed on click, never loaded by the page); the
+    rest as text."""
     from html import escape
 
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return ", ".join(_links(v) for v in value)
-    if isinstance(value, str) and value.endswith(MANIFEST):
-        return f'<a href="{escape(Path(value).as_uri())}">{escape(Path(value).parent.name)}</a>'
+        return ", ".join(_links(v, store_root) for v in value)
+    if isinstance(value, str) and KEY.fullmatch(value):
+        return f'<a href="{escape(manifest_path(store_root, value).as_uri())}">{escape(value)}</a>'
     return escape(json.dumps(value))
 
 
@@ -402,8 +415,9 @@ def html_page(data: dict, out: Path) -> str:
     images = "\n".join(f'<h2>{name}</h2><img id="{name}-png" alt="{name}" src="data:image/png;base64,{b64}">'
                        for name, b64 in pngs.items())
     prov = "".join(
-        f"<li><b>{escape(r['experiment'])}/{escape(r['variant'])}</b> {escape(r['gpe'])}: "
-        + "; ".join(f"{escape(k)}: {_links(v)}" for k, v in r["provenance"].items()) + "</li>"
+        f"<li><b>{escape(r['experiment'])}/{escape(r['variant'])}</b> {escape(r['gpe'])} "
+        f"(store {escape(r['store'])}): "
+        + "; ".join(f"{escape(k)}: {_links(v, r['store'])}" for k, v in r["provenance"].items()) + "</li>"
         for r in data["rows"])
     intro = escape(markdown(data).split("\n")[2])
     return PAGE.format(intro=intro, head=head, body=body, images=images, prov=prov)

@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 from propensity.errors import ConfigError, StoreError
-from propensity.store import MANIFEST, MARKER, Store
+from propensity.store import MANIFEST, MARKER
+from propensity.store_admin import locate
 
 SCHEMA_FIELDS = ("id", "text", "metadata")
 
@@ -62,16 +63,24 @@ def _problem(doc: Any) -> str | None:
 
 
 def provenance_chain(artifact: Path) -> list[dict]:
-    """The artifact's manifest followed by every upstream manifest (breadth-first, each key once)."""
-    store = Store(artifact.parent.parent)
+    """The artifact's manifest followed by every upstream manifest (breadth-first, each key once).
+
+    Manifests name their inputs by store key; each resolves against the store that holds ``artifact``.
+    """
+    store, key = locate(artifact)
     chain, seen = [], set()
-    todo = [f"{artifact.parent.name}/{artifact.name}"]
+    todo = [key]
     while todo:
         key = todo.pop(0)
         if key in seen:
             continue
         seen.add(key)
-        manifest = json.loads((store.path(key) / MANIFEST).read_text())
+        path = store.path(key) / MANIFEST
+        if not path.is_file():
+            head = chain[0]["key"] if chain else key
+            raise StoreError(f"export: the provenance of {head} needs the manifest of {key!r}, which the store "
+                             f"{store.root} does not hold")
+        manifest = json.loads(path.read_text())
         chain.append(manifest)
         todo += [ref["key"] for _, ref in sorted(manifest.get("inputs", {}).items())]
     return chain
@@ -91,6 +100,7 @@ def export_shards(artifact: Path, out: Path, *, subdir: str = "shards", overwrit
                           "(export a source, score or variant artifact; subdir 'shards' or 'excluded')")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"export: output folder {out} is not empty (pass overwrite=True / --overwrite)")
+    chain = provenance_chain(artifact)  # before writing: a folder outside its store has no provenance
     (out / "data").mkdir(parents=True, exist_ok=True)
     for old in (out / "data").glob("*.parquet"):
         old.unlink()
@@ -105,7 +115,6 @@ def export_shards(artifact: Path, out: Path, *, subdir: str = "shards", overwrit
     if bad:
         (out / "quarantine").mkdir(exist_ok=True)
         (out / "quarantine" / "export.jsonl").write_text("".join(json.dumps(b) + "\n" for b in bad))
-    chain = provenance_chain(artifact)
     (out / "provenance.json").write_text(json.dumps(chain, indent=2, sort_keys=True) + "\n")
     (out / "README.md").write_text(dataset_card(chain, out, total, len(shards), len(bad), subdir))
     return {"documents": total, "files": len(shards), "quarantined": len(bad), "out": str(out)}

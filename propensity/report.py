@@ -2,6 +2,10 @@
 CI), ``report.md``, ``results.json`` and a PNG plot, built from the eval, variant and train artifacts.
 
 Several seeds: each item's value is averaged over seeds, then intervals are bootstrapped over items.
+
+Provenance names artifacts by store key (``train/baseline-s0-<hash>``), relative to the store root two folders
+above the report: the same report key has the same bytes in every store, and stays right after the store is
+moved. ``artifact_path`` turns a key back into a folder.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 
 from propensity.errors import StoreError
 from propensity.stage import StageContext
+from propensity.store import MARKER
+from propensity.store_admin import artifact_key, locate
 
 RESULT_FILES = ("report.md", "results.json", "propensity.png")
 
@@ -79,10 +85,11 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
             entry["gpes"][gpe] = _flatten_gpe(summary, prefixes)
             if summary.get("tamper"):
                 entry["gpes"][gpe]["tamper"] = summary["tamper"].get("", next(iter(summary["tamper"].values())))
-            entry["gpes"][gpe]["provenance"] = [str(d) for d in dirs]
+            entry["gpes"][gpe]["provenance"] = [artifact_key(d) for d in dirs]
         first = entry["gpes"][config["gpes"][0]]
         entry.update({k: val for k, val in first.items() if k != "provenance"})
-        entry["provenance"] = {"variant": str(inputs[f"variant:{name}"]), "train": [str(d) for d in train_dirs]}
+        entry["provenance"] = {"variant": artifact_key(inputs[f"variant:{name}"]),
+                               "train": [artifact_key(d) for d in train_dirs]}
         variants[name] = entry
     return {"experiment": config["experiment"], "primary_gpe": config["gpes"][0], "gpes": config["gpes"],
             "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants}
@@ -152,7 +159,8 @@ def markdown(results: dict) -> str:
     lines += ["", "![propensity](propensity.png)", ""]
     if any(g.get("tamper") for v in results["variants"].values() for g in v["gpes"].values()):
         lines += ["Propensity along the narrow finetune (tamper-resistance curve):", "", "![tamper](tamper.png)", ""]
-    lines += ["## Provenance", ""]
+    lines += ["## Provenance", "", "Store keys, relative to the store that holds this report (two folders up).",
+              ""]
     for name, v in results["variants"].items():
         lines.append(f"- `{name}`: variant `{v['provenance']['variant']}`; models "
                      + ", ".join(f"`{p}`" for p in v["provenance"]["train"]))
@@ -206,14 +214,21 @@ def write_outputs(results: dict, out: Path) -> None:
 
 
 def rebuild(report_dir: Path) -> Path:
-    """Rebuild a report folder's files from the artifacts its manifest names."""
-    from propensity.store import Store
-
-    manifest = _read_json(report_dir / "manifest.json")
-    store = Store(report_dir.parent.parent)
+    """Rebuild a report folder's files from the artifacts its manifest names (keys of the report's store)."""
+    store, key = locate(report_dir)
+    manifest = _read_json(store.path(key) / "manifest.json")
     inputs = {role: store.path(ref["key"]) for role, ref in manifest["inputs"].items()}
     write_outputs(build_results(manifest["config"], inputs), report_dir)
     return report_dir
+
+
+def artifact_path(report_dir: Path, key: str) -> Path:
+    """The folder of a provenance key of ``results.json``, in the store that holds ``report_dir``."""
+    store, _ = locate(report_dir)
+    folder = store.path(key)  # refuses keys that would leave the store
+    if not (folder / MARKER).is_file():
+        raise StoreError(f"{report_dir}: provenance key {key!r} has no complete artifact in {store.root}")
+    return folder
 
 
 def print_table(report_dir: Path) -> None:

@@ -45,6 +45,27 @@ class Artifact:
     """Experiments (report keys' names) whose report closure holds this artifact."""
 
 
+def locate(folder: str | Path) -> tuple[Store, str]:
+    """The store holding an artifact folder ``<store>/<stage>/<name>-<hash>`` and the folder's store key.
+
+    Reports, manifests and exports name artifacts by key, never by absolute path, so that their bytes do not
+    depend on where the store is (or was, before it moved); readers turn keys back into folders here.
+    """
+    folder = Path(folder).resolve()
+    if not ARTIFACT_NAME.fullmatch(folder.name) or folder.name.endswith(PARTIAL):
+        raise StoreError(f"{str(folder)!r} is not an artifact folder <store>/<stage>/<name>-<12 hex digits>")
+    store = Store(folder.parent.parent)
+    key = f"{folder.parent.name}/{folder.name}"
+    if store.path(key) != folder:
+        raise StoreError(f"{str(folder)!r} is not inside the store {store.root} as {key!r}")
+    return store, key
+
+
+def artifact_key(folder: str | Path) -> str:
+    """The store key ``<stage>/<name>-<hash>`` of an artifact folder (see ``locate``)."""
+    return locate(folder)[1]
+
+
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 

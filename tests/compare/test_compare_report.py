@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from compare_fakes import FINETUNE_SHIFT, OFFSETS
 
-from propensity.compare import OUT_FILES, compare, pareto_front, resolve_report
+from propensity.compare import OUT_FILES, compare, manifest_path, pareto_front, resolve_report
 from propensity.errors import ConfigError
 
 
@@ -56,14 +56,16 @@ def test_rows_and_paired_differences_match_planted_offsets(compared, two_experim
     assert rows[("tiny", "baseline")]["provenance"]["train"] == base_b["provenance"]["train"]
 
 
-def test_provenance_links_to_existing_manifests(compared):
+def test_provenance_keys_resolve_to_existing_manifests(compared, two_experiments):
     for r in _rows(compared).values():
         p = r["provenance"]
+        assert r["store"] == str(two_experiments.store.resolve())
         for stage in ("report", "source", "classifier", "score", "variant", "tokenizer", "tokenize"):
-            assert Path(p[stage]).is_file() and p[stage].endswith("manifest.json"), stage
-        assert all(Path(m).is_file() for m in p["train"] + p["eval"])
+            assert re.fullmatch(rf"{stage}/[\w.-]+-[0-9a-f]{{12}}", p[stage]), (stage, p[stage])
+            assert json.loads(manifest_path(r["store"], p[stage]).read_text())["key"] == p[stage]
+        assert all(manifest_path(r["store"], k).is_file() for k in p["train"] + p["eval"])
         assert p["seeds"] == [0] and p["code_version"] and re.fullmatch(r"[0-9a-f]{12}", p["gpe_version"])
-        assert json.loads(Path(p["variant"]).read_text())["name"] == r["variant"]
+        assert json.loads(manifest_path(r["store"], p["variant"]).read_text())["name"] == r["variant"]
 
 
 def test_markdown_and_csv_tables(compared):
@@ -77,7 +79,7 @@ def test_markdown_and_csv_tables(compared):
     assert [(r["experiment"], r["variant"]) for r in rows] == [("tiny", "baseline"), ("tiny", "tagged"),
                                                               ("tiny_b", "baseline"), ("tiny_b", "strict")]
     assert float(rows[3]["diff_after"]) == pytest.approx(-0.2)
-    assert rows[3]["provenance_variant"].endswith("manifest.json")
+    assert rows[3]["provenance_variant"].startswith("variant/strict-") and rows[3]["store"]
 
 
 def test_same_inputs_same_bytes(compared, two_experiments, tmp_path):
@@ -111,6 +113,8 @@ def test_html_is_self_contained(compared):
     page = (compared / "compare.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
     assert page.count('src="data:image/png;base64,') == 2
+    links = re.findall(r'<a href="(file://[^"]+)">([^<]+)</a>', page)
+    assert links and all(url.endswith(f"/{key}/manifest.json") for url, key in links)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -88,12 +88,12 @@ def test_bad_records_are_quarantined_with_a_reason(two_experiments, tmp_path):
     import shutil
 
     source = _artifact(two_experiments.store, "variant/baseline-*")
-    artifact = Path(shutil.copytree(source, tmp_path / "store" / "variant" / "baseline-x"))
+    artifact = Path(shutil.copytree(source, tmp_path / "store" / "variant" / "baseline-000000000000"))
     for stage in ("score", "classifier", "source"):  # the provenance chain needs the upstream manifests
         src = _artifact(two_experiments.store, f"{stage}/*")
         shutil.copytree(src, tmp_path / "store" / stage / src.name)
     manifest = json.loads((artifact / "manifest.json").read_text())
-    (artifact / "manifest.json").write_text(json.dumps({**manifest, "key": "variant/baseline-x"}))
+    (artifact / "manifest.json").write_text(json.dumps({**manifest, "key": "variant/baseline-000000000000"}))
     with gzip.open(artifact / "shards" / "zz-bad.jsonl.gz", "wb") as f:
         f.write(b'{"id": "a", "text": "  "}\n[1, 2]\n{"id": null, "text": "t"}\nnot json\n')
     result = export_shards(artifact, tmp_path / "out")
@@ -111,3 +111,12 @@ def test_export_errors(exported, tmp_path):
         export_shards(tmp_path, tmp_path / "o")
     with pytest.raises(ConfigError, match="no \\*.jsonl.gz document shards"):
         export_shards(artifact, tmp_path / "o2", subdir="nothing")
+    import shutil
+
+    loose = shutil.copytree(artifact, tmp_path / "copy")  # out of its store: no key, no provenance
+    with pytest.raises(StoreError, match="is not an artifact folder"):
+        export_shards(loose, tmp_path / "o3")
+    alone = shutil.copytree(artifact, tmp_path / "other" / "variant" / artifact.name)  # without its inputs
+    with pytest.raises(StoreError, match=r"needs the manifest of '[a-z]+/.* the store .* does not hold"):
+        export_shards(alone, tmp_path / "o4")
+    assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
