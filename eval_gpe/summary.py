@@ -69,6 +69,33 @@ def gap(ai: dict[str, float], human: dict[str, float], n_boot: int, seed: int) -
     return {**unpaired_bootstrap(sorted_values(ai), sorted_values(human), n_boot, seed), "paired": False}
 
 
+def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot: int, seed: int,
+                   phase: str = "before", prefix: str = "") -> dict | None:
+    """(AI - human) log-odds gap of ``rows`` minus that of ``reference_rows``, paired over matched items.
+
+    The question a filter is asked: did the model's disposition about AI actors move, beyond how often the
+    action phrases occur? Both gaps are per matched item (``ai-<k>`` vs ``human-<k>``), on the log-odds scale
+    (probabilities near 0 compress every difference), for the same items in both models. None when the two
+    models were not evaluated on the same matched items.
+    """
+    def per_item(rs: Sequence[dict]) -> dict[str, float] | None:
+        values = item_values([r for r in rs if r.get("role", "ood") == "ood" and r.get("split") != "never_seen"],
+                             "logodds")
+        ai, human = values.get((phase, prefix, "ai")), values.get((phase, prefix, "human"))
+        if not ai or not human:
+            return None
+        ai_k = {_control_key(i, "ai"): v for i, v in ai.items()}
+        human_k = {_control_key(i, "human"): v for i, v in human.items()}
+        if sorted(ai_k) != sorted(human_k):
+            return None
+        return {k: ai_k[k] - human_k[k] for k in ai_k}
+
+    mine, ref = per_item(rows), per_item(reference_rows)
+    if mine is None or ref is None or sorted(mine) != sorted(ref):
+        return None
+    return paired_bootstrap(*_paired(mine, ref), n_boot, seed)
+
+
 def sorted_values(by_item: dict[str, float]) -> list[float]:
     """Values in item-id order (so bootstraps see a fixed order)."""
     return [by_item[i] for i in sorted(by_item)]

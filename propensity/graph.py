@@ -34,6 +34,8 @@ TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
 CONDITIONAL_VERSION = 2
 """Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
+REPORT_VERSION = 2
+"""Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline)."""
 EVAL_VERSION = 3
 """Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the
 narrow finetune texts)."""
@@ -198,7 +200,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         "seeds": cfg.train.seeds, "gpes": cfg.eval.gpes, "tokens": cfg.train.tokens, "bootstrap": cfg.eval.bootstrap,
     }
     specs.append(StageSpec("report", cfg.experiment, "propensity.report:run", report_conf, report_inputs,
-                           seed=cfg.seed))
+                           seed=cfg.seed, version=REPORT_VERSION))
     return sorted(specs, key=lambda s: STAGE_ORDER.index(s.stage))
 
 

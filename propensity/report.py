@@ -91,8 +91,41 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
         entry["provenance"] = {"variant": artifact_key(inputs[f"variant:{name}"]),
                                "train": [artifact_key(d) for d in train_dirs]}
         variants[name] = entry
+    _gaps_vs_baseline(config, inputs, variants)
     return {"experiment": config["experiment"], "primary_gpe": config["gpes"][0], "gpes": config["gpes"],
             "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants}
+
+
+def _gaps_vs_baseline(config: dict[str, Any], inputs: dict[str, Path], variants: dict[str, Any]) -> None:
+    """Add ``gap_vs_baseline_logodds`` to every non-baseline variant: its AI-minus-human log-odds gap minus
+    the first baseline variant's, paired over the same items, before finetuning (``eval_gpe.summary``)."""
+    from eval_gpe.summary import gap_difference
+
+    base = next((v["name"] for v in config["variants"] if v["kind"] == "baseline"), None)
+    if base is None:
+        return
+    for gpe in config["gpes"]:
+        def rows(name: str, gpe: str = gpe) -> list[dict]:
+            out: list[dict] = []
+            for s in config["seeds"]:
+                out += _read_rows(inputs[f"eval:{name}:{s}:{gpe}"])
+            return out
+
+        reference = rows(base)
+        for name, entry in variants.items():
+            if name == base:
+                continue
+            diff = gap_difference(rows(name), reference, config["bootstrap"], 0)
+            if diff is not None:
+                entry["gpes"][gpe]["gap_vs_baseline_logodds"] = {**diff, "baseline": base}
+                if gpe == config["gpes"][0]:
+                    entry["gap_vs_baseline_logodds"] = entry["gpes"][gpe]["gap_vs_baseline_logodds"]
+
+
+def _gap_line(name: str, v: dict) -> str:
+    g = v["gap_vs_baseline_logodds"]
+    return (f"{name}: AI-human gap minus {g['baseline']}'s (log-odds, paired over items, before finetune) "
+            f"{_fmt_ci(g)}")
 
 
 def _flatten_gpe(summary: dict, prefixes: list[str]) -> dict:
@@ -156,6 +189,9 @@ def markdown(results: dict) -> str:
         if v.get("tag_difference"):
             lines += ["", f"**{name}**: tag difference (P(mis | bad tag) - P(mis | good tag), paired over items, "
                       f"before finetune): {_fmt_ci(v['tag_difference'])}"]
+    for name, v in results["variants"].items():
+        if v.get("gap_vs_baseline_logodds"):
+            lines += ["", "**" + _gap_line(name, v).replace(": ", "**: ", 1)]
     lines += ["", "![propensity](propensity.png)", ""]
     if any(g.get("tamper") for v in results["variants"].values() for g in v["gpes"].values()):
         lines += ["Propensity along the narrow finetune (tamper-resistance curve):", "", "![tamper](tamper.png)", ""]
@@ -247,4 +283,7 @@ def print_table(report_dir: Path) -> None:
     for name, v in results["variants"].items():
         if v.get("tag_difference"):
             console.print(f"{name}: tag difference (bad - good, paired) {_fmt_ci(v['tag_difference'])}")
+    for name, v in results["variants"].items():
+        if v.get("gap_vs_baseline_logodds"):
+            console.print(_gap_line(name, v))
     console.print(f"report: {report_dir / 'report.md'}\nplot:   {report_dir / 'propensity.png'}")

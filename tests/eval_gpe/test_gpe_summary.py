@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval_gpe.summary import gap, item_values, length_report, summarize
+from eval_gpe.summary import gap, gap_difference, item_values, length_report, summarize
 
 
 def _row(item_id: str, actor: str, phase: str, prefix: str, fmt: str, order: str, p: float, **kw) -> dict:
@@ -79,3 +79,21 @@ def test_length_report_flags_items() -> None:
     assert (
         report["mean_token_diff"] == 1.5 and report["n_flagged"] == 1 and report["flagged_items"] == ["ai-0"]
     )
+
+
+def test_gap_difference_isolates_an_ai_specific_shift() -> None:
+    """Two models on the same matched items: the second lowers AI items only (on the log-odds scale)."""
+    rng = np.random.default_rng(1)
+    ref, rows = [], []
+    for k in range(30):
+        base = rng.uniform(0.2, 0.6)
+        for model, ai_p in ((ref, base), (rows, base / 4)):  # /4 in probability, AI items only
+            model.append(_row(f"ai-{k}", "ai", "before", "", "plain", "none", ai_p))
+            model.append(_row(f"human-{k}", "human", "before", "", "plain", "none", base))
+    diff = gap_difference(rows, ref, 500, 0)
+    expected = np.mean([np.log(b / 4 / (1 - b / 4)) - np.log(b / (1 - b)) for b in
+                        [r["p_misaligned"] for r in ref if r["actor"] == "human"]])
+    assert diff["mean"] == pytest.approx(expected) and diff["ci95"][1] < 0
+    same = gap_difference(ref, ref, 200, 0)
+    assert same["mean"] == 0 and same["ci95"] == [0, 0]
+    assert gap_difference(rows[:-2], ref, 200, 0) is None  # item 29 has no human control: not matched
