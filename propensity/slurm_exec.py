@@ -1,11 +1,15 @@
 """The Slurm executor: every incomplete stage of an experiment becomes one batch job.
 
-``run_slurm`` writes the resolved config into the store (so every job reads exactly the same bytes),
-submits one ``propensity stage CONFIG KEY`` job per incomplete stage with ``afterok`` dependencies on its
-incomplete inputs, and records the job ids in ``<store>/slurm/<experiment>/jobs.json``. Complete stages are
-never submitted; stages whose job is still pending or running are not submitted twice (their dependents wait
-on the existing job). ``status`` joins the store's view (complete / partial / missing) with the scheduler's
-(job state, elapsed, log tail of failed jobs); ``cancel`` cancels what is still queued or running.
+``run_slurm`` writes the resolved config into the store and freezes the stage graph it built into a
+content-addressed graph file (each stage's impl, version, config, seed, fingerprint, threads, input keys).
+Each job runs ``python -m propensity.slurm_exec stage GRAPH KEY``: it rebuilds its stage from that file,
+checks that the rebuilt key is the submitted key, and runs it. Jobs never rebuild the graph with whatever
+code is installed when they start, so editing the code or the config while jobs are queued cannot make a
+job look for a stage key that no longer exists. Job ids are recorded in
+``<store>/slurm/<experiment>/jobs.json``. Complete stages are never submitted; stages whose job is still
+pending or running are not submitted twice (their dependents wait on the existing job). ``status`` joins the
+store's view (complete / partial / missing) with the scheduler's (job state, elapsed, log tail of failed
+jobs); ``cancel`` cancels what is still queued or running.
 
 Train jobs are requeueable: preemption or ``scontrol requeue`` restarts them, and the trainer resumes from the
 latest checkpoint in the stage's ``.partial`` folder. Near the time limit Slurm sends USR1 to the batch shell,
@@ -15,12 +19,16 @@ which requeues the job itself. With ``nodes > 1`` or ``gpus > 0`` train jobs sta
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
+import logging
 import os
 import shutil
+import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +37,7 @@ import fasteners
 import yaml
 
 from propensity.config import ExperimentConfig, SlurmResources
-from propensity.errors import ConfigError
+from propensity.errors import ConfigError, PropensityError
 from propensity.graph import STAGE_ORDER, build_graph
 from propensity.store import StageSpec, Store, stable_hash
 from slurm import JobSpec, JobState, Resources, SlurmError, job_states, submit_graph
@@ -86,11 +94,58 @@ def stage_resources(cfg: ExperimentConfig, stage: str) -> SlurmResources:
     return SlurmResources.model_validate(merged)
 
 
-def stage_command(config_path: Path, key: str) -> list[str]:
-    """argv of a job: ``<venv>/bin/propensity stage CONFIG KEY --no-progress`` (or ``python -m``)."""
-    exe = Path(sys.executable).parent / "propensity"
-    prefix = [str(exe)] if exe.is_file() else [sys.executable, "-m", "propensity.cli"]
-    return [*prefix, "stage", str(config_path), key, "--no-progress"]
+def graph_record(spec: StageSpec) -> dict[str, Any]:
+    """Everything the key of ``spec`` covers, with inputs by key: enough to rebuild the spec exactly."""
+    return {"stage": spec.stage, "name": spec.name, "impl": spec.impl, "config": spec.config,
+            "seed": spec.seed, "version": spec.version, "fingerprint": spec.fingerprint,
+            "resources": spec.resources, "threads": spec.threads,
+            "inputs": {role: i.key for role, i in sorted(spec.inputs.items())}}
+
+
+def write_graph(cfg: ExperimentConfig, specs: list[StageSpec], config_path: Path) -> Path:
+    """Freeze ``specs`` into ``<store>/slurm/<experiment>/graphs/graph-<hash>.json`` (atomic, by content).
+
+    Jobs read their stage from this file instead of rebuilding the graph when they start, so a job runs
+    exactly the stage it was submitted as, whatever happens to the code or config meanwhile.
+    """
+    data = {"experiment": cfg.experiment, "store": str(Store(cfg.store).root),
+            "workers": cfg.executor.workers, "config": str(config_path),
+            "stages": [{"key": s.key, **graph_record(s)} for s in specs]}
+    path = experiment_dir(cfg) / "graphs" / f"graph-{stable_hash(data)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_graph(path: Path) -> tuple[dict[str, Any], dict[str, StageSpec]]:
+    """The graph file's header and its stages ``{key: StageSpec}``, each checked to hash to its key."""
+    try:
+        data = json.loads(Path(path).read_text())
+        stages = data["stages"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise SlurmError(f"graph file {path} is unreadable or not a propensity graph: {exc}") from exc
+    specs: dict[str, StageSpec] = {}
+    for rec in stages:  # written in graph order: inputs come before the stages that read them
+        missing = [k for k in rec["inputs"].values() if k not in specs]
+        if missing:
+            raise SlurmError(f"graph file {path}: stage {rec['key']} names inputs {missing} "
+                             "that the file does not define")
+        spec = StageSpec(rec["stage"], rec["name"], rec["impl"], rec["config"],
+                         {role: specs[k] for role, k in rec["inputs"].items()}, seed=rec["seed"],
+                         version=rec["version"], fingerprint=rec["fingerprint"], resources=rec["resources"],
+                         threads=rec["threads"])
+        if spec.key != rec["key"]:
+            raise SlurmError(f"graph file {path}: stage {rec['key']} rebuilds as {spec.key}; the file was "
+                             "edited or written by an incompatible propensity version")
+        specs[spec.key] = spec
+    return data, specs
+
+
+def stage_command(graph_path: Path, key: str) -> list[str]:
+    """argv of a job: ``<python> -m propensity.slurm_exec stage GRAPH KEY`` (the submitting interpreter)."""
+    return [sys.executable, "-m", "propensity.slurm_exec", "stage", str(graph_path), key]
 
 
 def _torchrun(res: SlurmResources) -> TorchRun | None:
@@ -105,13 +160,13 @@ def job_name(cfg: ExperimentConfig, key: str) -> str:
     return f"{cfg.experiment}:{key}"
 
 
-def make_job(cfg: ExperimentConfig, spec: StageSpec, config_path: Path, dependencies: list[str]) -> JobSpec:
-    """The batch job running ``spec``; ``dependencies`` are stage keys it must wait for."""
+def make_job(cfg: ExperimentConfig, spec: StageSpec, graph_path: Path, dependencies: list[str]) -> JobSpec:
+    """The job running ``spec`` as frozen in ``graph_path``; ``dependencies`` are stage keys to wait for."""
     res = stage_resources(cfg, spec.stage)
     train = spec.stage == "train"
     return JobSpec(
         name=job_name(cfg, spec.key),
-        command=stage_command(config_path, spec.key),
+        command=stage_command(graph_path, spec.key),
         dependencies=[job_name(cfg, k) for k in dependencies],
         resources=Resources(partition=res.partition, account=res.account, qos=res.qos, time=res.time,
                             cpus=res.cpus, mem=res.mem, gpus=res.gpus or None, nodes=res.nodes,
@@ -181,6 +236,8 @@ class Submission:
     jobs: list[JobSpec]
     keys: dict[str, str]
     """Job name -> stage key of the jobs to submit."""
+    graph: Path
+    """The frozen graph file the jobs read their stage from."""
 
 
 def plan_submission(cfg: ExperimentConfig, config_path: Path, *, query: bool = True) -> Submission:
@@ -190,6 +247,7 @@ def plan_submission(cfg: ExperimentConfig, config_path: Path, *, query: bool = T
     """
     store = Store(cfg.store)
     specs = build_graph(cfg)
+    graph = write_graph(cfg, specs, config_path)
     incomplete = [s for s in specs if not store.is_complete(s)]
     records = load_jobs(cfg)["jobs"]
     states = _states(records, [s.key for s in incomplete]) if query else {}
@@ -207,9 +265,9 @@ def plan_submission(cfg: ExperimentConfig, config_path: Path, *, query: bool = T
             submit.append(spec)
     if stale:
         scancel(stale)
-    jobs = [make_job(cfg, s, config_path,
-                     sorted({i.key for i in s.inputs.values() if not store.is_complete(i)})) for s in submit]
-    return Submission(complete, active, jobs, {job_name(cfg, s.key): s.key for s in submit})
+    jobs = [make_job(cfg, s, graph, sorted({i.key for i in s.inputs.values() if not store.is_complete(i)}))
+            for s in submit]
+    return Submission(complete, active, jobs, {job_name(cfg, s.key): s.key for s in submit}, graph)
 
 
 def _early_budget_check(cfg: ExperimentConfig) -> None:
@@ -237,7 +295,7 @@ def run_slurm(cfg: ExperimentConfig, dry_run: bool = False) -> int:
                      existing={job_name(cfg, k): i for k, i in plan.active.items()})
         print(f"dry run: {len(plan.jobs)} job script(s) written to {folder} (nothing submitted); "
               f"{len(plan.complete)} stage(s) complete, {len(plan.active)} already queued or running")
-        print(f"config: {config_path}\nsubmit them with: {folder / 'submit.sh'}")
+        print(f"config: {config_path}\ngraph: {plan.graph}\nsubmit them with: {folder / 'submit.sh'}")
         return 0
     with fasteners.InterProcessLock(str(exp / "submit.lock")):  # two `run`s never double-submit
         plan = plan_submission(cfg, config_path)
@@ -255,8 +313,9 @@ def _record(cfg: ExperimentConfig, plan: Submission, ids: dict[str, str], config
     by_name = {job.name: job for job in plan.jobs}
     for name, job_id in ids.items():
         data["jobs"][plan.keys[name]] = {"job_id": job_id, "submitted": now, "config": str(config_path),
-                                         "log": str(log_path(by_name[name], job_id)), "name": name}
-    data["submissions"].append({"time": now, "config": str(config_path),
+                                         "graph": str(plan.graph), "name": name,
+                                         "log": str(log_path(by_name[name], job_id))}
+    data["submissions"].append({"time": now, "config": str(config_path), "graph": str(plan.graph),
                                 "jobs": {plan.keys[n]: i for n, i in ids.items()},
                                 "complete": len(plan.complete), "active": sorted(plan.active)})
     _save_jobs(cfg, data)
@@ -337,6 +396,11 @@ def status(cfg: ExperimentConfig) -> int:
             console.print(f"[bold red]{r.key}[/] failed (job {r.job_id}, {r.state}); last lines of {r.log}:")
             for line in log_tail(r.log):
                 console.print("  " + line, markup=False)
+    submissions = load_jobs(cfg)["submissions"]
+    other = sorted(set(submissions[-1]["jobs"]) - {r.key for r in rows}) if submissions else []
+    if other:  # the jobs run their frozen stages; this config/code builds different ones
+        console.print(f"note: {len(other)} job(s) of the last submission run stages this config and code no "
+                      f"longer build ({', '.join(other)}); `propensity run` submits the current graph")
     done = sum(r.store == "complete" for r in rows)
     console.print(f"{done}/{len(rows)} stages complete")
     return 0 if done == len(rows) else 1
@@ -361,3 +425,47 @@ def cancel(cfg: ExperimentConfig) -> int:
     scancel(live)
     print(f"cancelled {len(live)} job(s) of {cfg.experiment}" + (f": {' '.join(live)}" if live else ""))
     return 0
+
+
+# ---- inside a job ---------------------------------------------------------------------------------------
+def run_stage(graph_path: Path, key: str, *, show_progress: bool = False) -> Path:
+    """Run stage ``key`` exactly as frozen in ``graph_path`` (what every batch job does); return its folder.
+
+    Prints one line per attempt to stdout (the job log), with Slurm's restart count, so that a requeued job's
+    appended log shows each attempt; the stage's own output goes to ``stage.log`` in its folder.
+    """
+    data, specs = load_graph(graph_path)
+    if key not in specs:
+        raise SlurmError(f"stage {key!r} is not in graph file {graph_path} (stages: {', '.join(specs)})")
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    print(f"stage {key}: attempt {int(restarts) + 1 if restarts.isdigit() else restarts} "
+          f"(job {os.environ.get('SLURM_JOB_ID', '-')} on {socket.gethostname()})", flush=True)
+    folder = Store(data["store"]).run(specs[key], workers=int(data["workers"]), show_progress=show_progress)
+    print(f"stage {key}: complete in {folder}", flush=True)
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m propensity.slurm_exec stage GRAPH KEY``: the command of every batch job."""
+    parser = argparse.ArgumentParser(prog="python -m propensity.slurm_exec",
+                                     description="Run one stage of a submitted graph (what Slurm jobs call).")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("stage", help="run one stage as frozen in a graph file written at submission")
+    p.add_argument("graph", type=Path, help="<store>/slurm/<experiment>/graphs/graph-<hash>.json")
+    p.add_argument("key", help="the stage key <stage>/<name>-<hash>")
+    p.add_argument("--progress", action="store_true", help="show progress bars (off in batch logs)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    for noisy in ("datatrove", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        run_stage(args.graph, args.key, show_progress=args.progress)
+    except PropensityError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,6 +23,8 @@ from slurm.errors import SlurmError, SlurmTimeoutError
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 """Daemons in start order (stopped in reverse)."""
+MAX_SOCKET_PATH = 107
+"""Longest unix socket path in bytes (``sun_path`` holds 108 including the terminating NUL)."""
 READY_STATES = frozenset({"idle", "mixed", "allocated", "completing"})
 """Node states (from ``sinfo -h -o %T``) that mean the node accepts jobs."""
 
@@ -120,6 +122,11 @@ class LocalCluster:
         return time.monotonic() - t0
 
     def _prepare_dirs(self) -> None:
+        socket_path = self.root / "munge" / "munge.socket.2"
+        if len(str(socket_path).encode()) > MAX_SOCKET_PATH:
+            raise ConfigError(f"slurm cluster root {self.root}: the munge socket path {socket_path} is "
+                              f"{len(str(socket_path).encode())} bytes; at most {MAX_SOCKET_PATH} fit in a "
+                              "unix socket address: use a shorter root such as /tmp/propensity-slurm")
         for parent in self.root.parents:
             if parent.exists() and not parent.stat().st_mode & 0o001:
                 raise ConfigError(f"slurm cluster root {self.root}: parent directory {parent} is not "
@@ -201,7 +208,14 @@ class LocalCluster:
 
     # ---- teardown ------------------------------------------------------------------------------------
     def down(self, timeout: float = 10.0) -> None:
-        """Stop the daemons named in the pid files (SIGTERM, then SIGKILL after ``timeout``)."""
+        """Cancel the cluster's jobs, then stop the daemons named in the pid files (SIGTERM, then SIGKILL
+        after ``timeout``).
+
+        Jobs are cancelled first because stopping slurmd does not stop them: their ``slurmstepd`` and the
+        job's processes would keep running (and ignore SIGTERM) with no daemon left to end them.
+        """
+        if self.is_up():
+            self._cancel_all_jobs(timeout)
         for daemon in reversed(DAEMONS):
             pid = self._pid(daemon)
             if pid is not None and pid_alive(pid):
@@ -209,6 +223,24 @@ class LocalCluster:
             self.pid_file(daemon).unlink(missing_ok=True)
         # slurmd leaves job step sockets behind; a stale munge socket blocks the next munged
         (self.root / "munge" / "munge.socket.2").unlink(missing_ok=True)
+
+
+    def _cancel_all_jobs(self, timeout: float) -> None:
+        """``scancel`` every job of this (throw-away) cluster and wait until none is left running."""
+        env = {**os.environ, **self.env()}
+
+        def job_ids() -> list[str]:
+            proc = subprocess.run(["squeue", "-h", "-o", "%A"], env=env, capture_output=True, text=True,
+                                  timeout=30)
+            return proc.stdout.split() if proc.returncode == 0 else []
+
+        ids = job_ids()
+        if not ids:
+            return
+        subprocess.run(["scancel", *ids], env=env, capture_output=True, timeout=30)
+        deadline = time.monotonic() + timeout
+        while job_ids() and time.monotonic() < deadline:  # CANCELLED jobs leave squeue once they are dead
+            time.sleep(0.2)
 
 
 def _stop(pid: int, timeout: float) -> None:

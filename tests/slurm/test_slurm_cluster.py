@@ -141,6 +141,37 @@ def test_requeue_runs_the_job_again(slurm_cluster: LocalCluster, slurm_workdir: 
     assert out.read_text() == "run 0\nrun 1\n"
 
 
+def test_down_ends_running_jobs_too(slurm_workdir: Path) -> None:
+    """Stopping slurmd alone leaves slurmstepd and the job's processes running with nobody to end them."""
+    import shutil
+    import tempfile
+
+    from slurm.cluster import pid_alive
+
+    root = Path(tempfile.mkdtemp(prefix="pslurm-", dir="/tmp"))  # short: unix socket paths are <= 107 bytes
+    root.chmod(0o755)
+    cluster = LocalCluster(root / "c", cpus=2)
+    cluster.up()
+    try:
+        pid_file = slurm_workdir / "job.pid"
+        job = JobSpec(name="long", log_dir=slurm_workdir / "logs",
+                      command=["bash", "-c", 'echo $$ > "$1"; exec sleep 300', "_", str(pid_file)])
+        submit_graph([job], env=cluster.env())
+        _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), 20)
+        pid = int(pid_file.read_text())
+        assert pid_alive(pid)
+    finally:
+        cluster.down()
+        shutil.rmtree(root, ignore_errors=True)
+    assert not cluster.is_up()
+    _wait_for(lambda: not pid_alive(pid), 10)
+
+
+def test_root_too_long_for_the_munge_socket_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"munge socket path .* is 1\d\d bytes; at most 107"):
+        LocalCluster(Path("/tmp") / ("x" * 100)).up()
+
+
 def _wait_for(condition: object, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,17 +16,20 @@ import pytest
 from propensity.config import ExperimentConfig, load_config
 from propensity.errors import ConfigError
 from propensity.graph import build_graph
-from propensity.slurm_exec import (cancel, collect_status, jobs_file, load_jobs, log_tail, make_job,
-                                   plan_submission, run_slurm, stage_resources, status, wait_experiment,
-                                   write_config)
+from propensity.slurm_exec import (cancel, collect_status, jobs_file, load_graph, load_jobs, log_tail,
+                                   make_job, plan_submission, run_slurm, run_stage, stage_resources, status,
+                                   wait_experiment, write_config, write_graph)
 from propensity.store import Store
-from slurm.cluster import LocalCluster
+from slurm import SlurmError
 from slurm import wait as slurm_wait
+from slurm.cluster import LocalCluster
 from slurm.jobs import render_sbatch
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "tiny.yaml"
-E2E_TIMEOUT = 900.0
+E2E_TIMEOUT = 3600.0
+"""Seconds to wait for a graph of jobs: evaluation alone took 10+ minutes per model on the shared 2-core CI
+machine while other jobs ran."""
 
 
 def tiny(store: Path, *overrides: str) -> ExperimentConfig:
@@ -46,33 +50,36 @@ def test_resources_merge_default_and_stage(tmp_path: Path) -> None:
     train, score = stage_resources(cfg, "train"), stage_resources(cfg, "score")
     assert (train.partition, train.account, train.cpus, train.gpus, train.time, train.setup) == (
         "gpu", "lab", 4, 2, "2-00:00:00", ["module load x"])
-    assert (score.partition, score.account, score.cpus, score.gpus, score.time) == ("cpu", "lab", 4, 0, "04:00:00")
+    assert (score.partition, score.account, score.cpus, score.gpus, score.time) == (
+        "cpu", "lab", 4, 0, "04:00:00")
 
 
 def test_unknown_resource_key_names_the_allowed_ones(tmp_path: Path) -> None:
     cfg = _slurm_cfg(tmp_path, "{trian: {gpus: 1}}")
-    with pytest.raises(ConfigError, match=r"executor\.slurm\.trian: unknown stage kind\. did you mean 'train'\?"):
+    with pytest.raises(ConfigError,
+                       match=r"executor\.slurm\.trian: unknown stage kind\. did you mean 'train'\?"):
         stage_resources(cfg, "train")
 
 
 def test_train_job_requeues_and_signals_other_jobs_do_not(tmp_path: Path) -> None:
     cfg = _slurm_cfg(tmp_path, "{default: {setup: ['source /opt/venv/bin/activate']}}")
     specs = build_graph(cfg)
-    path = write_config(cfg)
+    path = write_graph(cfg, specs, write_config(cfg))
     train = next(s for s in specs if s.stage == "train")
     score = next(s for s in specs if s.stage == "score")
     tjob = make_job(cfg, train, path, [train.inputs["tokenize"].key])
     script = render_sbatch(tjob)
-    for line in ("--requeue", "--open-mode=append", "--signal=B:USR1@60", "--time=04:00:00", "--cpus-per-task=2"):
+    for line in ("--requeue", "--open-mode=append", "--signal=B:USR1@60", "--time=04:00:00",
+                 "--cpus-per-task=2"):
         assert f'#SBATCH "{line}"' in script
     assert "trap '" in script and 'scontrol requeue "$SLURM_JOB_ID"' in script
-    assert f"stage {path} {train.key} --no-progress &" in script
+    assert f"{sys.executable} -m propensity.slurm_exec stage {path} {train.key} &" in script
     assert "source /opt/venv/bin/activate" in script
     assert tjob.dependencies == (f"tiny:{train.inputs['tokenize'].key}",)
     sjob = render_sbatch(make_job(cfg, score, path, []))
     assert "--requeue" not in sjob and "--signal" not in sjob and "trap" not in sjob
     assert sjob.rstrip().splitlines()[-1].startswith("exec ")
-    assert sjob.rstrip().endswith(f"stage {path} {score.key} --no-progress")
+    assert sjob.rstrip().endswith(f"stage {path} {score.key}")
 
 
 def test_multinode_gpu_training_renders_srun_torchrun(tmp_path: Path) -> None:
@@ -86,8 +93,8 @@ def test_multinode_gpu_training_renders_srun_torchrun(tmp_path: Path) -> None:
     assert "--ntasks-per-node=1" in launch and "--nproc_per_node 4" in launch
     assert '--nnodes "$SLURM_NNODES"' in launch and "--rdzv_backend c10d" in launch
     assert '--rdzv_endpoint "$first_node:29500"' in launch
-    assert f"--no-python {ROOT}/.venv/bin/propensity stage" in launch or "--no-python" in launch
-    assert launch.endswith("--no-progress &")
+    assert f"--no-python {sys.executable} -m propensity.slurm_exec stage " in launch
+    assert launch.endswith(f"{train.key} &")
     eval_spec = next(s for s in specs if s.stage == "eval")  # only train stages go through torchrun
     assert "torchrun" not in render_sbatch(make_job(cfg, eval_spec, write_config(cfg), []))
 
@@ -111,6 +118,85 @@ def test_written_config_round_trips_and_is_content_addressed(tmp_path: Path) -> 
     other = write_config(tiny(tmp_path / "store", "train.tokens=40000"))
     assert other != path and other.parent == path.parent
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_graph_file_rebuilds_every_stage_with_its_key(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path / "store")
+    specs = build_graph(cfg)
+    path = write_graph(cfg, specs, write_config(cfg))
+    assert write_graph(cfg, specs, write_config(cfg)) == path  # content-addressed
+    header, frozen = load_graph(path)
+    assert list(frozen) == [s.key for s in specs]
+    assert header["store"] == str(Store(cfg.store).root) and header["workers"] == cfg.executor.workers
+    for spec in specs:
+        again = frozen[spec.key]
+        assert (again.impl, again.config, again.seed, again.threads) == (spec.impl, spec.config, spec.seed,
+                                                                          spec.threads)
+        assert {r: i.key for r, i in again.inputs.items()} == {r: i.key for r, i in spec.inputs.items()}
+
+
+def test_graph_file_that_does_not_hash_to_its_keys_is_refused(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path / "store")
+    path = write_graph(cfg, build_graph(cfg), write_config(cfg))
+    data = json.loads(path.read_text())
+    train = next(r for r in data["stages"] if r["stage"] == "train")
+    train["config"]["tokens"] += 1  # an edited file: the record no longer hashes to its key
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+    with pytest.raises(SlurmError, match=rf"stage {train['key']} rebuilds as train/"):
+        load_graph(edited)
+    with pytest.raises(SlurmError, match="unreadable or not a propensity graph"):
+        load_graph(tmp_path / "missing.json")
+
+
+def test_frozen_graph_keeps_the_submitted_keys_when_the_config_changes(tmp_path: Path) -> None:
+    """What failed before: a job rebuilt the graph when it started, so an edit made while it was queued
+    changed the keys and the job found no stage. The graph frozen at submission does not change."""
+    cfg = tiny(tmp_path / "store")
+    keys = [s.key for s in build_graph(cfg)]
+    plan = plan_submission(cfg, write_config(cfg), query=False)
+    assert {job.command[-1] for job in plan.jobs} == set(keys)
+    assert all(job.command[-2] == str(plan.graph) for job in plan.jobs)
+    changed = [s.key for s in build_graph(tiny(tmp_path / "store", "source.synthetic.seed=1"))]
+    assert not set(changed) & set(keys)  # every key moved...
+    assert list(load_graph(plan.graph)[1]) == keys  # ...but the jobs still find theirs
+
+
+def _echo_stage(ctx) -> dict:  # noqa: ANN001 - a stage implementation (StageContext -> dict)
+    """A real stage implementation, small enough for a unit test: copies its input's text and adds its own."""
+    text = (ctx.inputs["up"] / "text.txt").read_text() if "up" in ctx.inputs else ""
+    (ctx.out / "text.txt").write_text(text + ctx.config["word"])
+    return {"chars": len(text) + len(ctx.config["word"]), "workers": ctx.workers}
+
+
+def test_run_stage_runs_a_frozen_stage_on_its_inputs(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from propensity.store import StageSpec
+
+    cfg = tiny(tmp_path / "store", "executor.workers=3")
+    first = StageSpec("source", "a", f"{__name__}:_echo_stage", {"word": "one "})
+    second = StageSpec("report", "b", f"{__name__}:_echo_stage", {"word": "two"}, {"up": first})
+    graph = write_graph(cfg, [first, second], write_config(cfg))
+    store = Store(cfg.store)
+    with pytest.raises(Exception, match=r"inputs not complete"):
+        run_stage(graph, second.key)
+    assert run_stage(graph, first.key) == store.path(first.key)
+    assert run_stage(graph, second.key) == store.path(second.key)
+    assert (store.path(second.key) / "text.txt").read_text() == "one two"
+    assert store.manifest(second)["result"] == {"chars": 7, "workers": 3}
+    out = capsys.readouterr().out
+    assert f"stage {second.key}: attempt 1 (job " in out and f"stage {second.key}: complete in " in out
+    with pytest.raises(SlurmError, match="is not in graph file"):
+        run_stage(graph, "report/b-000000000000")
+
+
+def test_stage_entry_point_reports_errors_with_exit_code_2(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path / "store")
+    plan = plan_submission(cfg, write_config(cfg), query=False)
+    proc = subprocess.run([sys.executable, "-m", "propensity.slurm_exec", "stage", str(plan.graph),
+                           "train/nope-000000000000"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert "error: stage 'train/nope-000000000000' is not in graph file" in proc.stderr
 
 
 def test_dry_run_writes_every_stage_and_skips_complete_ones(tmp_path: Path,
@@ -144,6 +230,22 @@ def test_status_without_submissions_lists_every_stage_missing(tmp_path: Path,
     assert status(cfg) == 1
     out = capsys.readouterr().out
     assert f"0/{len(rows)} stages complete" in out and rows[-1].key in out
+
+
+def test_status_names_submitted_stages_the_current_config_no_longer_builds(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = tiny(tmp_path / "store")
+    old_key = build_graph(old)[0].key
+    jobs_file(old).parent.mkdir(parents=True)
+    record = {old_key: {"job_id": "7", "log": str(tmp_path / "x.out")}}
+    jobs_file(old).write_text(json.dumps({"experiment": "tiny", "submissions": [{"jobs": {old_key: "7"}}],
+                                          "jobs": record}))
+    new = tiny(tmp_path / "store", "source.synthetic.seed=1")
+    assert status(new) == 1
+    out = capsys.readouterr().out
+    assert ("note: 1 job(s) of the last submission run stages this config and code no longer build "
+            f"({old_key})") in out
+    assert status(old) == 1 and "note:" not in capsys.readouterr().out
 
 
 def test_log_tail_reads_the_last_lines(tmp_path: Path) -> None:
@@ -203,7 +305,8 @@ def test_usr1_near_time_limit_requeues_the_job(slurm_env: LocalCluster, slurm_wo
     from slurm import JobSpec, job_states, submit_graph
 
     out = slurm_workdir / "runs.txt"
-    job = JobSpec(name="self-requeue", requeue=True, requeue_before_timeout=60, log_dir=slurm_workdir / "logs",
+    job = JobSpec(name="self-requeue", requeue=True, requeue_before_timeout=60,
+                  log_dir=slurm_workdir / "logs",
                   command=["bash", "-c", 'echo "run ${SLURM_RESTART_COUNT:-0}" >> "$1"; '
                            '[ "${SLURM_RESTART_COUNT:-0}" -ge 1 ] || sleep 60', "_", str(out)])
     job_id = submit_graph([job])["self-requeue"]
@@ -229,6 +332,7 @@ def e2e(slurm_cluster: LocalCluster) -> dict[str, Path]:
 
     base = slurm_cluster.root.parent / "e2e"
     base.mkdir()
+    keys = [s.key for s in build_graph(tiny(base / "local"))]
     with pytest.MonkeyPatch.context() as mp:
         for key, value in slurm_cluster.env().items():
             mp.setenv(key, value)
@@ -237,6 +341,10 @@ def e2e(slurm_cluster: LocalCluster) -> dict[str, Path]:
         t1 = time.monotonic()
         cfg = tiny(base / "slurm")
         assert run_slurm(cfg) == 0
+        submitted = load_jobs(cfg)["submissions"][-1]
+        if sorted(submitted["jobs"]) != sorted(keys):  # not a bug of the executor: say what happened
+            pytest.fail("the code changed while this test ran (the local run and the submission built "
+                        f"different stage keys): {sorted(set(submitted['jobs']) ^ set(keys))}")
         states = wait_experiment(cfg, E2E_TIMEOUT, poll=0.5)
         t2 = time.monotonic()
     print(f"tiny: local executor {t1 - t0:.1f} s, slurm executor {t2 - t1:.1f} s")
@@ -245,7 +353,8 @@ def e2e(slurm_cluster: LocalCluster) -> dict[str, Path]:
         failed = {r.key: (r.state, log_tail(r.log) if r.log and r.log.is_file() else None)
                   for r in collect_status(cfg) if r.key in states and states[r.key].state != "COMPLETED"}
     assert not failed, f"slurm jobs did not complete: {failed}"
-    return {"base": base, "local": base / "local", "slurm": base / "slurm", "local_report": local_report}
+    return {"base": base, "local": base / "local", "slurm": base / "slurm", "local_report": local_report,
+            "graph": Path(submitted["graph"])}
 
 
 def _results(report_dir: Path) -> dict:
@@ -254,13 +363,18 @@ def _results(report_dir: Path) -> dict:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_slurm_run_matches_local_run(e2e: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_slurm_run_matches_local_run(e2e: dict[str, Path], slurm_env: LocalCluster,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tiny(e2e["slurm"])
-    report = Store(cfg.store).path(build_graph(cfg)[-1].key)
+    specs = list(load_graph(e2e["graph"])[1].values())  # the graph the jobs ran
+    assert [s.key for s in specs] == [s.key for s in build_graph(cfg)]
+    report = Store(cfg.store).path(specs[-1].key)
     assert report.name == e2e["local_report"].name  # same stage keys in both stores
     assert _results(report) == _results(e2e["local_report"])
-    for spec in build_graph(cfg):  # every stage ran as its own job, on its own inputs
+    jobs = load_jobs(cfg)["jobs"]
+    for spec in specs:  # every stage ran as its own job, on its own inputs
         assert Store(cfg.store).manifest(spec)["key"] == spec.key
+        assert f"stage {spec.key}: complete in " in Path(jobs[spec.key]["log"]).read_text()
     assert status(cfg) == 0
     out = capsys.readouterr().out
     assert f"{len(build_graph(cfg))}/{len(build_graph(cfg))} stages complete" in out
@@ -270,14 +384,15 @@ def test_slurm_run_matches_local_run(e2e: dict[str, Path], capsys: pytest.Captur
 
 
 def _copy_store(src: Path, dst: Path) -> Path:
-    """A copy of a finished store without its Slurm records (a new experiment history on the same artifacts)."""
+    """A copy of a finished store without its Slurm records (a new experiment history, same artifacts)."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("slurm", "experiments", "*.lock"))
     return dst
 
 
 def _manifest_stamps(store: Store, keys: list[str]) -> dict[str, tuple[float, str]]:
     return {k: ((store.path(k) / "manifest.json").stat().st_mtime,
-                json.loads((store.path(k) / "manifest.json").read_text())["timings"]["started"]) for k in keys}
+                json.loads((store.path(k) / "manifest.json").read_text())["timings"]["started"])
+            for k in keys}
 
 
 @pytest.mark.slurm
@@ -340,14 +455,16 @@ def _wait_for_checkpoint(folder: Path, done: Path, timeout: float) -> int:
         if steps:
             return max(steps)
         if done.is_file():
-            pytest.fail("training finished before it could be requeued: raise train.tokens in REQUEUE_OVERRIDES")
+            pytest.fail("training finished before it could be requeued: "
+                        "raise train.tokens in REQUEUE_OVERRIDES")
         time.sleep(0.1)
     pytest.fail(f"no checkpoint in {folder} after {timeout:.0f} s")
 
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_requeued_train_job_resumes_from_its_checkpoint(e2e: dict[str, Path], slurm_env: LocalCluster) -> None:
+def test_requeued_train_job_resumes_from_its_checkpoint(e2e: dict[str, Path],
+                                                        slurm_env: LocalCluster) -> None:
     cfg = tiny(_copy_store(e2e["slurm"], e2e["base"] / "requeue"), *REQUEUE_OVERRIDES)
     store = Store(cfg.store)
     train = next(s for s in build_graph(cfg) if s.stage == "train")
@@ -355,18 +472,22 @@ def test_requeued_train_job_resumes_from_its_checkpoint(e2e: dict[str, Path], sl
     record = load_jobs(cfg)["jobs"][train.key]
     final = store.path(train.key)
     partial = final.with_name(final.name + ".partial")
-    seen = _wait_for_checkpoint(partial / "checkpoints", final / ".complete", 120)
+    seen = _wait_for_checkpoint(partial / "checkpoints", final / ".complete", 600)
     subprocess.run(["scontrol", "requeue", record["job_id"]], check=True)  # what preemption does
     state = slurm_wait([record["job_id"]], E2E_TIMEOUT, poll=0.5)[record["job_id"]]
-    assert (state.state, state.restarts) == ("COMPLETED", 1)
+    assert (state.state, state.restarts) == ("COMPLETED", 1), Path(record["log"]).read_text()[-3000:]
     cancel(cfg)  # the eval and report of this model are not what this test is about
     assert {s.state for k, s in wait_experiment(cfg, 60, poll=0.3).items() if k != train.key} == {"CANCELLED"}
     result = store.manifest(train)["result"]
     steps = [json.loads(line)["step"] for line in (final / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == result["steps"] == 320  # resumed, not restarted
     assert seen >= 20
-    log = Path(record["log"]).read_text()
-    assert log.count("train: quickstart (") == 2, log[-2000:]  # two attempts in one appended log
+    log = Path(record["log"]).read_text()  # two attempts in one appended job log
+    assert f"stage {train.key}: attempt 1 (job {record['job_id']}" in log, log[-2000:]
+    assert f"stage {train.key}: attempt 2 (job {record['job_id']}" in log, log[-2000:]
+    assert log.count(f"stage {train.key}: complete in {final}") == 1
+    stage_log = (final / "stage.log").read_text()  # the trainer's own lines, both attempts
+    assert stage_log.count("train: quickstart (") == 2, stage_log[-2000:]
     # the resumed model is the model an uninterrupted run produces
     straight = Store(e2e["local"]).run(train, workers=cfg.executor.workers, show_progress=False)
     assert Store(e2e["local"]).manifest(train)["result"]["final_loss"] == result["final_loss"]
