@@ -16,9 +16,23 @@ import pytest
 from propensity.config import ExperimentConfig, load_config
 from propensity.errors import ConfigError
 from propensity.graph import build_graph
-from propensity.slurm_exec import (cancel, collect_status, jobs_file, load_graph, load_jobs, log_tail,
-                                   make_job, plan_submission, run_slurm, run_stage, stage_resources, status,
-                                   wait_experiment, write_config, write_graph)
+from propensity.slurm_exec import (
+    cancel,
+    collect_status,
+    jobs_file,
+    load_graph,
+    load_jobs,
+    log_tail,
+    make_job,
+    plan_submission,
+    run_slurm,
+    run_stage,
+    stage_resources,
+    status,
+    wait_experiment,
+    write_config,
+    write_graph,
+)
 from propensity.store import Store
 from slurm import SlurmError
 from slurm import wait as slurm_wait
