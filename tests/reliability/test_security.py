@@ -247,7 +247,7 @@ def test_generated_slurm_scripts_quote_every_value(tmp_path: Path, capsys: pytes
             timeout=60,
         ).stdout
         argv = printed.splitlines()
-        config = argv[argv.index("stage") + 1]
-        assert config.startswith(str(store / "experiments")) and Path(config).is_file(), argv
+        graph = argv[argv.index("stage") + 1]  # the stage graph written at submission, inside the store
+        assert graph.startswith(str(store / "slurm")) and Path(graph).is_file(), argv
     assert not list(tmp_path.rglob("PWNED*")), "a value was executed by the shell"
     assert (tmp_path / "argv").read_text().count("--parsable") == len(scripts)
