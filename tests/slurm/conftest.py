@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -11,16 +10,7 @@ from pathlib import Path
 
 import pytest
 
-# `.venv/bin/pytest` (unlike `python -m pytest`) does not put the checkout on sys.path, while pytest puts
-# tests/ there: `import slurm` then finds this folder (tests/slurm, no __init__.py) as a namespace package
-# and `from slurm import JobSpec` fails. The checkout goes first so that `slurm` is the real package.
-ROOT = Path(__file__).resolve().parents[2]
-if sys.path[:1] != [str(ROOT)]:
-    sys.path.insert(0, str(ROOT))
-if "slurm" in sys.modules and getattr(sys.modules["slurm"], "__file__", None) is None:
-    del sys.modules["slurm"]  # the namespace package cached by an earlier import
-
-from slurm.cluster import LocalCluster  # noqa: E402
+from slurm.cluster import LocalCluster
 
 SLURM_TOOLS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "scancel")
 
