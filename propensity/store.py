@@ -147,12 +147,7 @@ class Store:
             log_path = work / STAGE_LOG
             started = time.time()
             with capture_stderr(log_path) as terminal:
-                ctx = StageContext(
-                    stage=spec.stage, name=spec.name, config=spec.config,
-                    inputs={role: self.path(s.key) for role, s in spec.inputs.items()},
-                    out=work, seed=spec.seed, workers=spec.threads or workers, show_progress=show_progress,
-                    progress_file=terminal,
-                )
+                ctx = self._context(spec, work, workers, show_progress, terminal)
                 try:
                     result = spec.load_impl()(ctx) or {}
                 except Exception as e:
@@ -164,6 +159,16 @@ class Store:
             (work / MARKER).write_text(f"{spec.key}\n")
             os.replace(work, final)
         return final
+
+    def _context(self, spec: StageSpec, work: Path, workers: int, show_progress: bool, terminal: Any
+                 ) -> StageContext:
+        """The stage's context: its config, upstream folders and the work folder it writes into."""
+        return StageContext(
+            stage=spec.stage, name=spec.name, config=spec.config,
+            inputs={role: self.path(s.key) for role, s in spec.inputs.items()},
+            out=work, seed=spec.seed, workers=spec.threads or workers, show_progress=show_progress,
+            progress_file=terminal,
+        )
 
     def _run_follower(self, spec: StageSpec, final: Path, workers: int) -> Path:
         """A non-zero torchrun rank: run the stage in rank 0's work folder, never lock, write or finalise it.
@@ -185,12 +190,7 @@ class Store:
                 )
             time.sleep(0.1)
         with capture_stderr(work / f"stage.rank{rank}.log") as terminal:
-            ctx = StageContext(
-                stage=spec.stage, name=spec.name, config=spec.config,
-                inputs={role: self.path(s.key) for role, s in spec.inputs.items()},
-                out=work, seed=spec.seed, workers=spec.threads or workers, show_progress=False,
-                progress_file=terminal,
-            )
+            ctx = self._context(spec, work, workers, False, terminal)
             try:
                 spec.load_impl()(ctx)
             except Exception as e:
