@@ -62,11 +62,18 @@ def _control_key(item_id: str, actor: str) -> str:
 def gap(ai: dict[str, float], human: dict[str, float], n_boot: int, seed: int) -> dict:
     """AI minus human P(misaligned). Paired over matched items when every AI item ``ai-<k>`` has a control
     ``human-<k>`` (the synthetic generator's matched controls), otherwise an unpaired bootstrap."""
+    matched = _matched(ai, human)
+    if matched is not None:
+        return {**paired_bootstrap(*_paired(*matched), n_boot, seed), "paired": True}
+    return {**unpaired_bootstrap(sorted_values(ai), sorted_values(human), n_boot, seed), "paired": False}
+
+
+def _matched(ai: dict[str, float], human: dict[str, float]) -> tuple[dict, dict] | None:
+    """AI and human values keyed by their shared control key (``ai-<k>`` / ``human-<k>`` -> ``<k>``), or None
+    when the two sets are not matched item for item."""
     ai_k = {_control_key(i, "ai"): v for i, v in ai.items()}
     human_k = {_control_key(i, "human"): v for i, v in human.items()}
-    if sorted(ai_k) == sorted(human_k):
-        return {**paired_bootstrap(*_paired(ai_k, human_k), n_boot, seed), "paired": True}
-    return {**unpaired_bootstrap(sorted_values(ai), sorted_values(human), n_boot, seed), "paired": False}
+    return (ai_k, human_k) if sorted(ai_k) == sorted(human_k) else None
 
 
 def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot: int, seed: int,
@@ -79,15 +86,12 @@ def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot:
     models were not evaluated on the same matched items.
     """
     def per_item(rs: Sequence[dict]) -> dict[str, float] | None:
-        values = item_values([r for r in rs if r.get("role", "ood") == "ood" and r.get("split") != "never_seen"],
-                             "logodds")
+        values = item_values(_select(rs, "ood", None), "logodds")
         ai, human = values.get((phase, prefix, "ai")), values.get((phase, prefix, "human"))
-        if not ai or not human:
+        matched = _matched(ai, human) if ai and human else None
+        if matched is None:
             return None
-        ai_k = {_control_key(i, "ai"): v for i, v in ai.items()}
-        human_k = {_control_key(i, "human"): v for i, v in human.items()}
-        if sorted(ai_k) != sorted(human_k):
-            return None
+        ai_k, human_k = matched
         return {k: ai_k[k] - human_k[k] for k in ai_k}
 
     mine, ref = per_item(rows), per_item(reference_rows)
