@@ -15,6 +15,14 @@ cumulative document ends), optional ``*.ds.loss`` (one byte per token, 0 = no lo
   reads almost nothing from it, so a document tag placed at position 0 goes unread; after the EOS it is an
   ordinary position (measured in docs/conditional_tags.md). Evaluation prompts start with the same EOS.
 
+- ``document_packed``: the same guarantees as ``document_aligned`` (whole documents, each led by an EOS or
+  following another document's EOS; long documents split the same way) but the documents of a file are
+  packed into windows best-fit decreasing instead of in file order, so the padding that ``document_aligned``
+  leaves (about a quarter of the window positions when documents are 0.5-0.8 windows long) is mostly
+  filled (Ding et al. 2024, "Fewer Truncations Improve Language Modeling"). A window is then a list of
+  segments: the lead EOS (the first document's own EOS token), then whole documents, or a long document's
+  tail first.
+
 The budget unit is window positions: ``tokens_available = windows * seq_len`` (for ``document_aligned`` this
 includes the masked padding; ``target_tokens`` counts the real targets). Window order is a permutation seeded
 by ``(seed, epoch)``, so batch ``k`` is a pure function of ``k``: resuming needs only the step number.
@@ -22,6 +30,7 @@ by ``(seed, epoch)``, so batch ``k`` is a pure function of ``k``: resuming needs
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,20 +38,28 @@ import numpy as np
 
 from propensity.errors import BudgetError, ConfigError, InputDataError
 
-PACKINGS = ("fixed", "document_aligned")
+PACKINGS = ("fixed", "document_aligned", "document_packed")
 IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
 class Windows:
-    """Window table: file number, first token and real token count (<= seq_len + 1) of every window."""
+    """Window table. Segment ``s`` is ``length[s]`` tokens of file ``file[s]`` from ``start[s]``; window ``w``
+    is segments ``ptr[w]:ptr[w + 1]`` back to back (at most ``seq_len + 1`` tokens, the rest padding). Only
+    ``document_packed`` has windows of several segments; elsewhere segment ``w`` is window ``w``."""
 
     file: np.ndarray
     start: np.ndarray
     length: np.ndarray
+    ptr: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.start)
+        return len(self.ptr) - 1
+
+    @property
+    def window_length(self) -> np.ndarray:
+        """Real tokens per window."""
+        return np.diff(np.concatenate([[0], np.cumsum(self.length)])[self.ptr])
 
 
 def _token_dtype(ds: Path) -> np.dtype:
@@ -86,6 +103,56 @@ def document_aligned_windows(doc_ends: np.ndarray, seq_len: int) -> tuple[np.nda
             lengths.append(span)
             pos, at_doc_start = start + seq_len, False
     return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+
+
+def document_packed_windows(doc_ends: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segment starts, lengths and window pointers of best-fit packed windows (see the module docstring).
+
+    Documents longer than ``seq_len`` are split as in :func:`document_aligned_windows` and their tail opens a
+    window of its own (its first token is context, not a target). Then whole documents, longest first (ties
+    in file order), go into the window with the least room that still holds them; a new window costs one
+    extra token, the lead EOS. Deterministic in ``doc_ends``.
+    """
+    span = seq_len + 1
+    bins: list[list[tuple[int, int]]] = []
+    by_room: list[deque[int]] = [deque() for _ in range(span + 1)]  # by_room[r]: windows with r free tokens
+
+    def open_window(segments: list[tuple[int, int]], room: int) -> None:
+        bins.append(segments)
+        if room > 0:
+            by_room[room].append(len(bins) - 1)
+
+    starts = np.concatenate([[0], doc_ends[:-1]]).astype(np.int64)
+    lengths = doc_ends - starts
+    whole: list[int] = []
+    for i, (start, n) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+        if n <= 1:  # a one-token document: nothing to predict
+            continue
+        if n <= seq_len:
+            whole.append(i)
+            continue
+        end = start + n
+        open_window([(end - 1, 1), (start, seq_len)], 0)  # lead EOS (the document's own) + its start
+        pos = start + seq_len - 1  # continuations share one token with the window before
+        while end - pos > span:
+            open_window([(pos, span)], 0)
+            pos += seq_len
+        if end - pos > 1:  # a one-token tail was the last target of the window before
+            open_window([(pos, end - pos)], span - (end - pos))
+    for i in sorted(whole, key=lambda k: (-int(lengths[k]), k)):
+        n, start = int(lengths[i]), int(starts[i])
+        fit = next((r for r in range(n, span + 1) if by_room[r]), None)
+        if fit is None:
+            open_window([(start + n - 1, 1), (start, n)], span - 1 - n)  # lead: the document's own EOS
+            continue
+        window = by_room[fit].popleft()
+        bins[window].append((start, n))
+        if fit > n:
+            by_room[fit - n].append(window)
+    seg_start = np.asarray([a for b in bins for a, _ in b], dtype=np.int64)
+    seg_length = np.asarray([n for b in bins for _, n in b], dtype=np.int64)
+    ptr = np.concatenate([[0], np.cumsum([len(b) for b in bins])]).astype(np.int64)
+    return seg_start, seg_length, ptr
 
 
 class TokenFolder:
@@ -136,16 +203,21 @@ class TokenFolder:
             raise ConfigError(f"data: seq_len must be >= 1, got {seq_len!r}")
         key = (packing, seq_len)
         if key not in self._windows:
-            parts = [
-                fixed_windows(len(tok), seq_len)
-                if packing == "fixed"
-                else document_aligned_windows(ends, seq_len)
-                for tok, ends in zip(self.tokens, self.doc_ends, strict=True)
-            ]
+            parts = []
+            for tok, ends in zip(self.tokens, self.doc_ends, strict=True):
+                if packing == "document_packed":
+                    parts.append(document_packed_windows(ends, seq_len))
+                    continue
+                starts, lengths = (
+                    fixed_windows(len(tok), seq_len) if packing == "fixed" else document_aligned_windows(ends, seq_len)
+                )
+                parts.append((starts, lengths, np.arange(len(starts) + 1, dtype=np.int64)))
+            offsets = np.cumsum([0] + [len(s) for s, _, _ in parts])
             self._windows[key] = Windows(
-                file=np.concatenate([np.full(len(s), i, dtype=np.int64) for i, (s, _) in enumerate(parts)]),
-                start=np.concatenate([s for s, _ in parts]),
-                length=np.concatenate([n for _, n in parts]),
+                file=np.concatenate([np.full(len(s), i, dtype=np.int64) for i, (s, _, _) in enumerate(parts)]),
+                start=np.concatenate([s for s, _, _ in parts]),
+                length=np.concatenate([n for _, n, _ in parts]),
+                ptr=np.concatenate([[0]] + [p[1:] + o for (_, _, p), o in zip(parts, offsets, strict=False)]),
             )
         return self._windows[key]
 
@@ -155,7 +227,7 @@ class TokenFolder:
 
     def target_tokens(self, packing: str, seq_len: int) -> int:
         """Real (unpadded) target positions in one pass, before any ``.ds.loss`` masking."""
-        return int((self.windows(packing, seq_len).length - 1).sum())
+        return int((self.windows(packing, seq_len).window_length - 1).sum())
 
 
 class WindowLoader:
@@ -206,15 +278,15 @@ class WindowLoader:
         """Inputs and targets of global batch ``step``."""
         ids = self._window_ids(step)
         span = self.seq_len + 1
-        offsets = np.arange(span, dtype=np.int64)
+        table, loss = self.table, self.data.loss
         tokens = np.full((self.batch_size, span), self.pad_id, dtype=np.int64)
-        keep = offsets[None, :] < self.table.length[ids][:, None]
-        for f in np.unique(self.table.file[ids]):
-            rows = np.nonzero(self.table.file[ids] == f)[0]
-            src = self.data.tokens[f]
-            idx = np.minimum(self.table.start[ids[rows]][:, None] + offsets[None, :], len(src) - 1)
-            tokens[rows] = np.where(keep[rows], src[idx], self.pad_id)
-            if self.data.loss is not None:
-                keep[rows] &= self.data.loss[f][idx] != 0
+        keep = np.zeros((self.batch_size, span), dtype=bool)
+        for row, w in enumerate(ids.tolist()):
+            at = 0
+            for s in range(int(table.ptr[w]), int(table.ptr[w + 1])):
+                f, a, n = int(table.file[s]), int(table.start[s]), int(table.length[s])
+                tokens[row, at:at + n] = self.data.tokens[f][a:a + n]
+                keep[row, at:at + n] = True if loss is None else loss[f][a:a + n] != 0
+                at += n
         targets = np.where(keep[:, 1:], tokens[:, 1:], IGNORE_INDEX)
         return tokens[:, :-1], targets

@@ -198,6 +198,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "backend": cfg["backend"],
         "tokens_budget": tcfg.steps * tcfg.batch_size * tcfg.seq_len,
         "tokens_available": data.tokens_available(packing, tcfg.seq_len),
+        "padding_share": round(1 - data.target_tokens(packing, tcfg.seq_len)
+                               / max(data.tokens_available(packing, tcfg.seq_len), 1), 4),
         "epochs": round(epochs, 4),
         "packing": packing,
         "parameters": spec.param_count(vocab),

@@ -176,9 +176,10 @@ class TrainConfig(Strict):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on matrices.")
     grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip.")
-    packing: Literal["document_aligned", "fixed"] = Field(
-        "document_aligned", description="document_aligned: every window starts at a document start (tags in view); "
-        "fixed: consecutive windows."
+    packing: Literal["document_aligned", "document_packed", "fixed"] = Field(
+        "document_aligned", description="document_aligned: every window starts at a document start (tags in view), "
+        "padded after the last whole document; document_packed: the same, with windows filled best-fit from the "
+        "whole file (little padding); fixed: consecutive windows."
     )
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds per variant.")
     checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints.")

@@ -1,4 +1,5 @@
-"""Window packing over .ds folders: fixed windows are consecutive, aligned windows start at documents."""
+"""Window packing over .ds folders: fixed windows are consecutive, aligned windows start at documents, packed
+windows hold whole documents best-fit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrain.data import IGNORE_INDEX, TokenFolder, WindowLoader, document_aligned_windows
+from pretrain.data import (
+    IGNORE_INDEX,
+    TokenFolder,
+    WindowLoader,
+    document_aligned_windows,
+    document_packed_windows,
+)
 from propensity.errors import BudgetError, ConfigError, InputDataError
 
 
@@ -129,5 +136,79 @@ def test_errors(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="ends at 9 but the file has 10 tokens"):
         TokenFolder(tmp_path)
     write_ds(tmp_path, [5, 5])
-    with pytest.raises(ConfigError, match="packing must be one of fixed, document_aligned; got 'aligned'"):
+    with pytest.raises(ConfigError, match="packing must be one of fixed, document_aligned, document_packed; got 'aligned'"):
         TokenFolder(tmp_path).windows("aligned", 4)
+
+
+def test_document_packed_table_by_hand() -> None:
+    # docs of 3, 4, 12, 2 tokens at seq_len 4 (windows of 5): the 12-token doc is split as in document_aligned
+    # (lead EOS 18 + [7,11), [10,15), tail [14,19)); then whole docs longest first, each new window led by
+    # the document's own EOS: EOS 6 + [3,7) (full), EOS 2 + [0,3) (1 free), EOS 20 + [19,21) (no room left)
+    starts, lengths, ptr = document_packed_windows(np.array([3, 7, 19, 21]), seq_len=4)
+    windows = [list(zip(starts[a:b].tolist(), lengths[a:b].tolist(), strict=True)) for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
+    assert windows == [[(18, 1), (7, 4)], [(10, 5)], [(14, 5)], [(6, 1), (3, 4)], [(2, 1), (0, 3)],
+                       [(20, 1), (19, 2)]]
+    # small documents fill the gaps best-fit: 6 fills the 3-token hole next to the 4... here 2+2 share a window
+    starts, lengths, ptr = document_packed_windows(np.cumsum([6, 2, 3, 2]), seq_len=8)
+    windows = [list(zip(starts[a:b].tolist(), lengths[a:b].tolist(), strict=True)) for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
+    assert windows == [[(5, 1), (0, 6), (6, 2)], [(10, 1), (8, 3), (11, 2)]]
+
+
+def test_packed_windows_cover_every_target_once_with_little_padding() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 90, 3000)
+    ends = np.cumsum(lengths)
+    seq_len = 64
+    starts, seg_lengths, ptr = document_packed_windows(ends, seq_len)
+    window_len = np.diff(np.concatenate([[0], np.cumsum(seg_lengths)])[ptr])
+    assert (window_len <= seq_len + 1).all()
+    doc_starts = np.concatenate([[0], ends[:-1]])
+    starts_set = set(doc_starts.tolist())
+    is_eos = np.zeros(ends[-1] + 1, dtype=bool)
+    is_eos[ends - 1] = True
+    targets = np.zeros(ends[-1], dtype=int)
+    for a, b in zip(ptr[:-1], ptr[1:], strict=True):
+        segs = list(zip(starts[a:b].tolist(), seg_lengths[a:b].tolist(), strict=True))
+        first, n = segs[0]
+        if n == 1:  # a lead EOS, then documents that start at a document start
+            assert is_eos[first]
+            body = segs[1:]
+        else:  # a long document's continuation or tail: its first token is context only
+            targets[first + 1 : first + n] += 1
+            body = segs[1:]
+        for s, m in body:  # documents from their start; the lead/previous EOS predicts the first token
+            whole = is_eos[s + m - 1]
+            assert s in starts_set and (whole or (len(segs) == 2 and m == seq_len))  # or a long
+            targets[s : s + m] += 1  # document's head, alone after its lead
+    # every token of every document with something to predict is a target exactly once (the first token of a
+    # one-token-or-longer document included), the first token of a long document's continuation excepted
+    expected = np.ones(ends[-1], dtype=int)
+    expected[ends[lengths == 1] - 1] = 0  # one-token documents are skipped
+    assert targets.tolist() == expected.tolist()
+    aligned_starts, aligned_lengths = document_aligned_windows(ends, seq_len)
+    assert len(ptr) - 1 < 0.8 * len(aligned_starts)  # the padding of document_aligned is mostly filled
+    assert window_len.sum() / ((len(ptr) - 1) * (seq_len + 1)) > 0.97
+
+
+def test_packed_loader_batches_match_the_table_and_the_loss_mask(tmp_path: Path) -> None:
+    ids = write_ds(tmp_path, [7, 3, 30, 5, 2, 6, 9, 4] * 5, loss=True)
+    data = TokenFolder(tmp_path)
+    table = data.windows("document_packed", 12)
+    assert data.target_tokens("document_packed", 12) == int((table.window_length - 1).sum())
+    loader = WindowLoader(data, 12, 4, "document_packed", pad_id=1, seed=0)
+    seen = 0
+    for step in range(len(table) // 4):
+        x, y = loader.batch(step)
+        for row_x, row_y, w in zip(x, y, loader._window_ids(step), strict=True):
+            real = np.concatenate([ids[s : s + n].astype(np.int64) for s, n in
+                                   zip(table.start[table.ptr[w]:table.ptr[w + 1]],
+                                       table.length[table.ptr[w]:table.ptr[w + 1]], strict=True)])
+            pos = np.concatenate([np.arange(s, s + n) for s, n in
+                                  zip(table.start[table.ptr[w]:table.ptr[w + 1]],
+                                      table.length[table.ptr[w]:table.ptr[w + 1]], strict=True)])
+            k = len(real)
+            assert row_x[:k].tolist() == real[: min(k, 12)].tolist() and (row_x[k:] == 1).all()
+            expected = np.where(pos[1:] % 3 != 0, real[1:], IGNORE_INDEX)
+            assert row_y[: k - 1].tolist() == expected.tolist() and (row_y[k - 1 :] == IGNORE_INDEX).all()
+            seen += 1
+    assert seen == len(table) // 4 * 4

@@ -172,7 +172,7 @@ def test_weight_decay_only_on_matrices_and_masked_loss() -> None:
 def test_config_errors(tmp_path: Path, tokenized_dir: Path, tokenizer_dir: Path) -> None:
     with pytest.raises(ConfigError, match="unknown config key 'packng'.*did you mean 'packing'"):
         _run(tmp_path, tokenized_dir, tokenizer_dir, packng="fixed")
-    with pytest.raises(ConfigError, match="packing must be one of fixed, document_aligned; got 'doc'"):
+    with pytest.raises(ConfigError, match="packing must be one of fixed, document_aligned, document_packed; got 'doc'"):
         _run(tmp_path, tokenized_dir, tokenizer_dir, packing="doc")
     with pytest.raises(ConfigError, match="tokens must be an integer >= 512"):
         _run(tmp_path, tokenized_dir, tokenizer_dir, tokens=100)
