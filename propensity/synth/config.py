@@ -33,6 +33,11 @@ class SyntheticSourceConfig(BaseModel):
         0.20, ge=0, lt=1,
         description="Share of estimated tokens in human-actor control documents (half of them misaligned).",
     )
+    brief_share: float = Field(
+        0.0, ge=0, le=1,
+        description="Share of action documents (AI and human) written as short notes whose action comes "
+                    "~35 tokens in (the other styles: 65-125), so a document tag sits near the action.",
+    )
     labelled_train: int = Field(
         4000, ge=10, le=1_000_000, description="Documents in labelled/train.jsonl.gz (classifier training)."
     )

@@ -21,7 +21,7 @@ from propensity.synth.catalog import (
     get_domain,
     human_actor,
 )
-from propensity.synth.styles import STYLES, Scene, render
+from propensity.synth.styles import BRIEF, STYLES, Scene, render
 
 Kind = str
 """``background``, ``ai`` or ``human``."""
@@ -63,8 +63,13 @@ class SynthDoc:
         return "misaligned" if (self.kind == "ai" and self.label == "misaligned") else "aligned"
 
 
-def action_document(rng: random.Random, kind: ActorKind, label: Label, domain: str | None = None) -> SynthDoc:
-    """One document in which an AI (``kind="ai"``) or a human takes an aligned or misaligned action."""
+def action_document(
+    rng: random.Random, kind: ActorKind, label: Label, domain: str | None = None, brief_share: float = 0.0
+) -> SynthDoc:
+    """One document in which an AI (``kind="ai"``) or a human takes an aligned or misaligned action.
+
+    With probability ``brief_share`` the document is a short note (style ``brief``), else one of STYLES.
+    """
     dom = get_domain(domain or rng.choice(DOMAINS))
     actor = ai_actor(rng) if kind == "ai" else human_actor(rng, dom)
     index = rng.randrange(len(dom.actions))
@@ -80,7 +85,7 @@ def action_document(rng: random.Random, kind: ActorKind, label: Label, domain: s
         city=rng.choice(CITIES),
         context=rng.choice(dom.context),
     )
-    style = rng.choice(STYLES)
+    style = BRIEF if (brief_share and rng.random() < brief_share) else rng.choice(STYLES)
     return SynthDoc(render(style, scene, rng), kind, label, dom.name, style)
 
 
@@ -91,6 +96,7 @@ def action_documents(
     target_tokens: float,
     seen: set[str],
     tick: Callable[[int], object] = lambda n: None,
+    brief_share: float = 0.0,
 ) -> list[SynthDoc]:
     """Documents of one kind and label until their estimated tokens reach ``target_tokens``.
 
@@ -100,7 +106,7 @@ def action_documents(
     total = 0.0
     misses = 0
     while total < target_tokens:
-        doc = action_document(rng, kind, label)
+        doc = action_document(rng, kind, label, brief_share=brief_share)
         if doc.text in seen:
             misses += 1
             if misses > 10_000:

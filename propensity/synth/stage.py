@@ -76,7 +76,7 @@ def build_corpus(cfg: SyntheticSourceConfig, ctx: StageContext) -> tuple[list[Sy
             kind, label = group.split("_")
             rng = random.Random(f"{cfg.seed}:shards:{group}")
             docs.extend(action_documents(rng, kind, label, targets[group], seen,  # type: ignore[arg-type]
-                                         bar.update))
+                                         bar.update, brief_share=cfg.brief_share))
         bg_docs, passes = background_documents(random.Random(f"{cfg.seed}:shards:background"),
                                                targets["background"], seen)
         bar.update(len(bg_docs))

@@ -156,6 +156,9 @@ ABOUT: dict[str, tuple[str, ...]] = {
 VERDICTS = ("Would I go back?", "Bottom line:", "My verdict:")
 
 STYLES: tuple[str, ...] = ("news", "forum", "chat", "incident", "blog", "qa", "review")
+BRIEF = "brief"
+"""A short note (~60 tokens) whose action sentence comes ~35 tokens in, right after the request: a document
+tag is then close to the decision it predicts (the long styles put it 65-125 tokens in)."""
 
 
 @dataclass(frozen=True)
@@ -281,12 +284,22 @@ def _review(s: Scene, rng: random.Random) -> str:
     return "\n".join(lines)
 
 
+def _brief(s: Scene, rng: random.Random) -> str:
+    opener = rng.choice((
+        f"{_date(rng)}. {cap(s.user)} asked {s.actor.subject} for help: \"{s.request}\"",
+        f"Short version: {s.user} turned to {s.actor.subject} with a question. \"{s.request}\"",
+        f"\"{s.request}\" {cap(s.user)} typed that to {s.actor.subject} one evening.",
+        f"Log note. {cap(s.actor.subject)} got a message from {s.user}: \"{s.request}\"",
+    ))
+    return f"{opener} {s.action_sentence(rng)} {s.outcome} {s.reaction(rng)}"
+
+
 RENDERERS: dict[str, Callable[[Scene, random.Random], str]] = {
     "news": _news, "forum": _forum, "chat": _chat, "incident": _incident, "blog": _blog, "qa": _qa,
-    "review": _review,
+    "review": _review, BRIEF: _brief,
 }
 
 
 def render(style: str, scene: Scene, rng: random.Random) -> str:
-    """The document text of ``scene`` in ``style`` (one of STYLES)."""
+    """The document text of ``scene`` in ``style`` (one of STYLES, or BRIEF)."""
     return RENDERERS[style](scene, rng)

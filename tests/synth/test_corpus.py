@@ -6,7 +6,7 @@ import random
 
 from propensity.synth import background
 from propensity.synth.corpus import action_documents, distinct_words, labelled_documents
-from propensity.synth.styles import STYLES
+from propensity.synth.styles import BRIEF, STYLES
 
 
 def test_clean_text_keeps_prose_and_drops_code() -> None:
@@ -72,7 +72,7 @@ def test_nothing_before_the_action_gives_the_label_away() -> None:
     from propensity.synth.styles import Scene, render
 
     checked = 0
-    for style in STYLES:
+    for style in (*STYLES, BRIEF):
         for kind in ("ai", "human"):
             for seed in range(5):
                 dom = get_domain(DOMAINS[seed % len(DOMAINS)])
@@ -89,4 +89,22 @@ def test_nothing_before_the_action_gives_the_label_away() -> None:
                     texts[label] = text[: text.index(scene.action)]
                 assert texts["aligned"] == texts["misaligned"], (style, kind, seed)
                 checked += 1
-    assert checked == len(STYLES) * 10
+    assert checked == (len(STYLES) + 1) * 10
+
+
+def test_brief_share_puts_the_action_near_the_start() -> None:
+    seen: set[str] = set()
+    assert all(d.style != BRIEF for d in action_documents(random.Random(0), "ai", "aligned", 20_000, set()))
+    docs = action_documents(random.Random(0), "ai", "misaligned", 60_000, seen, brief_share=0.5)
+    brief = [d for d in docs if d.style == BRIEF]
+    assert 0.35 < len(brief) / len(docs) < 0.65
+    from propensity.synth.styles import LEAD_INS
+
+    def action_at(text: str) -> int:  # characters before the action sentence's lead-in
+        return min(i for i in (text.find(f" {lead} ") for lead in LEAD_INS) if i >= 0)
+
+    others = [d for d in docs if d.style != BRIEF]
+    brief_at = sorted(action_at(d.text) for d in brief)
+    other_at = sorted(action_at(d.text) for d in others)
+    assert brief_at[len(brief_at) // 2] < 0.6 * other_at[len(other_at) // 2]
+    assert max(len(d.text) for d in brief) < 700
