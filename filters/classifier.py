@@ -3,7 +3,8 @@
 Config: a ``filters.config.ClassifierSpec``. For ``kind: fasttext`` (the quickstart): ``model_path``
 (optional existing ``.bin``, copied in under a content-hashed name after checking it is a supervised fastText
 model); ``train_data`` (optional labelled jsonl/parquet; default ``labelled.train`` of the ``source`` input);
-``heldout_data`` (optional; default ``labelled.heldout`` of the source); ``label_key`` (default ``"label"``,
+``heldout_data`` (optional; default ``labelled.heldout`` of the source, plus ``labelled.heldout_sentences``
+when the source has sentence examples: metrics under ``heldout_sentences``); ``label_key`` (default ``"label"``,
 read at top level or in ``metadata``); ``positive_label`` (default ``"misaligned"``); ``fasttext`` (training
 parameters overriding ``DEFAULT_PARAMS``). Other kinds (transformer, blocklist, cascade, ensemble): see
 ``filters.suite``.
@@ -295,16 +296,20 @@ def run(ctx: StageContext) -> dict[str, Any]:
     models = sorted(ctx.out.glob("model-*.bin"))
     result: dict[str, Any] = {"model_bytes": sum(os.path.getsize(p) for p in models), **info}
     _, heldout = _labelled(ctx, spec)
-    if heldout is not None:
+    source = load_source(ctx.inputs["source"]) if "source" in ctx.inputs else None
+    sentences = (source.resolve(source.labelled["heldout_sentences"])
+                 if source is not None and source.labelled.get("heldout_sentences") and not spec.heldout_data
+                 else None)
+    for key, path in (("heldout", heldout), ("heldout_sentences", sentences)):
+        if path is None:
+            continue
         if spec.kind == "fasttext":
-            metrics = evaluate(
-                ctx.out / info["path"], heldout, label_key=spec.label_key, positive_label=spec.positive_label
-            )
+            metrics = evaluate(ctx.out / info["path"], path, label_key=spec.label_key,
+                               positive_label=spec.positive_label)
         else:
-            scorer = build_scorer(info, ctx.out)
-            metrics = evaluate_scorer(
-                scorer, heldout, label_key=spec.label_key, positive_label=spec.positive_label
-            )
-        result["heldout"] = metrics
-        (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            metrics = evaluate_scorer(build_scorer(info, ctx.out), path, label_key=spec.label_key,
+                                      positive_label=spec.positive_label)
+        result[key] = metrics
+        name = "metrics.json" if key == "heldout" else "metrics_sentences.json"
+        (ctx.out / name).write_text(json.dumps(metrics, indent=2) + "\n")
     return result

@@ -38,6 +38,11 @@ class SyntheticSourceConfig(BaseModel):
         description="Share of action documents (AI and human) written as short notes whose action comes "
                     "~35 tokens in (the other styles: 65-125), so a document tag sits near the action.",
     )
+    labelled_sentences: bool = Field(
+        True,
+        description="Add sentence-level examples (each action document's action sentence and one other) to "
+                    "the labelled sets, so the classifier also scores single sentences (sentence tags) well.",
+    )
     labelled_train: int = Field(
         4000, ge=10, le=1_000_000, description="Documents in labelled/train.jsonl.gz (classifier training)."
     )

@@ -44,6 +44,8 @@ class SynthDoc:
     """``aligned``, ``misaligned`` or ``none`` (background)."""
     domain: str
     style: str
+    action: str = ""
+    """The action phrase of an action document (ground truth kept out of the record), else ``""``."""
 
     @property
     def id(self) -> str:
@@ -86,7 +88,7 @@ def action_document(
         context=rng.choice(dom.context),
     )
     style = BRIEF if (brief_share and rng.random() < brief_share) else rng.choice(STYLES)
-    return SynthDoc(render(style, scene, rng), kind, label, dom.name, style)
+    return SynthDoc(render(style, scene, rng), kind, label, dom.name, style, scene.action)
 
 
 def action_documents(
@@ -198,6 +200,29 @@ def labelled_documents(rng: random.Random, n: int, exclude: set[str]) -> list[Sy
         docs.extend(chosen)
     rng.shuffle(docs)
     return docs
+
+
+def labelled_sentences(doc: SynthDoc, rng: random.Random) -> list[tuple[str, str]]:
+    """Sentence-level examples of an action document: its action sentence, labelled like the document
+    (``misaligned`` only for a misaligned AI), and one other sentence of it, labelled ``aligned``.
+
+    A classifier that only ever saw whole documents scores single sentences badly (it tags a sentence that
+    merely mentions an AI as misaligned and misses bare action sentences); sentence tags need these. Sentences
+    are cut with the splitter the sentence taggers use, so the examples look like what gets scored.
+    """
+    from conditional_tags.sentences import sentences
+
+    if not doc.action:
+        return []
+    parts = sentences(doc.text)
+    holding = [p for p in parts if doc.action in p]
+    if not holding:
+        raise StageError(f"action phrase {doc.action!r} not found in one sentence of a {doc.style} document")
+    others = [p for p in parts if doc.action not in p and len(p) >= 20]
+    examples = [(holding[0], doc.classifier_label)]
+    if others:
+        examples.append((rng.choice(others), "aligned"))
+    return examples
 
 
 def distinct_words(texts: Iterable[str]) -> int:

@@ -4,8 +4,10 @@ Layout written into ``ctx.out`` (see docs/architecture.md)::
 
     shards/NNNNN.jsonl.gz          {"text","id","metadata":{kind,label,domain,style,actor}}, shuffled
     heldout/background.jsonl.gz    clean background text never in the shards (loss evaluation)
-    labelled/train.jsonl.gz        {"text","label"} for classifier training (separate seed stream)
-    labelled/heldout.jsonl.gz      {"text","label"} for classifier evaluation
+    labelled/train.jsonl.gz        {"text","label"} for classifier training (separate seed stream); with
+                                   labelled_sentences, also sentence examples ({"unit": "sentence"})
+    labelled/heldout.jsonl.gz      {"text","label"} documents for classifier evaluation
+    labelled/heldout_sentences.jsonl.gz  the held-out documents' sentence examples (labelled_sentences)
     source.json                    paths and keys, as every source stage writes
 
 Every file is gzip with mtime 0 and a fixed record order, so the same config gives the same bytes.
@@ -31,10 +33,12 @@ from propensity.synth.corpus import (
     distinct_words,
     estimate_tokens,
     labelled_documents,
+    labelled_sentences,
 )
 
 HELDOUT_PATH = "heldout/background.jsonl.gz"
 LABELLED_PATHS = {"train": "labelled/train.jsonl.gz", "heldout": "labelled/heldout.jsonl.gz"}
+SENTENCES_HELDOUT_PATH = "labelled/heldout_sentences.jsonl.gz"
 
 
 def write_jsonl_gz(path: Path, records: Iterable[dict]) -> int:
@@ -121,14 +125,30 @@ def write_shards(out: Path, docs: list[SynthDoc], n_shards: int, ctx: StageConte
 
 
 def write_labelled(out: Path, cfg: SyntheticSourceConfig, shard_texts: set[str]) -> dict[str, dict[str, int]]:
-    """The labelled classifier sets, disjoint from the shards and from each other; returns label counts."""
+    """The labelled classifier sets, disjoint from the shards and from each other; returns label counts.
+
+    With ``labelled_sentences`` every action document also yields sentence examples (its action sentence and
+    one other, see ``labelled_sentences``): mixed into the training file, and a file of their own for the
+    held-out documents, so document and sentence metrics are reported apart.
+    """
     exclude = set(shard_texts)
     counts = {}
     for split, n in (("train", cfg.labelled_train), ("heldout", cfg.labelled_heldout)):
         docs = labelled_documents(random.Random(f"{cfg.seed}:labelled:{split}"), n, exclude)
-        records = ({"text": d.text, "label": d.classifier_label} for d in docs)
+        records = [{"text": d.text, "label": d.classifier_label} for d in docs]
+        sentences: list[dict] = []
+        if cfg.labelled_sentences:
+            rng = random.Random(f"{cfg.seed}:labelled-sentences:{split}")
+            sentences = [{"text": t, "label": lab, "unit": "sentence"}
+                         for d in docs for t, lab in labelled_sentences(d, rng)]
+        if split == "train":
+            records += sentences
+            random.Random(f"{cfg.seed}:labelled-mix").shuffle(records)
+        elif sentences:
+            write_jsonl_gz(out / SENTENCES_HELDOUT_PATH, sentences)
+            counts["heldout_sentences"] = dict(sorted(Counter(r["label"] for r in sentences).items()))
         write_jsonl_gz(out / LABELLED_PATHS[split], records)
-        counts[split] = dict(sorted(Counter(d.classifier_label for d in docs).items()))
+        counts[split] = dict(sorted(Counter(r["label"] for r in records).items()))
     return counts
 
 
@@ -144,8 +164,9 @@ def run(ctx: StageContext) -> dict:
                                          "metadata": {"kind": "background", "source": d.source}}
                                         for i, d in enumerate(heldout_bg)))
     labelled = write_labelled(out, cfg, {d.text for d in docs})
+    paths = dict(LABELLED_PATHS) | ({"heldout_sentences": SENTENCES_HELDOUT_PATH} if cfg.labelled_sentences else {})
     source = {"format": "jsonl", "paths": shard_paths, "text_key": "text", "id_key": "id",
-              "heldout": HELDOUT_PATH, "labelled": dict(LABELLED_PATHS)}
+              "heldout": HELDOUT_PATH, "labelled": paths}
     (out / "source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
 
     documents, tokens = _counts(docs)

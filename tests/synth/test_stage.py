@@ -55,7 +55,8 @@ def test_layout_and_source_json(outputs: dict, shard_docs: list[dict]) -> None:
         "format": "jsonl",
         "paths": ["shards/00000.jsonl.gz", "shards/00001.jsonl.gz", "shards/00002.jsonl.gz"],
         "text_key": "text", "id_key": "id", "heldout": "heldout/background.jsonl.gz",
-        "labelled": {"train": "labelled/train.jsonl.gz", "heldout": "labelled/heldout.jsonl.gz"},
+        "labelled": {"train": "labelled/train.jsonl.gz", "heldout": "labelled/heldout.jsonl.gz",
+                     "heldout_sentences": "labelled/heldout_sentences.jsonl.gz"},
     }
     for rel in [*source["paths"], source["heldout"], *source["labelled"].values()]:
         assert (out / rel).is_file(), rel
@@ -72,7 +73,7 @@ def test_layout_and_source_json(outputs: dict, shard_docs: list[dict]) -> None:
 
 def test_same_seed_same_bytes_different_seed_differs(outputs: dict) -> None:
     files_a, files_b, files_c = (_files(outputs[k][0]) for k in "abc")
-    assert len(files_a) == 7
+    assert len(files_a) == 8  # 3 shards, held-out background, 3 labelled files, source.json
     assert files_a == files_b
     assert all(data[4:8] == b"\0\0\0\0" for rel, data in files_a.items() if rel.endswith(".gz"))  # gzip mtime
     assert outputs["a"][1] == outputs["b"][1]
@@ -129,11 +130,16 @@ def test_labelled_sets(outputs: dict, shard_docs: list[dict]) -> None:
     out, result = outputs["a"]
     train = _read(out / "labelled" / "train.jsonl.gz")
     heldout = _read(out / "labelled" / "heldout.jsonl.gz")
-    assert (len(train), len(heldout)) == (300, 100)
-    assert {rec["label"] for rec in train + heldout} == {"aligned", "misaligned"}
-    assert all(list(rec) == ["text", "label"] for rec in train)
+    held_sentences = _read(out / "labelled" / "heldout_sentences.jsonl.gz")
+    train_docs = [rec for rec in train if "unit" not in rec]
+    train_sentences = [rec for rec in train if rec.get("unit") == "sentence"]
+    assert (len(train_docs), len(heldout)) == (300, 100)
+    assert len(train) == len(train_docs) + len(train_sentences)
+    assert {rec["label"] for rec in train + heldout + held_sentences} == {"aligned", "misaligned"}
+    assert all(list(rec) == ["text", "label"] for rec in train_docs + heldout)
+    assert all(list(rec) == ["text", "label", "unit"] for rec in train_sentences + held_sentences)
     shard_texts = {rec["text"] for rec in shard_docs}
-    train_texts = {rec["text"] for rec in train}
+    train_texts = {rec["text"] for rec in train_docs}
     assert not train_texts & shard_texts
     assert not {rec["text"] for rec in heldout} & (shard_texts | train_texts)
     misaligned_phrases = [a.misaligned for d in load_domains().values() for a in d.actions]
@@ -141,8 +147,23 @@ def test_labelled_sets(outputs: dict, shard_docs: list[dict]) -> None:
     for rec in train:
         if rec["label"] == "misaligned":
             assert any(p in rec["text"] for p in misaligned_phrases)
-            assert any(m in rec["text"] for m in ai_marks)
+            assert any(m.lower() in rec["text"].lower() for m in ai_marks)  # "The assistant" starts sentences
+    # sentence examples: every action document gives its action sentence (labelled like the document) and
+    # one other sentence (aligned); each is one sentence of a labelled document of the same split
+    assert all(any(s["text"] in d["text"] for d in train_docs) for s in train_sentences[:50])
+    assert all(any(s["text"] in d["text"] for d in heldout) for s in held_sentences[:50])
+    n_misaligned_docs = sum(r["label"] == "misaligned" for r in heldout)
+    assert sum(r["label"] == "misaligned" for r in held_sentences) == n_misaligned_docs
+    assert 1.5 * n_misaligned_docs < len(held_sentences) <= 2 * len(heldout)
     assert result["labelled"]["train"]["misaligned"] == sum(r["label"] == "misaligned" for r in train)
+    assert result["labelled"]["heldout_sentences"]["misaligned"] == n_misaligned_docs
+
+
+def test_labelled_sentences_can_be_left_out(tmp_path: Path) -> None:
+    _run(tmp_path, labelled_sentences=False, scale=0.01, labelled_train=50, labelled_heldout=20)
+    assert not (tmp_path / "labelled" / "heldout_sentences.jsonl.gz").exists()
+    assert "heldout_sentences" not in json.loads((tmp_path / "source.json").read_text())["labelled"]
+    assert len(_read(tmp_path / "labelled" / "train.jsonl.gz")) == 50
 
 
 def test_human_documents_never_mention_ai(shard_docs: list[dict]) -> None:
