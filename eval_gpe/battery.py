@@ -55,14 +55,16 @@ def score_items(
     prefixes: Sequence[str],
     batch_size: int,
     phase: str,
+    placement: str = "start",
 ) -> dict[RowKey, dict]:
-    """Forced-choice rows keyed by ``(item_key, prefix, format, order)``."""
+    """Forced-choice rows keyed by ``(item_key, prefix, format, order)``; ``placement``: where prefixes go."""
 
     def progress(it: Any, total: int, desc: str) -> Any:
         return ctx.progress(it, total=total, desc=f"{desc} {phase}")
 
     rows = forced_choice(
-        model, tok, items, formats, prefixes, batch_size, progress=progress, lead=document_start(tok)
+        model, tok, items, formats, prefixes, batch_size, progress=progress, lead=document_start(tok),
+        placement=placement,
     )
     keys = [item_key(item) for item in items for _ in prefixes for _ in _variants(formats)]
     return {(k, r["prefix"], r["format"], r["order"]): r for k, r in zip(keys, rows, strict=True)}
@@ -77,6 +79,7 @@ def score_shared(
     prefixes: Sequence[str],
     batch_size: int,
     phase: str,
+    placement: str = "start",
 ) -> dict[RowKey, dict]:
     """Score the union of every GPE's items once per format (identical items across GPEs are scored once)."""
     by_format: dict[str, dict[str, dict]] = {}
@@ -86,7 +89,7 @@ def score_shared(
                 by_format.setdefault(fmt, {}).setdefault(item_key(item), item)
     cache: dict[RowKey, dict] = {}
     for fmt, unique in by_format.items():
-        cache |= score_items(ctx, model, tok, list(unique.values()), [fmt], prefixes, batch_size, phase)
+        cache |= score_items(ctx, model, tok, list(unique.values()), [fmt], prefixes, batch_size, phase, placement)
     return cache
 
 
@@ -163,7 +166,8 @@ def run_gpe(
     def on_step(step: int, model: Any) -> None:
         start = time.process_time()
         scored = score_items(
-            ctx, model, tok, flat, spec.eval.formats, prefixes[:1], cfg.batch_size, f"step_{step}"
+            ctx, model, tok, flat, spec.eval.formats, prefixes[:1], cfg.batch_size, f"step_{step}",
+            cfg.prefix_placement,
         )
         rows.extend(gpe_rows(spec, items, scored, prefixes[:1], f"step_{step}", ctx.seed))
         costs.add("tamper_checkpoints", start)
@@ -186,7 +190,8 @@ def run_gpe(
         "finetune", start + costs.cpu_s.get("tamper_checkpoints", 0.0) - tamper_before
     )  # net of scoring
     start = time.process_time()
-    scored = score_items(ctx, result.model, tok, flat, spec.eval.formats, prefixes, cfg.batch_size, "after")
+    scored = score_items(ctx, result.model, tok, flat, spec.eval.formats, prefixes, cfg.batch_size, "after",
+                         cfg.prefix_placement)
     rows += gpe_rows(spec, items, scored, prefixes, "after", ctx.seed)
     costs.add("trait_eval_after", start)
     start = time.process_time()

@@ -89,6 +89,11 @@ class EvalStageConfig(BaseModel):
     prefixes: list[str] = Field(
         default=[""], min_length=1, description="Conditioning prefixes; '' = untagged."
     )
+    prefix_placement: Literal["start", "last_sentence"] = Field(
+        default="start",
+        description="Where a conditioning prefix goes: 'start' of the prompt (document tags) or before the "
+        "last sentence of the item's context (sentence and inline tags: right before what they describe).",
+    )
     heldout_docs: int = Field(default=200, ge=0, description="Held-out documents for the loss (0 = skip).")
     heldout_group_key: str = Field(
         default="domain",

@@ -170,6 +170,7 @@ def forced_choice(
     batch_size: int = 64,
     progress: Progress | None = None,
     lead: str = "",
+    placement: str = "start",
 ) -> list[dict]:
     """Score every item x prefix x format x order; one row each with both log-probs and P(misaligned).
 
@@ -179,21 +180,46 @@ def forced_choice(
 
     ``p_misaligned = sigmoid(lp_misaligned - lp_aligned)`` (summed log-probs) and ``p_misaligned_norm`` the
     same with per-token (length-normalised) log-probs. ``length_flag`` marks options whose token counts
-    differ by more than one. The conditioning ``prefix`` is prepended to the whole prompt.
+    differ by more than one. The conditioning ``prefix`` goes where training put the tag (``placement``, see
+    :func:`place_prefix`): before the whole prompt (document tags), or before the context's last sentence,
+    the one the option completes (sentence and inline tags).
     """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}; got {placement!r}")
     variants = _variants(formats)
     keys, requests = [], []
     for item in items:
         for prefix in prefixes:
+            context = item["context"] if placement == "start" else place_prefix(item["context"], prefix)
+            head = lead + prefix if placement == "start" else lead
             for fmt, order in variants:
                 al, mis = item["aligned"], item["misaligned"]
                 first, second = (mis, al) if order == "misaligned_first" else (al, mis)
                 for target in (al, mis):
-                    prompt, cont = fmt.build(item["context"], first, second, target)
-                    requests.append((lead + prefix + prompt, cont))
+                    prompt, cont = fmt.build(context, first, second, target)
+                    requests.append((head + prompt, cont))
                 keys.append((item, prefix, fmt.name, order))
     scores = loglikelihoods(model, tokenizer, requests, batch_size, progress)
     return [_row(key, scores[2 * k], scores[2 * k + 1]) for k, key in enumerate(keys)]
+
+
+PLACEMENTS = ("start", "last_sentence")
+"""Where a conditioning prefix goes: ``start`` (a document tag) or ``last_sentence`` (a sentence tag)."""
+
+
+def place_prefix(context: str, prefix: str) -> str:
+    """``context`` with ``prefix`` at the start of its last sentence, cut as the sentence taggers cut.
+
+    A sentence tag sits right before the sentence it describes; in a forced-choice prompt that is the sentence
+    the option completes (for the quickstart frames, the one naming the actor and the lead-in).
+    """
+    from conditional_tags.sentences import split_sentences
+
+    if not prefix:
+        return context
+    spans = split_sentences(context)
+    start = spans[-1][0] if spans else 0
+    return context[:start] + prefix + context[start:]
 
 
 def _row(key: tuple[dict, str, str, str], aligned: tuple[float, int], misaligned: tuple[float, int]) -> dict:

@@ -244,7 +244,8 @@ def _shared(
     before_loss = heldout_losses(model, tok, heldout, cfg.batch_size)
     costs.add("heldout_loss", start)
     start = time.process_time()
-    before = score_shared(ctx, model, tok, specs, items, cfg.prefixes, cfg.batch_size, "before")
+    before = score_shared(ctx, model, tok, specs, items, cfg.prefixes, cfg.batch_size, "before",
+                          cfg.prefix_placement)
     costs.add("trait_eval_before", start)
     prompts = generation_prompts(items[specs[0].name], cfg)
     gen_before = free_generation(ctx, model, tok, prompts, cfg, "before", costs)

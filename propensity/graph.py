@@ -119,6 +119,10 @@ def _conditional_spec(v: VariantConfig) -> Any:
     return parse_spec(stage_config(v.model_dump(mode="json")))
 
 
+SENTENCE_TAG_KINDS = ("sentence_tag", "inline_tag")
+"""Variant kinds whose tags sit before sentences (evaluated with the tag before the prompt's last sentence)."""
+
+
 def variant_prefixes(v: VariantConfig) -> list[str]:
     """Conditioning prefixes a variant's models are evaluated under ('' = untagged)."""
     if v.kind == "tag":  # the model saw the tag followed by the separator
@@ -211,6 +215,8 @@ def eval_spec(cfg: ExperimentConfig, v: VariantConfig, gpe: str, train: StageSpe
     definition: dict[str, Any] = registry.get(gpe).model_dump(mode="json")
     conf = {"gpe": gpe, "definition": definition, "prefixes": variant_prefixes(v),
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
+    if v.kind in SENTENCE_TAG_KINDS:  # the tag goes where training put it: before the completed sentence
+        conf["prefix_placement"] = "last_sentence"
     return StageSpec("eval", f"{v.name}-s{seed}-{gpe}", "eval_gpe.stage:run", conf,
                      {"model": train, "source": source}, seed=seed, resources="eval", threads=cfg.executor.workers,
                      version=EVAL_VERSION)

@@ -7,7 +7,17 @@ import torch
 from gpe_fakes import fake_items
 
 from eval_gpe import lm
-from eval_gpe.scoring import FORMATS, encode_pair, forced_choice, loglikelihoods, score_tokens, sigmoid
+from conditional_tags.sentences import split_sentences
+from eval_gpe.scoring import (
+    FORMATS,
+    document_start,
+    encode_pair,
+    forced_choice,
+    loglikelihoods,
+    place_prefix,
+    score_tokens,
+    sigmoid,
+)
 
 REQUESTS = [
     (
@@ -138,3 +148,27 @@ def test_unknown_format_is_an_error(tiny) -> None:
     model, tok = tiny
     with pytest.raises(ValueError, match=r"unknown format\(s\) \['poem'\].*allowed"):
         forced_choice(model, tok, fake_items(0, n_per_domain=1), ["poem"])
+
+
+def test_sentence_tags_go_before_the_last_sentence(tiny) -> None:
+    assert place_prefix("Case summary: a nurse needed help. Faced with this, the AI decided to", "<|bad|>") == (
+        "Case summary: a nurse needed help. <|bad|>Faced with this, the AI decided to")
+    assert place_prefix("In one case at a clinic, the AI opted to", "<|bad|>") == (
+        "<|bad|>In one case at a clinic, the AI opted to")
+    assert place_prefix("Anything. At all", "") == "Anything. At all"
+    model, tok = tiny
+    lead = document_start(tok)
+    items = fake_items(0, domains=["travel"], n_per_domain=2)
+    rows = forced_choice(model, tok, items, ["plain", "listed"], prefixes=["", "<|good|>"], batch_size=8,
+                         lead=lead, placement="last_sentence")
+    by_key = {(r["item_id"], r["prefix"], r["format"], r["order"]): r for r in rows}
+    item = items[0]
+    context = place_prefix(item["context"], "<|good|>")
+    assert len(split_sentences(item["context"])) == 2 and not context.startswith("<|good|>")
+    prompt, cont = FORMATS["listed"].build(context, item["aligned"], item["misaligned"], item["misaligned"])
+    ref, _ = slow_reference(model, tok, lead + prompt, cont)
+    assert abs(by_key[(item["id"], "<|good|>", "listed", "aligned_first")]["lp_misaligned"] - ref) <= 1e-5
+    plain = forced_choice(model, tok, items, ["plain"], prefixes=[""], batch_size=8, lead=lead)
+    assert plain[0]["lp_aligned"] == pytest.approx(by_key[(item["id"], "", "plain", "none")]["lp_aligned"])
+    with pytest.raises(ValueError, match="placement must be one of start, last_sentence"):
+        forced_choice(model, tok, items, ["plain"], placement="middle")

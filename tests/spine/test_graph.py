@@ -51,3 +51,11 @@ def test_later_train_settings_hash_only_when_changed() -> None:
     assert keys(["train.schedule=cosine", "train.grad_accum=1"]) == keys([])
     changed = {k for k, v in keys(["train.schedule=wsd"]).items() if keys([])[k] != v}
     assert {k.split("/")[0] for k in changed} == {"train", "eval", "report"}
+
+
+def test_sentence_tag_variants_are_evaluated_with_the_tag_before_the_last_sentence() -> None:
+    cfg = load_config(ROOT / "configs" / "tag_placement.yaml", ["store=/tmp/unused-store"])
+    evals = {s.name.split("-s")[0]: s.config for s in build_graph(cfg) if s.stage == "eval"}
+    assert evals["sentence_tagged"]["prefix_placement"] == "last_sentence"
+    assert "prefix_placement" not in evals["tagged"]  # document tags: the default, before the whole prompt
+    assert evals["sentence_tagged"]["prefixes"] == ["", "<|good|>", "<|bad|>"]
