@@ -6,8 +6,8 @@ import pytest
 import torch
 from gpe_fakes import fake_items
 
-from eval_gpe import lm
 from conditional_tags.sentences import split_sentences
+from eval_gpe import lm
 from eval_gpe.scoring import (
     FORMATS,
     document_start,
