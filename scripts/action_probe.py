@@ -7,8 +7,12 @@ A tag at the document start (``--placement start``, document tags) or before the
 (``--placement sentence``, sentence tags). If a tag moves P(misaligned) here but not in the eval, the model
 learned the tag but not beyond the training formats; if it moves it nowhere, the tag was not learned.
 
+With ``--pairs`` it also checks the step before: does the document's own action (the pair its request asks
+for) outscore the other actions of the domain? A model that has not learned that has nothing for a tag to
+condition.
+
 Usage: ``python scripts/action_probe.py MODEL_DIR SHARD.jsonl.gz [--docs 200] [--style brief]
-[--placement start|sentence] [--tags "<|good|>" "<|bad|>"]``. Needs the synthetic source's shards (their
+[--placement start|sentence] [--tags "<|good|>" "<|bad|>"] [--pairs]``. Needs the synthetic source's shards (their
 metadata holds the ground truth: kind, label, domain, style).
 """
 
@@ -44,8 +48,10 @@ def action_prompts(path: Path, n: int, style: str | None = None) -> list[dict]:
                 continue
             cut = text.index(f" {pair.phrase(meta['label'])}.")
             spans = split_sentences(text[:cut])
+            others = [f" {p.phrase(meta['label'])}." for p in domains[meta["domain"]].actions if p != pair]
             out.append({"kind": meta["kind"], "prefix": text[:cut], "sentence_start": spans[-1][0] if spans else 0,
-                        "options": (f" {pair.aligned}.", f" {pair.misaligned}.")})
+                        "options": (f" {pair.aligned}.", f" {pair.misaligned}."),
+                        "actual": f" {pair.phrase(meta['label'])}.", "other_pairs": others})
             if len(out) == n:
                 break
     return out
@@ -83,6 +89,28 @@ def probe(model_dir: Path, prompts: list[dict], tags: list[str], placement: str)
     return result
 
 
+def pair_accuracy(model_dir: Path, prompts: list[dict]) -> dict[str, float]:
+    """How often the document's own action (its label) outscores every other action pair of its domain (same
+    label), untagged: has the model learned which action goes with a request? Chance is 1 / pairs."""
+    from eval_gpe.scoring import document_start, loglikelihoods
+    from eval_gpe.stage import load_model
+
+    model, tok = load_model(model_dir, 0)
+    lead = document_start(tok)
+    requests, sizes = [], []
+    for p in prompts:
+        options = [p["actual"], *p["other_pairs"]]
+        requests += [(lead + p["prefix"], o) for o in options]
+        sizes.append(len(options))
+    scores = loglikelihoods(model, tok, requests, batch_size=32)
+    hits, at = 0, 0
+    for n in sizes:
+        own, rest = scores[at][0], [s for s, _ in scores[at + 1:at + n]]
+        hits += own > max(rest)
+        at += n
+    return {"n": len(prompts), "top1": hits / len(prompts), "chance": sum(1 / n for n in sizes) / len(sizes)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model_dir", type=Path, help="HF model folder (a train stage's model/)")
@@ -92,6 +120,8 @@ def main() -> None:
     ap.add_argument("--style", default=None, help="only documents of this style (e.g. brief, news)")
     ap.add_argument("--placement", choices=("start", "sentence"), default="start",
                     help="tag at the document start, or before the action's sentence")
+    ap.add_argument("--pairs", action="store_true",
+                    help="also: how often the document's own action outscores the domain's other actions")
     args = ap.parse_args()
     prompts = action_prompts(args.shard, args.docs, args.style)
     if not prompts:
@@ -101,7 +131,12 @@ def main() -> None:
     for kind, row in result.items():
         cells = "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
         print(f"  {kind:>5}: {cells}")
-    print(json.dumps({"model": str(args.model_dir), "placement": args.placement, "result": result}))
+    summary = {"model": str(args.model_dir), "placement": args.placement, "result": result}
+    if args.pairs:
+        summary["pairs"] = pair_accuracy(args.model_dir, prompts)
+        print(f"  own action pair ranked first: {summary['pairs']['top1']:.3f} "
+              f"(chance {summary['pairs']['chance']:.3f})")
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

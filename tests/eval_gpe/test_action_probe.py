@@ -60,3 +60,14 @@ def test_probe_reports_each_condition_and_zero_for_identical_tags(shard: Path, t
     both = mod.probe(train_dir / "model", prompts, ["<|good|>", "<|bad|>"], "sentence")
     assert all(0 < both[k][c] < 1 for k in ("ai", "human") for c in ("untagged", "<|good|>", "<|bad|>"))
     assert both["ai"]["tag_difference"] == pytest.approx(both["ai"]["<|bad|>"] - both["ai"]["<|good|>"])
+
+
+def test_pair_accuracy_counts_own_action_wins(shard: Path, train_dir: Path) -> None:
+    mod = _module()
+    prompts = mod.action_prompts(shard, 100)
+    assert all(p["actual"] in p["options"] and p["actual"] not in p["other_pairs"] for p in prompts)
+    assert all(len(p["other_pairs"]) >= 5 for p in prompts)
+    result = mod.pair_accuracy(train_dir / "model", prompts)
+    assert result["n"] == 12 and 0 <= result["top1"] <= 1 and 0 < result["chance"] < 0.2
+    rigged = [{**p, "other_pairs": [p["actual"] + " And then some more words at the end."]} for p in prompts]
+    assert mod.pair_accuracy(train_dir / "model", rigged)["top1"] == 1.0  # a longer option always scores lower
