@@ -34,7 +34,7 @@ TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
 CONDITIONAL_VERSION = 2
 """Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 """Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline)."""
 EVAL_VERSION = 3
 """Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the

@@ -133,7 +133,7 @@ def _flatten_gpe(summary: dict, prefixes: list[str]) -> dict:
     out = {
         "heldout_loss": summary.get("heldout_loss"),
         **{k: untagged[k] for k in ("propensity_before", "propensity_after", "control_before", "control_after",
-                                    "change", "gap_before", "gap_after") if k in untagged},
+                                    "change", "control_change", "gap_before", "gap_after") if k in untagged},
         "length_normalised": {k: untagged["length_normalised"][k] for k in ("propensity_before", "propensity_after",
                                                                             "control_before", "change")},
     }
@@ -175,6 +175,18 @@ def table_rows(results: dict) -> list[list[str]]:
 
 HEADER = ["variant", "docs kept", "tokens", "held-out loss", "propensity before", "after",
           "change [95% CI]", "human control", "AI-human gap [95% CI]"]
+BATTERY_HEADER = ["variant", "GPE", "propensity before", "after", "change [95% CI]", "human control before",
+                  "human control change [95% CI]", "gap vs baseline (log-odds) [95% CI]"]
+
+
+def battery_rows(results: dict) -> list[list[str]]:
+    """One row per variant x GPE (untagged), when the experiment ran more than one GPE."""
+    if len(results.get("gpes") or []) < 2:
+        return []
+    return [[name, gpe, _fmt_mean(g.get("propensity_before")), _fmt_mean(g.get("propensity_after")),
+             _fmt_ci(g.get("change")), _fmt_mean(g.get("control_before")), _fmt_ci(g.get("control_change")),
+             _fmt_ci(g.get("gap_vs_baseline_logodds"))]
+            for name, v in results["variants"].items() for gpe, g in v["gpes"].items()]
 
 
 def markdown(results: dict) -> str:
@@ -192,6 +204,13 @@ def markdown(results: dict) -> str:
     for name, v in results["variants"].items():
         if v.get("gap_vs_baseline_logodds"):
             lines += ["", "**" + _gap_line(name, v).replace(": ", "**: ", 1)]
+    battery = battery_rows(results)
+    if battery:
+        lines += ["", "## GPE battery", "",
+                  "Every GPE on every variant's models (untagged; each GPE's narrow finetune starts from the same "
+                  "pretrained model).", "",
+                  "| " + " | ".join(BATTERY_HEADER) + " |", "|" + "---|" * len(BATTERY_HEADER)]
+        lines += ["| " + " | ".join(c if c else " " for c in r) + " |" for r in battery]
     lines += ["", "![propensity](propensity.png)", ""]
     if any(g.get("tamper") for v in results["variants"].values() for g in v["gpes"].values()):
         lines += ["Propensity along the narrow finetune (tamper-resistance curve):", "", "![tamper](tamper.png)", ""]
@@ -280,6 +299,14 @@ def print_table(report_dir: Path) -> None:
         table.add_row(*r)
     console = Console(width=160)
     console.print(table)
+    battery = battery_rows(results)
+    if battery:
+        more = Table(title=f"{results['experiment']} — GPE battery (untagged)", show_lines=False)
+        for h in BATTERY_HEADER:
+            more.add_column(h, justify="left" if h in ("variant", "GPE") else "right")
+        for r in battery:
+            more.add_row(*r)
+        console.print(more)
     for name, v in results["variants"].items():
         if v.get("tag_difference"):
             console.print(f"{name}: tag difference (bad - good, paired) {_fmt_ci(v['tag_difference'])}")
