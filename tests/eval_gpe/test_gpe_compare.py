@@ -46,5 +46,9 @@ def test_tamper_plot_writes_a_png(tmp_path) -> None:
         tmp_path / "t.png",
     )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    wide = tamper_plot({f"{v}/{g}": [point(0, 0.3), point(100, 0.4)] for v in ("baseline", "filtered", "tagged")
+                        for g in ("em_medicine", "benign_medicine")}, tmp_path / "w.png")
+    width = lambda p: int.from_bytes(p.read_bytes()[16:20], "big")  # noqa: E731  (PNG IHDR width)
+    assert width(wide) > 2 * width(path)  # one panel per variant, side by side
     with pytest.raises(ValueError, match="no curves"):
         tamper_plot({}, tmp_path / "e.png")
