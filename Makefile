@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-slow install clean-runs lint
+.PHONY: demo test test-slurm test-slow install clean-runs lint
 
 $(BIN)/propensity: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-# Minutes-long end-to-end runs on the local Slurm cluster (tiny experiment on Slurm vs local, faults, requeue).
+# The Slurm end-to-end tests (~6 min; CI runs them after `make test`): the tiny experiment submitted to a
+# local one-node cluster equals a local run; a failed stage cancels its dependents and a rerun finishes the
+# graph without redoing finished stages; a requeued training job resumes from its checkpoint.
+test-slurm: install
+	$(BIN)/python -m pytest -q -m "slurm and slow" tests/slurm
+
+# Every minutes-long end-to-end run: the Slurm ones, crash/resume under SIGKILL, concurrent runs.
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow tests
 
