@@ -292,6 +292,8 @@ def _from_jobcomp(ids: list[str], env: Mapping[str, str] | None) -> dict[str, Jo
             elapsed = (end - start).total_seconds()
         except (KeyError, ValueError):
             elapsed = None
+        if f.get("NodeList") in ("(null)", ""):  # never got a node: cancelled while pending, StartTime=EndTime
+            elapsed = None
         found[match.group(1)] = JobState(match.group(1), f["JobState"], code, sig, elapsed, None, None,
                                          "jobcomp")  # later lines (after requeues) win
     return found

@@ -104,6 +104,7 @@ def test_failure_cancels_dependents(slurm_cluster: LocalCluster, slurm_workdir: 
     assert [(comp[i].state, comp[i].source) for i in ids.values()] == [
         ("FAILED", "jobcomp"), ("CANCELLED", "jobcomp"), ("CANCELLED", "jobcomp")]
     assert comp[ids["breaks"]].exit_code == 3
+    assert comp[ids["needs-it"]].elapsed is None and comp[ids["needs-that"]].elapsed is None  # never started
 
 
 def test_dry_run_submits_nothing(slurm_cluster: LocalCluster, slurm_workdir: Path) -> None:

@@ -173,11 +173,15 @@ def test_jobcomp_and_scontrol_parsers_survive_hostile_names(tmp_path: Path,
         "TimeLimit=5 StartTime=2026-01-01T00:00:00 EndTime=2026-01-01T00:01:05 NodeList=localhost "
         "WorkDir=/w ExitCode=3:0 \n"
         "JobId=8 UserId=root(0) GroupId=root(0) Name=ok JobState=CANCELLED Partition=debug TimeLimit=5 "
-        "StartTime=2026-01-01T00:00:00 EndTime=2026-01-01T00:00:00 ExitCode=0:15 \n")
+        "StartTime=2026-01-01T00:00:00 EndTime=2026-01-01T00:00:00 ExitCode=0:15 \n"
+        # what slurmctld writes for a job cancelled while pending (a failed dependency): no node, start = end
+        "JobId=10 UserId=root(0) GroupId=root(0) Name=dep JobState=CANCELLED Partition=debug TimeLimit=5 "
+        "StartTime=2026-11-30T02:36:28 EndTime=2026-11-30T02:36:28 NodeList=(null) ExitCode=0:0 \n")
     monkeypatch.setattr("slurm.submit._jobcomp_path", lambda env: log)
-    states = _from_jobcomp(["7", "8"], None)
+    states = _from_jobcomp(["7", "8", "10"], None)
     assert (states["7"].state, states["7"].exit_code, states["7"].elapsed) == ("FAILED", 3, 65.0)
     assert (states["8"].state, states["8"].signal, states["8"].source) == ("CANCELLED", 15, "jobcomp")
+    assert (states["10"].state, states["10"].elapsed) == ("CANCELLED", None)  # never ran: no elapsed time
 
     line = ("JobId=9 JobName=a JobState=COMPLETED b UserId=root(0) GroupId=root(0) Account=(null) "
             "JobState=PENDING Reason=DependencyNeverSatisfied Restarts=2 ExitCode=0:0 RunTime=1-00:00:02 "
