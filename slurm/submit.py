@@ -259,8 +259,10 @@ def _from_scontrol(job_id: str, env: Mapping[str, str] | None) -> JobState | Non
     code, sig = _exit(f.get("ExitCode"))
     done = state in TERMINAL_STATES
     restarts = int(f["Restarts"]) if f.get("Restarts", "").isdigit() else None
-    # a job cancelled before it started reports StartTime=Unknown and a RunTime counted from the epoch
-    elapsed = None if f.get("StartTime") == "Unknown" else _seconds(f.get("RunTime"))
+    # a job that never got a node (pending, or cancelled while pending) has no elapsed time: its StartTime is
+    # Unknown (RunTime then counts from the epoch) or the scheduler's estimate, and its NodeList is empty
+    never_ran = f.get("StartTime") == "Unknown" or f.get("NodeList", "") in ("", "(null)")
+    elapsed = None if never_ran else _seconds(f.get("RunTime"))
     return JobState(job_id, state, code if done else None, sig if done else None, elapsed,
                     f.get("Reason") if f.get("Reason") not in (None, "None") else None, restarts, "scontrol")
 
@@ -292,7 +294,7 @@ def _from_jobcomp(ids: list[str], env: Mapping[str, str] | None) -> dict[str, Jo
             elapsed = (end - start).total_seconds()
         except (KeyError, ValueError):
             elapsed = None
-        if f.get("NodeList") in ("(null)", ""):  # never got a node: cancelled while pending, StartTime=EndTime
+        if f.get("NodeList", "") in ("(null)", ""):  # never got a node: cancelled while pending, start = end
             elapsed = None
         found[match.group(1)] = JobState(match.group(1), f["JobState"], code, sig, elapsed, None, None,
                                          "jobcomp")  # later lines (after requeues) win

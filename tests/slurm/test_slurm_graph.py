@@ -38,6 +38,7 @@ from slurm import SlurmError
 from slurm import wait as slurm_wait
 from slurm.cluster import LocalCluster
 from slurm.jobs import render_sbatch
+from slurm.submit import job_states
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -438,7 +439,7 @@ def test_failed_stage_cancels_dependents_and_rerun_redoes_only_the_rest(
     assert failed.log == Path(first[failed.key]["log"]) and failed.log.is_file()
     assert "input 'variant' has no shards/*.jsonl.gz" in failed.log.read_text()
     assert [r.store for r in rows.values()].count("complete") == len(specs) - len(redo)
-    assert all(rows[k].elapsed is None for k in redo[1:])  # cancelled before they started
+    assert all(rows[k].elapsed is None for k in redo[1:]), [(rows[k], job_states([rows[k].job_id])) for k in redo]  # cancelled before they started
     capsys.readouterr()
     assert status(cfg) == 1
     out = capsys.readouterr().out

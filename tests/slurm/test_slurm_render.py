@@ -190,7 +190,10 @@ def test_jobcomp_and_scontrol_parsers_survive_hostile_names(tmp_path: Path,
     state = _from_scontrol("9", None)
     assert state is not None
     assert (state.state, state.reason, state.restarts, state.exit_code, state.elapsed) == (
-        "PENDING", "DependencyNeverSatisfied", 2, None, 86402.0)
+        "PENDING", "DependencyNeverSatisfied", 2, None, None)  # pending: no node, so no elapsed time
+    running = line.replace("JobState=PENDING", "JobState=RUNNING").replace("WorkDir", "NodeList=localhost WorkDir")
+    monkeypatch.setattr("slurm.submit._run", lambda *a, **k: subprocess.CompletedProcess(a, 0, running, ""))
+    assert _from_scontrol("9", None).elapsed == 86402.0
 
     never_ran = ("JobId=19 JobName=b UserId=root(0) GroupId=root(0) JobState=CANCELLED "
                  "Reason=DependencyNeverSatisfied ExitCode=0:0 RunTime=20786-20:13:11 StartTime=Unknown "
@@ -198,3 +201,8 @@ def test_jobcomp_and_scontrol_parsers_survive_hostile_names(tmp_path: Path,
     monkeypatch.setattr("slurm.submit._run", lambda *a, **k: subprocess.CompletedProcess(a, 0, never_ran, ""))
     state = _from_scontrol("19", None)
     assert state is not None and (state.state, state.elapsed) == ("CANCELLED", None)
+    # cancelled while pending after the scheduler had estimated a start: StartTime is set, NodeList is empty
+    estimated = never_ran.replace("StartTime=Unknown", "StartTime=2026-11-30T02:50:00 NodeList=")
+    estimated = estimated.replace("RunTime=20786-20:13:11", "RunTime=00:00:00")
+    monkeypatch.setattr("slurm.submit._run", lambda *a, **k: subprocess.CompletedProcess(a, 0, estimated, ""))
+    assert _from_scontrol("19", None).elapsed is None
