@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -12,14 +11,12 @@ import pytest
 
 from propensity.synth.corpus import action_document
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("action_probe", ROOT / "scripts" / "action_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    # scripts/ is a namespace package on the test path (pyproject pythonpath = ["."])
+    from scripts import action_probe
+
+    return action_probe
 
 
 @pytest.fixture

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("tag_reach", ROOT / "scripts" / "tag_reach.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    # scripts/ is a namespace package on the test path (pyproject pythonpath = ["."])
+    from scripts import tag_reach
+
+    return tag_reach
 
 
 def test_reach_is_zero_for_identical_tags_and_positive_for_different_ones(

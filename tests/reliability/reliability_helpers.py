@@ -8,7 +8,6 @@ raise, recording the attempt in ``$PROPENSITY_TEST_NET_LOG``, and records each s
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -174,10 +173,7 @@ def run_cli(args: list[str], logs: Path, timeout: float = RUN_TIMEOUT_S) -> subp
 
 
 def crash_resume() -> ModuleType:
-    """``scripts/crash_resume.py`` as a module (it is a script, not part of a package)."""
-    spec = importlib.util.spec_from_file_location("crash_resume", ROOT / "scripts" / "crash_resume.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["crash_resume"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
+    """``scripts/crash_resume.py`` as a module (``scripts/`` is a namespace package on the test path)."""
+    from scripts import crash_resume as module
+
     return module
