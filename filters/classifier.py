@@ -234,25 +234,27 @@ def evaluate(
     return binary_metrics(scores, [label == positive_label for _, label in pairs])
 
 
-def _labelled(ctx: StageContext, spec: ClassifierSpec) -> tuple[Path | None, Path | None]:
-    """Labelled train/held-out files: from the spec, else from the source's ``labelled`` entry."""
+def _labelled(ctx: StageContext, spec: ClassifierSpec) -> dict[str, Path | None]:
+    """Labelled files by role: ``train`` and ``heldout`` from the spec, else from the source's ``labelled``
+    entry; ``heldout_sentences`` (sentence examples) from the source only, and only when the spec gives no
+    held-out file of its own."""
     source = load_source(ctx.inputs["source"]) if "source" in ctx.inputs else None
-    found: list[Path | None] = []
-    for given, role in ((spec.train_data, "train"), (spec.heldout_data, "heldout")):
-        if given:
-            found.append(Path(given))
-        elif source is not None and source.labelled.get(role):
-            found.append(source.resolve(source.labelled[role]))
-        else:
-            found.append(None)
-    return found[0], found[1]
+
+    def from_source(role: str) -> Path | None:
+        return source.resolve(source.labelled[role]) if source is not None and source.labelled.get(role) else None
+
+    return {
+        "train": Path(spec.train_data) if spec.train_data else from_source("train"),
+        "heldout": Path(spec.heldout_data) if spec.heldout_data else from_source("heldout"),
+        "heldout_sentences": None if spec.heldout_data else from_source("heldout_sentences"),
+    }
 
 
 def _fasttext_preparer(ctx: StageContext) -> Callable[[ClassifierSpec], dict[str, Any]]:
     """Adopts (``model_path``) or trains one fastText model into ``ctx.out``; returns its classifier.json."""
 
     def prepare_one(spec: ClassifierSpec) -> dict[str, Any]:
-        train, _ = _labelled(ctx, spec)
+        train = _labelled(ctx, spec)["train"]
         if spec.model_path:
             load_fasttext(Path(spec.model_path))  # validates before copying
             model_path = _store_content_hashed(Path(spec.model_path), ctx.out)
@@ -295,20 +297,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     (ctx.out / "classifier.json").write_text(json.dumps(info, indent=2) + "\n")
     models = sorted(ctx.out.glob("model-*.bin"))
     result: dict[str, Any] = {"model_bytes": sum(os.path.getsize(p) for p in models), **info}
-    _, heldout = _labelled(ctx, spec)
-    source = load_source(ctx.inputs["source"]) if "source" in ctx.inputs else None
-    sentences = (source.resolve(source.labelled["heldout_sentences"])
-                 if source is not None and source.labelled.get("heldout_sentences") and not spec.heldout_data
-                 else None)
-    for key, path in (("heldout", heldout), ("heldout_sentences", sentences)):
-        if path is None:
-            continue
-        if spec.kind == "fasttext":
+    files = {k: p for k, p in _labelled(ctx, spec).items() if k != "train" and p is not None}
+    scorer = None if spec.kind == "fasttext" or not files else build_scorer(info, ctx.out)
+    for key, path in files.items():
+        if scorer is None:
             metrics = evaluate(ctx.out / info["path"], path, label_key=spec.label_key,
                                positive_label=spec.positive_label)
         else:
-            metrics = evaluate_scorer(build_scorer(info, ctx.out), path, label_key=spec.label_key,
-                                      positive_label=spec.positive_label)
+            metrics = evaluate_scorer(scorer, path, label_key=spec.label_key, positive_label=spec.positive_label)
         result[key] = metrics
         name = "metrics.json" if key == "heldout" else "metrics_sentences.json"
         (ctx.out / name).write_text(json.dumps(metrics, indent=2) + "\n")
