@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "precision": "auto",
     "device": "auto",
     "peak_flops": None,
+    "compile": False,
     "tensorboard": False,
     "wandb_project": None,
     "backend": "torch",
@@ -92,7 +93,14 @@ def train_config(cfg: dict[str, Any]) -> TrainConfig:
         peak_flops=None
         if cfg["peak_flops"] is None
         else require_float(cfg["peak_flops"], "peak_flops", "train"),
+        compile=_require_bool(cfg["compile"], "compile"),
     )
+
+
+def _require_bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"train: {key} must be true or false, got {value!r}")
+    return value
 
 
 def _tokenizer_info(folder: Path) -> tuple[int, int, int]:
@@ -151,8 +159,7 @@ def resolve(ctx: StageContext) -> tuple[dict[str, Any], ModelSpec, TrainConfig, 
         if not isinstance(cfg[key], dict):
             raise ConfigError(f"train: {key} must be a mapping, got {cfg[key]!r}")
     require_choice(cfg["backend"], "backend", "train", BACKENDS)
-    if not isinstance(cfg["tensorboard"], bool):
-        raise ConfigError(f"train: tensorboard must be true or false, got {cfg['tensorboard']!r}")
+    _require_bool(cfg["tensorboard"], "tensorboard")
     if cfg["wandb_project"] is not None and not (
         isinstance(cfg["wandb_project"], str) and cfg["wandb_project"]
     ):
@@ -236,4 +243,5 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "flops_per_token": fpt,
         "grad_accum": tcfg.grad_accum,
         "schedule": tcfg.schedule,
+        "compile": tcfg.compile,
     }

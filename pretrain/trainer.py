@@ -75,6 +75,10 @@ class TrainConfig:
     """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast on any device)."""
     peak_flops: float | None = None
     """Peak FLOP/s of one device for the MFU estimate (None: a table of known GPUs; unknown on CPU)."""
+    compile: bool = False
+    """``torch.compile`` the model (inductor). On CPU it needs a C++ compiler and the Python headers; the
+    quickstart model trains ~1.45x faster after ~25 s of compiling. Deterministic, but not the same bytes as
+    an eager run (fused kernels round differently), so it is part of the run's identity."""
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the field when a value is outside what the loop supports."""
@@ -254,6 +258,9 @@ def train(
     opt = make_optimizer(model.to(dist.device), cfg)
     state = _resume(model, opt, out, dist)
     net = (_wrap_ddp(model, dist) if dist.distributed else model).train()
+    if cfg.compile:
+        net = torch.compile(net)
+    first = state["step"]
     autocast, log = _autocast(cfg, dist.device), _open_log(cfg, out, dist, progress, sinks, flops_per_token)
     log.tick(state["step"])
     pending: list[tuple[int, torch.Tensor, float]] = []
@@ -272,7 +279,16 @@ def train(
             n_targets = int((y_np != IGNORE_INDEX).sum())
             x, y = (torch.from_numpy(a[rows]).to(dist.device, non_blocking=True) for a in (x_np, y_np))
             lr = lr_at(step, cfg)
-            loss = train_step(net, opt, x, y, lr, cfg, n_targets, dist.world_size, autocast)
+            try:
+                loss = train_step(net, opt, x, y, lr, cfg, n_targets, dist.world_size, autocast)
+            except Exception as e:
+                if step == first and cfg.compile and _is_compile_error(e):
+                    raise ConfigError(
+                        f"train: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:300]}). "
+                        "On CPU it needs a C++ compiler and the Python headers (Debian: g++ python3-dev); "
+                        "install them or set train.compile: false"
+                    ) from e
+                raise
             if dist.distributed:
                 torch.distributed.all_reduce(loss)
             state["tokens_seen"], state["step"] = state["tokens_seen"] + n_targets, step + 1
@@ -291,6 +307,15 @@ def train(
     finally:
         log.close()
     return _summary(state, cfg, dist)
+
+
+def _is_compile_error(e: BaseException) -> bool:
+    """Whether ``e`` (or its cause) comes from torch.compile's tracing or code generation."""
+    while e is not None:
+        if type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            return True
+        e = e.__cause__
+    return False
 
 
 def _summary(state: dict[str, Any], cfg: TrainConfig, dist: Dist) -> dict[str, Any]:
