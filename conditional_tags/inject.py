@@ -9,9 +9,9 @@ and found inserting them late in training captured most of the benefit. Here:
 - Without a ``window`` the injected documents go to ``shards/injected.jsonl.gz``: the tokenize stage
   shuffles them in with everything else, the trainer needs no change, and the token budget (``train.tokens``)
   is identical across variants, so injected tokens replace base tokens rather than adding to them.
-- With a ``window`` they go to ``inject/injected.jsonl.gz`` plus ``schedule.json``; the trainer must draw
-  ``injected_rows(step, ...)`` rows of each batch from them (see ``docs/conditional_tags.md``). The
-  schedule functions below are pure, so the trainer and the tests share one definition.
+- With a ``window`` they go to ``inject/injected.jsonl.gz`` plus ``schedule.json``; the tokenize stage
+  tokenizes them apart (``tokens_inject/``) and the torch trainer draws ``pretrain.data.injected_rows(step,
+  ...)`` rows of each batch in the window from them (see ``docs/conditional_tags.md``).
 """
 
 from __future__ import annotations
@@ -190,31 +190,6 @@ def _close_gap(
     if out is None:
         return chosen + [pick]
     return chosen[:out] + chosen[out + 1 :] + [pick]
-
-
-def window_steps(window: tuple[float, float], steps: int) -> tuple[int, int]:
-    """The steps ``[first, end)`` of a training window given as fractions of ``steps``."""
-    first, end = round(window[0] * steps), round(window[1] * steps)
-    if end <= first:
-        raise ValueError(f"window {list(window)} covers no step of {steps}")
-    return first, end
-
-
-def injected_rows_before(
-    step: int, steps: int, batch_size: int, window: tuple[float, float], share: float
-) -> int:
-    """Injected rows in batches ``0 .. step - 1`` (closed form: the trainer's position in the injected set,
-    so resuming at ``step`` needs nothing else)."""
-    first, end = window_steps(window, steps)
-    density = min(share * steps / (end - first), 1.0)
-    return math.floor(density * batch_size * (min(max(step, first), end) - first) + 1e-9)
-
-
-def injected_rows(step: int, steps: int, batch_size: int, window: tuple[float, float], share: float) -> int:
-    """Rows of batch ``step`` the trainer takes from the injected set so that ``share`` of all rows over
-    ``steps`` are injected, all inside ``window`` and spread evenly over it (cumulative rounding)."""
-    args = (steps, batch_size, window, share)
-    return injected_rows_before(step + 1, *args) - injected_rows_before(step, *args)
 
 
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:

@@ -23,6 +23,11 @@ cumulative document ends), optional ``*.ds.loss`` (one byte per token, 0 = no lo
   segments: the lead EOS (the first document's own EOS token), then whole documents, or a long document's
   tail first.
 
+Windowed injection (``InjectPlan``): some rows of each batch inside a window of the steps come from a
+second folder (documents mixed in late in training, Alignment Pretraining-style); ``injected_rows(step)`` of
+batch ``step`` are injected, spread evenly over the window so that ``share`` of all rows are, and both
+streams keep their own seeded permutations, so a batch is still a pure function of the step.
+
 The budget unit is window positions: ``tokens_available = windows * seq_len`` (for ``document_aligned`` this
 includes the masked padding; ``target_tokens`` counts the real targets). Window order is a permutation seeded
 by ``(seed, epoch)``, so batch ``k`` is a pure function of ``k``: resuming needs only the step number.
@@ -30,6 +35,7 @@ by ``(seed, epoch)``, so batch ``k`` is a pure function of ``k``: resuming needs
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +236,75 @@ class TokenFolder:
         return int((self.windows(packing, seq_len).window_length - 1).sum())
 
 
+def window_steps(window: tuple[float, float], steps: int) -> tuple[int, int]:
+    """The steps ``[first, end)`` of a training window given as fractions of ``steps``."""
+    first, end = round(window[0] * steps), round(window[1] * steps)
+    if end <= first:
+        raise ConfigError(f"data: injection window {list(window)} covers no step of {steps}")
+    return first, end
+
+
+def injected_rows_before(
+    step: int, steps: int, batch_size: int, window: tuple[float, float], share: float
+) -> int:
+    """Injected rows in batches ``0 .. step - 1`` (closed form: the position in the injected stream, so
+    resuming at ``step`` needs nothing else)."""
+    first, end = window_steps(window, steps)
+    density = min(share * steps / (end - first), 1.0)
+    return math.floor(density * batch_size * (min(max(step, first), end) - first) + 1e-9)
+
+
+def injected_rows(step: int, steps: int, batch_size: int, window: tuple[float, float], share: float) -> int:
+    """Rows of batch ``step`` taken from the injected set so that ``share`` of all rows over ``steps`` are
+    injected, all inside ``window`` and spread evenly over it (cumulative rounding)."""
+    args = (steps, batch_size, window, share)
+    return injected_rows_before(step + 1, *args) - injected_rows_before(step, *args)
+
+
+@dataclass(frozen=True)
+class InjectPlan:
+    """Windowed injection: rows of the batches in ``window`` (fractions of ``steps``) come from ``data``."""
+
+    data: TokenFolder
+    window: tuple[float, float]
+    share: float
+    """Injected share of all rows (window positions) of the run."""
+    steps: int
+
+    def rows(self, step: int, batch_size: int) -> int:
+        return injected_rows(step, self.steps, batch_size, self.window, self.share)
+
+    def rows_before(self, step: int, batch_size: int) -> int:
+        return injected_rows_before(step, self.steps, batch_size, self.window, self.share)
+
+
+class _Stream:
+    """Window ids of one folder in a seeded order, epoch after epoch: ``ids(first, count)``."""
+
+    def __init__(self, n: int, seed: list[int]) -> None:
+        self.n, self.seed = n, seed
+        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+
+    def total(self, values: np.ndarray, count: int) -> int:
+        """Sum of ``values[id]`` over the first ``count`` ids of the stream (vectorised per epoch)."""
+        out = 0
+        for epoch in range(-(-count // self.n)):
+            take = min(self.n, count - epoch * self.n)
+            order = np.random.default_rng([*self.seed, epoch]).permutation(self.n)
+            out += int(values[order[:take]].sum())
+        return out
+
+    def ids(self, first: int, count: int) -> np.ndarray:
+        out = np.empty(count, dtype=np.int64)
+        for j, i in enumerate(range(first, first + count)):
+            epoch, pos = divmod(i, self.n)
+            if epoch != self._epoch:
+                self._epoch = epoch
+                self._order = np.random.default_rng([*self.seed, epoch]).permutation(self.n)
+            out[j] = self._order[pos]
+        return out
+
+
 class WindowLoader:
     """Batches of shuffled windows: ``batch(step)`` gives ``(inputs, targets)``, int64 (B, seq_len) arrays.
 
@@ -237,7 +312,14 @@ class WindowLoader:
     """
 
     def __init__(
-        self, data: TokenFolder, seq_len: int, batch_size: int, packing: str, pad_id: int, seed: int
+        self,
+        data: TokenFolder,
+        seq_len: int,
+        batch_size: int,
+        packing: str,
+        pad_id: int,
+        seed: int,
+        inject: InjectPlan | None = None,
     ) -> None:
         self.data, self.seq_len, self.batch_size, self.pad_id, self.seed = (
             data,
@@ -249,44 +331,71 @@ class WindowLoader:
         self.table = data.windows(packing, seq_len)
         if len(self.table) == 0:
             raise BudgetError(f"data: {data.folder} has no {packing} window of {seq_len + 1} tokens")
-        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+        self._base = _Stream(len(self.table), [seed])
+        self.inject = inject
+        if inject is not None:
+            self.inject_table = inject.data.windows(packing, seq_len)
+            if len(self.inject_table) == 0:
+                raise BudgetError(f"data: {inject.data.folder} has no {packing} window of {seq_len + 1} tokens")
+            window_steps(inject.window, inject.steps)  # raises when the window covers no step
+            self._injected = _Stream(len(self.inject_table), [seed, 1])
+
+    def injected_total(self, steps: int) -> int:
+        """Rows of batches ``0 .. steps - 1`` drawn from the injected set."""
+        return 0 if self.inject is None else self.inject.rows_before(steps, self.batch_size)
 
     def check_budget(self, steps: int, allow_repeat: bool) -> float:
-        """Epochs ``steps`` batches need; ``BudgetError`` above one epoch unless ``allow_repeat``."""
-        needed = steps * self.batch_size
+        """Epochs ``steps`` batches need of the base set; ``BudgetError`` above one epoch (of either set)
+        unless ``allow_repeat``."""
+        injected = self.injected_total(steps)
+        needed = steps * self.batch_size - injected
         epochs = needed / len(self.table)
         if epochs > 1 and not allow_repeat:
             raise BudgetError(
                 f"data: the budget needs {needed * self.seq_len:,} tokens ({steps} steps x batch "
-                f"{self.batch_size} x seq_len {self.seq_len}) but {self.data.folder} offers "
-                f"{len(self.table) * self.seq_len:,} "
+                f"{self.batch_size} x seq_len {self.seq_len}"
+                + (f", less {injected} injected windows" if injected else "")
+                + f") but {self.data.folder} offers {len(self.table) * self.seq_len:,} "
                 f"({len(self.table)} windows); lower 'tokens' or set allow_repeat: true ({epochs:.2f} epochs)"
+            )
+        if self.inject is not None and injected > len(self.inject_table) and not allow_repeat:
+            raise BudgetError(
+                f"data: the injection schedule takes {injected} windows but {self.inject.data.folder} "
+                f"offers {len(self.inject_table)}; inject a larger share of documents or set allow_repeat: true"
             )
         return epochs
 
-    def _window_ids(self, step: int) -> np.ndarray:
-        n = len(self.table)
-        out = np.empty(self.batch_size, dtype=np.int64)
-        for j, i in enumerate(range(step * self.batch_size, (step + 1) * self.batch_size)):
-            epoch, pos = divmod(i, n)
-            if epoch != self._epoch:
-                self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(n)
-            out[j] = self._order[pos]
-        return out
+    def target_totals(self, steps: int) -> tuple[int, int]:
+        """Real (unpadded) targets of batches ``0 .. steps - 1``: from the base set, from the injected set."""
+        injected = self.injected_total(steps)
+        base = self._base.total(self.table.window_length - 1, steps * self.batch_size - injected)
+        if self.inject is None:
+            return base, 0
+        return base, self._injected.total(self.inject_table.window_length - 1, injected)
+
+    def window_ids(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Base and injected window ids of batch ``step`` (the injected rows follow the base rows)."""
+        b = self.batch_size
+        if self.inject is None:
+            return self._base.ids(step * b, b), np.empty(0, dtype=np.int64)
+        k, before = self.inject.rows(step, b), self.inject.rows_before(step, b)
+        return self._base.ids(step * b - before, b - k), self._injected.ids(before, k)
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and targets of global batch ``step``."""
-        ids = self._window_ids(step)
+        base, injected = self.window_ids(step)
         span = self.seq_len + 1
-        table, loss = self.table, self.data.loss
         tokens = np.full((self.batch_size, span), self.pad_id, dtype=np.int64)
         keep = np.zeros((self.batch_size, span), dtype=bool)
-        for row, w in enumerate(ids.tolist()):
+        rows = [(self.data, self.table, w) for w in base.tolist()]
+        if self.inject is not None:
+            rows += [(self.inject.data, self.inject_table, w) for w in injected.tolist()]
+        for row, (data, table, w) in enumerate(rows):
             at = 0
             for s in range(int(table.ptr[w]), int(table.ptr[w + 1])):
                 f, a, n = int(table.file[s]), int(table.start[s]), int(table.length[s])
-                tokens[row, at:at + n] = self.data.tokens[f][a:a + n]
-                keep[row, at:at + n] = True if loss is None else loss[f][a:a + n] != 0
+                tokens[row, at:at + n] = data.tokens[f][a:a + n]
+                keep[row, at:at + n] = True if data.loss is None else data.loss[f][a:a + n] != 0
                 at += n
         targets = np.where(keep[:, 1:], tokens[:, 1:], IGNORE_INDEX)
         return tokens[:, :-1], targets

@@ -4,7 +4,8 @@ Pipeline (datatrove, ``LocalPipelineExecutor``): ``JsonlReader`` -> ``DocumentCh
 documents with a reason) -> ``MaskingDocumentTokenizer`` (one task per shard, so the bytes do not depend on
 ``ctx.workers``), then ``DocumentTokenizerMerger`` (one task) into ``tokens/000_tokens.ds`` (+ ``.index``,
 ``.metadata``, and ``.loss`` when documents carry ``metadata["no_loss_ranges"]``). Every shuffle is seeded by
-``ctx.seed``. datatrove records the absolute tokenizer path in ``.ds.metadata``; the stage rewrites it to
+``ctx.seed``. A variant with windowed injection (``inject/`` + ``schedule.json``) gets its injected documents
+tokenized apart into ``tokens_inject/`` (and ``schedule.json`` copied), for the trainer to mix in. datatrove records the absolute tokenizer path in ``.ds.metadata``; the stage rewrites it to
 ``<tokenizer folder name>/tokenizer.json`` so the artifact does not depend on where the store lives.
 """
 
@@ -28,6 +29,8 @@ from ._config import check_keys
 
 DEFAULTS: dict[str, Any] = {"save_loss_metadata": "auto", "shuffle": True}
 SAVE_NAME = "tokens"
+INJECT_DIR = "tokens_inject"
+SCHEDULE_FILE = "schedule.json"
 
 
 EMPTY_FLAG = "_propensity_empty_text"
@@ -87,10 +90,10 @@ class MaskingDocumentTokenizer(DocumentTokenizer):
         return keep
 
 
-def _variant_shards(variant: Path) -> list[Path]:
-    shards = sorted((variant / "shards").glob("*.jsonl.gz"))
+def _variant_shards(variant: Path, folder: str = "shards") -> list[Path]:
+    shards = sorted((variant / folder).glob("*.jsonl.gz"))
     if not shards:
-        raise InputDataError(f"tokenize: input 'variant' has no shards/*.jsonl.gz: {variant}")
+        raise InputDataError(f"tokenize: input 'variant' has no {folder}/*.jsonl.gz: {variant}")
     return shards
 
 
@@ -118,19 +121,28 @@ def _tokenizer_spec(folder: Path) -> tuple[Path, str]:
 
 
 def _run_pipelines(
-    ctx: StageContext, shards: list[Path], tokenizer: Path, eos: str, loss: bool, shuffle: bool
+    ctx: StageContext,
+    shards: list[Path],
+    tokenizer: Path,
+    eos: str,
+    loss: bool,
+    shuffle: bool,
+    save_dir: str = SAVE_NAME,
 ) -> None:
+    """Tokenize ``shards`` into ``ctx.out / save_dir`` (logs and quarantine under a ``save_dir`` subfolder
+    except for the main ``tokens``)."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens.merger import DocumentTokenizerMerger
     from datatrove.pipeline.writers import JsonlWriter
 
-    ranks_dir, logs = ctx.out / "work" / "ranks", ctx.out / "logs"
+    sub = "" if save_dir == SAVE_NAME else save_dir
+    ranks_dir, logs = ctx.out / "work" / (sub or "ranks"), ctx.out / "logs" / sub
     pipeline = [
         JsonlReader(
             str(shards[0].parent), glob_pattern="*.jsonl.gz", add_file_path=False, adapter=keep_empty_adapter
         ),
-        DocumentCheck(exclusion_writer=JsonlWriter(str(ctx.out / "quarantine"))),
+        DocumentCheck(exclusion_writer=JsonlWriter(str(ctx.out / "quarantine" / sub))),
         MaskingDocumentTokenizer(
             output_folder=str(ranks_dir),
             tokenizer_name_or_path=str(tokenizer),
@@ -146,7 +158,7 @@ def _run_pipelines(
     ).run()
     merger = DocumentTokenizerMerger(
         input_folder=str(ranks_dir),
-        output_folder=str(ctx.out / "tokens"),
+        output_folder=str(ctx.out / save_dir),
         save_filename=SAVE_NAME,
         shuffle=shuffle,
         seed=ctx.seed,
@@ -188,18 +200,36 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
     if not isinstance(cfg["shuffle"], bool):
         raise ConfigError(f"tokenize: shuffle must be true or false, got {cfg['shuffle']!r}")
-    shards = _variant_shards(ctx.inputs["variant"])
+    variant = ctx.inputs["variant"]
+    shards = _variant_shards(variant)
     tokenizer, eos = _tokenizer_spec(ctx.inputs["tokenizer"])
     loss = _has_loss_ranges(shards) if cfg["save_loss_metadata"] == "auto" else cfg["save_loss_metadata"]
     _run_pipelines(ctx, shards, tokenizer, eos, loss, cfg["shuffle"])
-    tokens_dir = ctx.out / "tokens"
+    result = _tokenized(ctx.out / SAVE_NAME, tokenizer, f"variant {variant}")
+    result.update(loss_metadata=loss, quarantined=_quarantine_counts(ctx.out / "logs"))
+    if (variant / SCHEDULE_FILE).is_file():  # windowed injection: the trainer mixes tokens_inject/ in
+        inj = _variant_shards(variant, "inject")
+        inj_loss = _has_loss_ranges(inj) if cfg["save_loss_metadata"] == "auto" else cfg["save_loss_metadata"]
+        _run_pipelines(ctx, inj, tokenizer, eos, inj_loss, cfg["shuffle"], INJECT_DIR)
+        schedule = json.loads((variant / SCHEDULE_FILE).read_text())["inject"]
+        shutil.copyfile(variant / SCHEDULE_FILE, ctx.out / SCHEDULE_FILE)
+        result["inject"] = {
+            **_tokenized(ctx.out / INJECT_DIR, tokenizer, f"the injected set of {variant}"),
+            "loss_metadata": inj_loss,
+            "quarantined": _quarantine_counts(ctx.out / "logs" / INJECT_DIR),
+            "window": schedule["window"],
+            "share": schedule["share_target"],
+        }
+    shutil.rmtree(ctx.out / "work", ignore_errors=True)
+    return result
+
+
+def _tokenized(tokens_dir: Path, tokenizer: Path, what: str) -> dict[str, Any]:
+    """Counts of a merged ``.ds`` folder (its tokenizer path made relative); an error when it is empty."""
     data_files = sorted(tokens_dir.glob("*.ds"))
     if not data_files:
-        raise InputDataError(
-            f"tokenize: variant {ctx.inputs['variant']} produced no tokens (all documents empty?)"
-        )
+        raise InputDataError(f"tokenize: {what} produced no tokens (all documents empty?)")
     _relativize_metadata(tokens_dir, tokenizer)
-    shutil.rmtree(ctx.out / "work", ignore_errors=True)
     n_docs = sum((f.with_name(f.name + ".index")).stat().st_size // 8 for f in data_files)
     token_size = int(
         (tokens_dir / f"{data_files[0].name}.metadata").read_text().splitlines()[0].rpartition("|")[2]
@@ -210,6 +240,4 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "tokens": n_tokens,
         "files": [f.name for f in data_files],
         "token_size": token_size,
-        "loss_metadata": loss,
-        "quarantined": _quarantine_counts(ctx.out / "logs"),
     }

@@ -29,7 +29,7 @@ from propensity.errors import ConfigError, InputDataError
 from propensity.stage import StageContext
 
 from ._config import check_keys, require_choice, require_float, require_int
-from .data import PACKINGS, TokenFolder, WindowLoader
+from .data import PACKINGS, InjectPlan, TokenFolder, WindowLoader, window_steps
 from .distributed import Dist
 from .metrics import Sink, TensorBoardSink, WandbSink, flops_per_token
 from .model import ModelSpec, build_model
@@ -178,6 +178,42 @@ def resolve(ctx: StageContext) -> tuple[dict[str, Any], ModelSpec, TrainConfig, 
     return cfg, spec, tcfg, packing
 
 
+def inject_plan(tokenized: Path, steps: int) -> InjectPlan | None:
+    """The windowed injection of a tokenize folder (``tokens_inject/`` + ``schedule.json``), or None."""
+    from .tokenize import INJECT_DIR, SCHEDULE_FILE
+
+    if not (tokenized / INJECT_DIR).is_dir():
+        return None
+    try:
+        schedule = json.loads((tokenized / SCHEDULE_FILE).read_text())["inject"]
+        window, share = tuple(float(x) for x in schedule["window"]), float(schedule["share_target"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputDataError(f"train: {tokenized / SCHEDULE_FILE} is missing or malformed ({e})") from None
+    return InjectPlan(TokenFolder(tokenized / INJECT_DIR), window, share, steps)  # type: ignore[arg-type]
+
+
+def injection_report(loader: WindowLoader, steps: int) -> dict[str, Any]:
+    """What the run's windowed injection achieves: rows and real target tokens injected, the steps."""
+    plan = loader.inject
+    assert plan is not None
+    first, end = window_steps(plan.window, steps)
+    rows_total = steps * loader.batch_size
+    rows = loader.injected_total(steps)
+    base_targets, inj_targets = loader.target_totals(steps)
+    return {
+        "window": list(plan.window),
+        "steps": [first, end],
+        "share_target": plan.share,
+        "rows_injected": rows,
+        "rows_total": rows_total,
+        "share_rows": round(rows / rows_total, 6),
+        "targets_injected": inj_targets,
+        "targets_total": base_targets + inj_targets,
+        "share_tokens": round(inj_targets / max(base_targets + inj_targets, 1), 6),
+        "injected_windows_available": len(loader.inject_table),
+    }
+
+
 def make_sinks(ctx: StageContext, cfg: dict[str, Any]) -> list[Sink]:
     """TensorBoard (``out/tensorboard``) and W&B sinks as configured; missing packages are ConfigErrors."""
     sinks: list[Sink] = []
@@ -199,7 +235,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     cfg, spec, tcfg, packing = resolve(ctx)
     vocab, eos_id, pad_id = _tokenizer_info(ctx.inputs["tokenizer"])
     data = TokenFolder(ctx.inputs["tokenize"] / "tokens")
-    loader = WindowLoader(data, tcfg.seq_len, tcfg.batch_size, packing, pad_id, ctx.seed)
+    plan = inject_plan(ctx.inputs["tokenize"], tcfg.steps)
+    if plan is not None and cfg["backend"] == "nanotron":
+        raise ConfigError("train: windowed injection needs the torch trainer (nanotron reads one data folder "
+                          "in its own order); set backend: torch or drop inject.window")
+    loader = WindowLoader(data, tcfg.seq_len, tcfg.batch_size, packing, pad_id, ctx.seed, plan)
     epochs = loader.check_budget(tcfg.steps, bool(cfg["allow_repeat"]))
     budget = {
         "backend": cfg["backend"],
@@ -213,6 +253,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "vocab_size": vocab,
         "model_spec": json.loads(json.dumps(spec.__dict__)),
     }
+    if plan is not None:
+        budget["inject"] = injection_report(loader, tcfg.steps)
     if cfg["backend"] == "nanotron":
         from .nanotron_backend import run_nanotron
 

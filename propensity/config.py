@@ -376,14 +376,12 @@ def _check_registries(cfg: ExperimentConfig) -> None:
     if cfg.train.tokens < cfg.train.batch_size * cfg.train.seq_len:
         raise ConfigError(f"train.tokens: {cfg.train.tokens:,} is less than one batch (train.batch_size x "
                           f"train.seq_len = {cfg.train.batch_size * cfg.train.seq_len:,})")
-    for v in cfg.variants:
-        if v.inject is not None and v.inject.window is not None:
-            raise ConfigError(f"variants.{v.name}: inject.window {list(v.inject.window)} is not supported by "
-                              "the trainers yet (the variant stage writes inject/ and schedule.json, but no "
-                              "trainer mixes them in, so the model would never see the injected documents); "
-                              "drop the window to shuffle the injected documents into the whole run")
     if cfg.train.backend == "nanotron":
         for v in cfg.variants:
+            if v.inject is not None and v.inject.window is not None:
+                raise ConfigError(f"variants.{v.name}: inject.window {list(v.inject.window)} needs the torch "
+                                  "trainer (nanotron reads one data folder in its own order and would never "
+                                  "see the injected set); set train.backend: torch or drop the window")
             if v.kind == "mask" or v.mask:
                 raise ConfigError(f"variants.{v.name}: loss masks ({v.kind}, mask={v.mask}) need the torch "
                                   "trainer; nanotron ignores .ds.loss and would train on the masked tokens "

@@ -6,18 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from ct_fixtures import make_docs, write_jsonl
+from ct_fixtures import make_ctx, make_docs, write_jsonl
 
 from conditional_tags.config import InjectSpec
-from conditional_tags.inject import (
-    inject,
-    injected_rows,
-    injected_rows_before,
-    text_digest,
-    token_measure,
-    window_steps,
-)
+from conditional_tags.inject import inject, text_digest, token_measure
 from filters.pipeline import iter_jsonl
+from pretrain.data import injected_rows, injected_rows_before, window_steps
 from propensity.errors import InputDataError
 
 
@@ -104,3 +98,36 @@ def test_inject_spec_validation() -> None:
         InjectSpec(share=0.2, window=(0.9, 1.0))
     with pytest.raises(ValueError, match="0 <= start < end <= 1"):
         InjectSpec(share=0.01, window=(0.5, 0.4))
+
+
+def test_windowed_injection_end_to_end_variant_tokenize_train(
+    tmp_path: Path, score_dir: Path, tokenizer_dir: Path
+) -> None:
+    """variant (inject/ + schedule.json) -> tokenize (tokens_inject/) -> train: the run injects the share of
+    rows inside the window only, and its manifest says so."""
+    from conditional_tags.stage import run as variant_run
+    from pretrain.data import TokenFolder
+    from pretrain.tokenize import run as tokenize_run
+    from pretrain.train import run as train_run
+
+    source = write_jsonl(
+        tmp_path / "aligned.jsonl.gz",
+        [{"id": f"al{i}", "text": f"The assistant stayed honest and asked first, case {i}."} for i in range(400)],
+    )
+    variant = tmp_path / "variant"
+    spec = {"name": "late", "kind": "inject", "inject": {"source": str(source), "share": 0.2, "window": [0.5, 1.0]}}
+    variant_run(make_ctx(variant, spec, {"score": score_dir, "tokenizer": tokenizer_dir}))
+    assert (variant / "schedule.json").is_file() and not (variant / "shards" / "injected.jsonl.gz").exists()
+    tokens = tmp_path / "tokens"
+    tok = tokenize_run(make_ctx(tokens, {}, {"variant": variant, "tokenizer": tokenizer_dir}, "tokenize"))
+    assert tok["inject"]["window"] == [0.5, 1.0] and tok["inject"]["share"] == 0.2
+    assert tok["inject"]["documents"] == TokenFolder(tokens / "tokens_inject").n_documents > 0
+    config = {"model": "tiny", "tokens": 8 * 16 * 20, "seq_len": 16, "batch_size": 8, "warmup_steps": 1,
+              "checkpoint_every": 0}
+    result = train_run(make_ctx(tmp_path / "train", config, {"tokenize": tokens, "tokenizer": tokenizer_dir},
+                                "train"))
+    report = result["inject"]
+    assert report["steps"] == [10, 20] and report["rows_total"] == 160 and report["rows_injected"] == 32
+    assert report["share_rows"] == pytest.approx(0.2, rel=0.01)
+    assert 0.1 < report["share_tokens"] < 0.3 and report["targets_injected"] > 0
+    assert (tmp_path / "train" / "model" / "model.safetensors").is_file()

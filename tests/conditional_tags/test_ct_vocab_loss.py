@@ -113,7 +113,7 @@ def test_mask_variant_to_loader_to_loss(
     assert data.loss is not None and 0 < int((data.loss[0] == 0).sum()) < len(data.loss[0])
     loader = WindowLoader(data, seq_len=64, batch_size=4, packing="document_aligned", pad_id=1, seed=0)
     x, y = loader.batch(0)
-    window_ids = loader._window_ids(0)
+    window_ids = loader.window_ids(0)[0]
     starts = loader.table.start[window_ids]
     loss_bytes = np.stack([np.asarray(data.loss[0][s + 1 : s + 65]) for s in starts])
     real = np.arange(64)[None, :] < loader.table.length[window_ids][:, None] - 1

@@ -10,6 +10,7 @@ import pytest
 
 from pretrain.data import (
     IGNORE_INDEX,
+    InjectPlan,
     TokenFolder,
     WindowLoader,
     document_aligned_windows,
@@ -199,7 +200,7 @@ def test_packed_loader_batches_match_the_table_and_the_loss_mask(tmp_path: Path)
     seen = 0
     for step in range(len(table) // 4):
         x, y = loader.batch(step)
-        for row_x, row_y, w in zip(x, y, loader._window_ids(step), strict=True):
+        for row_x, row_y, w in zip(x, y, loader.window_ids(step)[0], strict=True):
             real = np.concatenate([ids[s : s + n].astype(np.int64) for s, n in
                                    zip(table.start[table.ptr[w]:table.ptr[w + 1]],
                                        table.length[table.ptr[w]:table.ptr[w + 1]], strict=True)])
@@ -212,3 +213,39 @@ def test_packed_loader_batches_match_the_table_and_the_loss_mask(tmp_path: Path)
             assert row_y[: k - 1].tolist() == expected.tolist() and (row_y[k - 1 :] == IGNORE_INDEX).all()
             seen += 1
     assert seen == len(table) // 4 * 4
+
+
+def test_windowed_injection_share_and_window_within_one_percent(tmp_path: Path) -> None:
+    """Injected rows come from the second folder, only inside the window, at the share (within 1%); each
+    stream is drawn without repeats and a batch depends on its step alone (resume needs nothing else)."""
+    write_ds(tmp_path / "base", [16] * 4000)  # tokens 2..1001
+    inj_ids = write_ds(tmp_path / "inj", [16] * 300)
+    inj_ids[inj_ids > 0] += 2000  # injected tokens 2002..3001: recognisable in a batch
+    inj_ids.tofile(tmp_path / "inj/000_x.ds")
+    steps, batch, window, share = 400, 8, (0.8, 1.0), 0.05
+    plan = InjectPlan(TokenFolder(tmp_path / "inj"), window, share, steps)
+    loader = WindowLoader(TokenFolder(tmp_path / "base"), 15, batch, "fixed", pad_id=1, seed=3, inject=plan)
+    assert loader.check_budget(steps, allow_repeat=False) == pytest.approx((steps * batch - 160) / 4266, rel=1e-3)
+    per_step, base_seen, inj_seen = [], [], []
+    for step in range(steps):
+        x, _ = loader.batch(step)
+        injected = (x.max(axis=1) > 2000)
+        per_step.append(int(injected.sum()))
+        assert not injected[: batch - per_step[-1]].any()  # base rows first, injected rows last
+        base_ids, inj_window_ids = loader.window_ids(step)
+        base_seen += base_ids.tolist()
+        inj_seen += inj_window_ids.tolist()
+    first = round(0.8 * steps)
+    assert sum(per_step[:first]) == 0 and all(k in (2, 1) for k in per_step[first:])
+    assert sum(per_step) / (steps * batch) == pytest.approx(share, rel=0.01)
+    assert len(set(base_seen)) == len(base_seen) and len(set(inj_seen)) == len(inj_seen) == sum(per_step)
+    again = WindowLoader(TokenFolder(tmp_path / "base"), 15, batch, "fixed", pad_id=1, seed=3, inject=plan)
+    for step in (399, first, 17):  # any order: pure in the step
+        assert np.array_equal(again.batch(step)[0], loader.batch(step)[0])
+    plain = WindowLoader(TokenFolder(tmp_path / "base"), 15, batch, "fixed", pad_id=1, seed=3)
+    assert np.array_equal(plain.batch(5)[0], loader.batch(5)[0])  # before the window: the plain run's batches
+    small = InjectPlan(TokenFolder(tmp_path / "inj"), window, 0.2, steps)  # 640 injected rows > 319 windows
+    short = WindowLoader(TokenFolder(tmp_path / "base"), 15, batch, "fixed", pad_id=1, seed=3, inject=small)
+    with pytest.raises(BudgetError, match="injection schedule takes 640 windows but .* offers 319"):
+        short.check_budget(steps, allow_repeat=False)
+    assert short.check_budget(steps, allow_repeat=True) < 1

@@ -45,9 +45,10 @@ def test_shipped_configs_validate() -> None:
         (lambda d: d["classifier"].update(model_path="/nonexistent/model.bin"), r"classifier\.model_path"),
         (lambda d: (d["train"].update(backend="nanotron", packing="fixed"),
                     d["variants"].append({"name": "masked", "kind": "mask"})), r"variants\.masked: loss masks"),
-        (lambda d: d["variants"].append({"name": "late", "kind": "inject",
-                                         "inject": {"share": 0.05, "window": [0.9, 1.0]}}),
-         r"variants\.late: inject\.window \[0\.9, 1\.0\] is not supported by the trainers yet"),
+        (lambda d: (d["train"].update(backend="nanotron", packing="fixed"),
+                    d["variants"].append({"name": "late", "kind": "inject",
+                                          "inject": {"share": 0.05, "window": [0.9, 1.0]}})),
+         r"variants\.late: inject\.window \[0\.9, 1\.0\] needs the torch trainer"),
     ],
 )
 def test_bad_configs_fail_naming_the_field(tmp_path: Path, mutate, message: str) -> None:
