@@ -240,7 +240,7 @@ def test_compile_failure_is_a_config_error(tmp_path: Path, tokenized_dir: Path, 
             super().__init__()
             self.inner = inner
 
-        def forward(self, **kwargs: object) -> object:
+        def forward(self, *args: object) -> object:
             raise exc.InductorError(RuntimeError("cc1plus: not found"), "")
 
     monkeypatch.setattr(torch, "compile", lambda net: Failing(net))
