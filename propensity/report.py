@@ -11,6 +11,7 @@ moved. ``artifact_path`` turns a key back into a folder.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +298,8 @@ def print_table(report_dir: Path) -> None:
         table.add_column(h, justify="left" if h == "variant" else "right")
     for r in table_rows(results):
         table.add_row(*r)
-    console = Console(width=160)
+    # a terminal gets its own width; a log file gets room for the widest rows (tagged sub-rows, CIs) unwrapped
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
     battery = battery_rows(results)
     if battery:
