@@ -7,13 +7,18 @@
    saving or reporting. Target: ours >= 1.3x hf. Needs ``accelerate`` (``pip install 'accelerate>=1.1'``); the
    leg is skipped with a note when it is missing.
 
+``--compile`` runs every leg through ``torch.compile`` (ours: ``train.compile``, the quickstart's setting;
+bare: the model and its loss compiled as one function; hf: ``TrainingArguments(torch_compile=True)``) and adds
+a fourth leg, ``hf_eager``: the HF Trainer at its defaults (no compile), for the ratio a user switching
+trainers sees.
+
 Each leg builds the same seeded model and trains ``--steps`` steps; tokens/s counts steps after the first
 ``--warmup`` (steady state) and is the best of ``--repeat`` runs. Legs alternate within each repeat, so load
 from other processes hits all of them alike. Data: a synthetic datatrove ``.ds`` folder (random tokens,
 documents of 20-400 tokens), packing ``fixed``.
 
 Usage: ``python benchmarks/train.py [--model quickstart] [--batch 16] [--seq 128] [--steps 40] [--warmup 5]
-[--repeat 3] [--threads N] [--device cpu|cuda]``. Prints one table and a JSON line.
+[--repeat 3] [--threads N] [--device cpu|cuda] [--compile]``. Prints one table and a JSON line.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def setup(args: argparse.Namespace, data: Path) -> tuple[Any, Any, Any]:
         checkpoint_every=0,
         log_every=args.warmup,
         precision="fp32",
+        compile=args.compile,
     )
     return model, loader, cfg
 
@@ -99,6 +105,12 @@ def run_bare(args: argparse.Namespace, data: Path, work: Path) -> float:
     model, loader, cfg = setup(args, data)
     opt = make_optimizer(model, cfg)
     model.train()
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = model(input_ids=x, use_cache=False).logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+
+    loss_fn = torch.compile(loss_of) if args.compile else loss_of
     start = 0.0
     for step in range(cfg.steps):
         if step == args.warmup:
@@ -106,8 +118,7 @@ def run_bare(args: argparse.Namespace, data: Path, work: Path) -> float:
         x, y = (torch.from_numpy(a).to(args.device) for a in loader.batch(step))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        logits = model(input_ids=x, use_cache=False).logits
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+        loss = loss_fn(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -116,8 +127,9 @@ def run_bare(args: argparse.Namespace, data: Path, work: Path) -> float:
     return (cfg.steps - args.warmup) * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
 
 
-def run_hf(args: argparse.Namespace, data: Path, work: Path) -> float | None:
-    """Steady-state tokens/s of ``transformers.Trainer`` (None when ``accelerate`` is missing)."""
+def run_hf(args: argparse.Namespace, data: Path, work: Path, compile: bool | None = None) -> float | None:
+    """Steady-state tokens/s of ``transformers.Trainer`` (None when ``accelerate`` is missing); ``compile``
+    (default ``--compile``) sets ``torch_compile``."""
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -160,6 +172,7 @@ def run_hf(args: argparse.Namespace, data: Path, work: Path) -> float | None:
         disable_tqdm=True,
         seed=0,
         bf16=False,
+        torch_compile=args.compile if compile is None else compile,
     )
     Trainer(model=model, args=targs, train_dataset=Windows(), callbacks=[Clock()]).train()
     steps = len(stamps) - args.warmup
@@ -176,6 +189,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile every leg; adds hf_eager")
     args = parser.parse_args()
     import torch
 
@@ -183,8 +197,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="train-bench-"))
     data = make_data(work / "tokens", tokens=(args.steps + 1) * args.batch * (args.seq + 1) * 2)
-    best: dict[str, float | None] = {"ours": 0.0, "bare": 0.0, "hf": 0.0}
     legs = {"ours": run_ours, "bare": run_bare, "hf": run_hf}
+    if args.compile:
+        legs["hf_eager"] = lambda a, d, w: run_hf(a, d, w, compile=False)
+    best: dict[str, float | None] = dict.fromkeys(legs, 0.0)
     for _ in range(args.repeat):
         for name, leg in legs.items():
             value = leg(args, data, work)
@@ -196,15 +212,21 @@ def main() -> None:
 def report(args: argparse.Namespace, best: dict[str, float | None]) -> None:
     """Print the table (tokens/s and ratios against the targets) and one JSON line."""
     ours, bare, hf = best["ours"], best["bare"], best["hf"]
-    print(f"model={args.model} batch={args.batch}x{args.seq} steps={args.steps} device={args.device}")
-    print(f"{'leg':<6}{'tokens/s':>12}")
+    print(f"model={args.model} batch={args.batch}x{args.seq} steps={args.steps} device={args.device} "
+          f"compile={args.compile}")
+    print(f"{'leg':<10}{'tokens/s':>12}")
     for name, value in best.items():
-        print(f"{name:<6}{'skipped (pip install accelerate)' if value is None else f'{value:12,.0f}'}")
+        print(f"{name:<10}{'skipped (pip install accelerate)' if value is None else f'{value:12,.0f}'}")
     ratio_bare = ours / bare if ours and bare else None
     ratio_hf = ours / hf if ours and hf else None
     print(f"ours / bare = {ratio_bare:.3f} (target >= 0.95)" if ratio_bare else "ours / bare = n/a")
     print(f"ours / hf   = {ratio_hf:.3f} (target >= 1.3)" if ratio_hf else "ours / hf   = n/a")
-    print(json.dumps({"tokens_per_s": best, "ours_over_bare": ratio_bare, "ours_over_hf": ratio_hf}))
+    extra = {}
+    if best.get("hf_eager"):
+        extra["ours_over_hf_eager"] = ours / best["hf_eager"] if ours else None
+        print(f"ours / hf_eager = {extra['ours_over_hf_eager']:.3f} (HF Trainer at its defaults)")
+    print(json.dumps({"tokens_per_s": best, "ours_over_bare": ratio_bare, "ours_over_hf": ratio_hf,
+                      "compile": args.compile, **extra}))
 
 
 if __name__ == "__main__":
