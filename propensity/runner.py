@@ -49,20 +49,35 @@ def format_plan(rows: list[PlanRow], store: Store) -> str:
 
 
 def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -> None:
-    """Before any training: every variant must hold the token budget (variants are token-matched)."""
-    from pretrain.data import TokenFolder
+    """Before any training: every variant must hold the token budget (variants are token-matched).
 
+    A variant with windowed injection needs fewer windows of its own (injected rows replace base rows) and
+    enough injected windows for the schedule; both are checked as the trainer will count them."""
+    from pretrain.data import TokenFolder
+    from pretrain.train import inject_plan
+
+    t = cfg.train
+    steps = t.tokens // (t.batch_size * t.seq_len)
     short = []
     for spec in specs:
         if spec.stage != "train" or store.is_complete(spec):
             continue
-        folder = store.path(spec.inputs["tokenize"].key) / "tokens"
-        have = TokenFolder(folder).tokens_available(cfg.train.packing, cfg.train.seq_len)
-        if have < cfg.train.tokens:
-            short.append(f"{spec.inputs['tokenize'].name}: {have:,} tokens available")
-    if short and not cfg.train.allow_repeat:
+        tokenized = store.path(spec.inputs["tokenize"].key)
+        name = spec.inputs["tokenize"].name
+        have = TokenFolder(tokenized / "tokens").tokens_available(t.packing, t.seq_len)
+        need = t.tokens
+        plan = inject_plan(tokenized, steps)
+        if plan is not None:
+            injected = plan.rows_before(steps, t.batch_size)
+            need = (steps * t.batch_size - injected) * t.seq_len
+            offered = len(plan.data.windows(t.packing, t.seq_len))
+            if injected > offered:
+                short.append(f"{name}: the injection schedule takes {injected:,} windows, {offered:,} injected")
+        if have < need:
+            short.append(f"{name}: {have:,} tokens available" + (f" ({need:,} needed)" if need != t.tokens else ""))
+    if short and not t.allow_repeat:
         raise BudgetError(
-            f"train.tokens={cfg.train.tokens:,} is more than some variants hold ({'; '.join(sorted(set(short)))}). "
+            f"train.tokens={t.tokens:,} is more than some variants hold ({'; '.join(sorted(set(short)))}). "
             "Lower train.tokens, add data, or set train.allow_repeat: true to train for more than one epoch."
         )
 
