@@ -336,7 +336,9 @@ class WindowLoader:
         if inject is not None:
             self.inject_table = inject.data.windows(packing, seq_len)
             if len(self.inject_table) == 0:
-                raise BudgetError(f"data: {inject.data.folder} has no {packing} window of {seq_len + 1} tokens")
+                raise BudgetError(
+                    f"data: {inject.data.folder} has no {packing} window of {seq_len + 1} tokens"
+                )
             window_steps(inject.window, inject.steps)  # raises when the window covers no step
             self._injected = _Stream(len(self.inject_table), [seed, 1])
 
@@ -361,7 +363,8 @@ class WindowLoader:
         if self.inject is not None and injected > len(self.inject_table) and not allow_repeat:
             raise BudgetError(
                 f"data: the injection schedule takes {injected} windows but {self.inject.data.folder} "
-                f"offers {len(self.inject_table)}; inject a larger share of documents or set allow_repeat: true"
+                f"offers {len(self.inject_table)}; inject a larger share of documents or set "
+                "allow_repeat: true"
             )
         return epochs
 

@@ -5,8 +5,9 @@ documents with a reason) -> ``MaskingDocumentTokenizer`` (one task per shard, so
 ``ctx.workers``), then ``DocumentTokenizerMerger`` (one task) into ``tokens/000_tokens.ds`` (+ ``.index``,
 ``.metadata``, and ``.loss`` when documents carry ``metadata["no_loss_ranges"]``). Every shuffle is seeded by
 ``ctx.seed``. A variant with windowed injection (``inject/`` + ``schedule.json``) gets its injected documents
-tokenized apart into ``tokens_inject/`` (and ``schedule.json`` copied), for the trainer to mix in. datatrove records the absolute tokenizer path in ``.ds.metadata``; the stage rewrites it to
-``<tokenizer folder name>/tokenizer.json`` so the artifact does not depend on where the store lives.
+tokenized apart into ``tokens_inject/`` (and ``schedule.json`` copied), for the trainer to mix in.
+datatrove records the absolute tokenizer path in ``.ds.metadata``; the stage rewrites it to ``<tokenizer
+folder name>/tokenizer.json`` so the artifact does not depend on where the store lives.
 """
 
 from __future__ import annotations

@@ -133,7 +133,8 @@ def sum_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor
 
 class LossModule(torch.nn.Module):
     """The model and its summed loss as one module, so DDP and ``torch.compile`` see both (compiling the
-    cross-entropy with the model fuses the log-softmax into the LM head's output: ~10% more tokens/s on CPU)."""
+    cross-entropy with the model fuses the log-softmax into the LM head's output: ~5% more tokens/s on
+    CPU)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()

@@ -72,9 +72,12 @@ def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -
             need = (steps * t.batch_size - injected) * t.seq_len
             offered = len(plan.data.windows(t.packing, t.seq_len))
             if injected > offered:
-                short.append(f"{name}: the injection schedule takes {injected:,} windows, {offered:,} injected")
+                short.append(
+                    f"{name}: the injection schedule takes {injected:,} windows, {offered:,} injected"
+                )
         if have < need:
-            short.append(f"{name}: {have:,} tokens available" + (f" ({need:,} needed)" if need != t.tokens else ""))
+            extra = f" ({need:,} needed)" if need != t.tokens else ""
+            short.append(f"{name}: {have:,} tokens available{extra}")
     if short and not t.allow_repeat:
         raise BudgetError(
             f"train.tokens={t.tokens:,} is more than some variants hold ({'; '.join(sorted(set(short)))}). "

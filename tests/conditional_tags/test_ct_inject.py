@@ -112,10 +112,12 @@ def test_windowed_injection_end_to_end_variant_tokenize_train(
 
     source = write_jsonl(
         tmp_path / "aligned.jsonl.gz",
-        [{"id": f"al{i}", "text": f"The assistant stayed honest and asked first, case {i}."} for i in range(400)],
+        [{"id": f"al{i}", "text": f"The assistant stayed honest and asked first, case {i}."}
+         for i in range(400)],
     )
     variant = tmp_path / "variant"
-    spec = {"name": "late", "kind": "inject", "inject": {"source": str(source), "share": 0.2, "window": [0.5, 1.0]}}
+    inject_spec = {"source": str(source), "share": 0.2, "window": [0.5, 1.0]}
+    spec = {"name": "late", "kind": "inject", "inject": inject_spec}
     variant_run(make_ctx(variant, spec, {"score": score_dir, "tokenizer": tokenizer_dir}))
     assert (variant / "schedule.json").is_file() and not (variant / "shards" / "injected.jsonl.gz").exists()
     tokens = tmp_path / "tokens"

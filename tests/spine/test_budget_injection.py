@@ -29,8 +29,8 @@ def _ds(folder: Path, n_tokens: int) -> None:
 
 
 def _setup(tmp_path: Path, base_tokens: int, injected_tokens: int) -> tuple:
-    overrides = [f"store={tmp_path / 'store'}", "train.packing=fixed", "train.tokens=64000", "train.seq_len=64",
-                 "train.batch_size=10"]
+    overrides = [f"store={tmp_path / 'store'}", "train.packing=fixed", "train.tokens=64000",
+                 "train.seq_len=64", "train.batch_size=10"]
     cfg = load_config(ROOT / "configs" / "tiny.yaml", overrides)
     cfg.variants = [v for v in cfg.variants if v.name == "baseline"]
     cfg.variants[0] = cfg.variants[0].model_copy(update={"name": "late"})
