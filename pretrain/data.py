@@ -346,11 +346,15 @@ class WindowLoader:
         """Rows of batches ``0 .. steps - 1`` drawn from the injected set."""
         return 0 if self.inject is None else self.inject.rows_before(steps, self.batch_size)
 
+    def windows_needed(self, steps: int) -> tuple[int, int]:
+        """Windows ``steps`` batches take from the base set and from the injected set."""
+        injected = self.injected_total(steps)
+        return steps * self.batch_size - injected, injected
+
     def check_budget(self, steps: int, allow_repeat: bool) -> float:
         """Epochs ``steps`` batches need of the base set; ``BudgetError`` above one epoch (of either set)
         unless ``allow_repeat``."""
-        injected = self.injected_total(steps)
-        needed = steps * self.batch_size - injected
+        needed, injected = self.windows_needed(steps)
         epochs = needed / len(self.table)
         if epochs > 1 and not allow_repeat:
             raise BudgetError(

@@ -53,7 +53,7 @@ def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -
 
     A variant with windowed injection needs fewer windows of its own (injected rows replace base rows) and
     enough injected windows for the schedule; both are checked as the trainer will count them."""
-    from pretrain.data import TokenFolder
+    from pretrain.data import TokenFolder, WindowLoader
     from pretrain.train import inject_plan
 
     t = cfg.train
@@ -64,20 +64,15 @@ def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -
             continue
         tokenized = store.path(spec.inputs["tokenize"].key)
         name = spec.inputs["tokenize"].name
-        have = TokenFolder(tokenized / "tokens").tokens_available(t.packing, t.seq_len)
-        need = t.tokens
-        plan = inject_plan(tokenized, steps)
-        if plan is not None:
-            injected = plan.rows_before(steps, t.batch_size)
-            need = (steps * t.batch_size - injected) * t.seq_len
-            offered = len(plan.data.windows(t.packing, t.seq_len))
-            if injected > offered:
-                short.append(
-                    f"{name}: the injection schedule takes {injected:,} windows, {offered:,} injected"
-                )
-        if have < need:
-            extra = f" ({need:,} needed)" if need != t.tokens else ""
-            short.append(f"{name}: {have:,} tokens available{extra}")
+        loader = WindowLoader(TokenFolder(tokenized / "tokens"), t.seq_len, t.batch_size, t.packing, 0, 0,
+                              inject_plan(tokenized, steps))
+        base, injected = loader.windows_needed(steps)
+        if injected and injected > len(loader.inject_table):
+            short.append(f"{name}: the injection schedule takes {injected:,} windows, "
+                         f"{len(loader.inject_table):,} injected")
+        if base > len(loader.table):
+            extra = f" ({base * t.seq_len:,} needed)" if injected else ""
+            short.append(f"{name}: {len(loader.table) * t.seq_len:,} tokens available{extra}")
     if short and not t.allow_repeat:
         raise BudgetError(
             f"train.tokens={t.tokens:,} is more than some variants hold ({'; '.join(sorted(set(short)))}). "
