@@ -76,9 +76,10 @@ class TrainConfig:
     peak_flops: float | None = None
     """Peak FLOP/s of one device for the MFU estimate (None: a table of known GPUs; unknown on CPU)."""
     compile: bool = False
-    """``torch.compile`` the model (inductor). On CPU it needs a C++ compiler and the Python headers; the
-    quickstart model trains ~1.45x faster after ~25 s of compiling. Deterministic, but not the same bytes as
-    an eager run (fused kernels round differently), so it is part of the run's identity."""
+    """``torch.compile`` the model with its loss (inductor). On CPU it needs a C++ compiler and the Python
+    headers; the quickstart model trains 1.2-1.3x faster after 25-60 s of compiling (docs/pretrain.md).
+    Deterministic, but not the same bytes as an eager run (fused kernels round differently), so it is part
+    of the run's identity."""
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the field when a value is outside what the loop supports."""

@@ -197,8 +197,8 @@ class TrainConfig(Strict):
                                                   "GPU clusters (see docs/pretrain.md).")
     nanotron: dict[str, Any] = Field(default_factory=dict, description="nanotron settings: dp, tp, pp, nodes, ...")
     log_every: int = Field(10, ge=1, description="Steps between log lines.")
-    compile: bool = Field(False, description="torch.compile the model (CPU: needs g++ and python3-dev; ~1.45x "
-                          "faster on the quickstart model after ~25 s of compiling; part of the run's identity).")
+    compile: bool = Field(False, description="torch.compile the model (CPU: needs g++ and python3-dev; 1.2-1.3x "
+                          "faster on the quickstart model after 25-60 s of compiling; part of the run's identity).")
 
     @field_validator("seeds")
     @classmethod
