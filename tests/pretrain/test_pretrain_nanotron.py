@@ -18,7 +18,7 @@ from pretrain_fixtures import make_ctx
 from pretrain import nanotron_config as nc
 from pretrain import train as train_stage
 from pretrain.model import ModelSpec, build_model
-from pretrain.nanotron_backend import build_config
+from pretrain.nanotron_backend import OPTIONS, build_config
 from pretrain.nanotron_convert import convert_checkpoint
 from pretrain.trainer import TrainConfig
 from propensity.errors import ConfigError, InputDataError
@@ -125,20 +125,14 @@ def _spec(tied: bool) -> ModelSpec:
     return ModelSpec.preset("tiny", {"num_heads": 4, "num_kv_heads": 2, "tie_embeddings": tied})
 
 
+DP2_SDPA = {**OPTIONS, "dp": 2, "attn_implementation": "sdpa"}
+"""The backend's default nanotron options with two data-parallel ranks and sdpa attention."""
+
+
 def _config(tmp_path: Path, **tcfg: object) -> nc.Config:
     train_cfg = TrainConfig(steps=50, batch_size=16, seq_len=32, warmup_steps=5, **tcfg)  # type: ignore
     paths = {"data": tmp_path / "data", "tokenizer": tmp_path / "tok", "checkpoints": tmp_path / "ckpt"}
-    options = {
-        "dp": 2,
-        "tp": 1,
-        "pp": 1,
-        "micro_batch_size": None,
-        "dtype": "bfloat16",
-        "zero_stage": 0,
-        "attn_implementation": "sdpa",
-        "use_old_brrr_dataloader": True,
-    }
-    return build_config(_spec(True), train_cfg, (512, 0, 1), paths, 7, options)
+    return build_config(_spec(True), train_cfg, (512, 0, 1), paths, 7, DP2_SDPA)
 
 
 def test_upstream_example_config_loads_and_round_trips(tmp_path: Path) -> None:
@@ -219,16 +213,7 @@ def test_strict_loading_names_the_path() -> None:
             (512, 0, 1),
             {"data": Path("d"), "tokenizer": Path("t"), "checkpoints": Path("c")},
             0,
-            {
-                "dp": 2,
-                "tp": 1,
-                "pp": 1,
-                "micro_batch_size": None,
-                "dtype": "bfloat16",
-                "zero_stage": 0,
-                "attn_implementation": "sdpa",
-                "use_old_brrr_dataloader": True,
-            },
+            DP2_SDPA,
         )
 
 
