@@ -285,13 +285,16 @@ class _Stream:
         self.n, self.seed = n, seed
         self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
 
+    def order(self, epoch: int) -> np.ndarray:
+        """The window ids of ``epoch`` in stream order."""
+        return np.random.default_rng([*self.seed, epoch]).permutation(self.n)
+
     def total(self, values: np.ndarray, count: int) -> int:
         """Sum of ``values[id]`` over the first ``count`` ids of the stream (vectorised per epoch)."""
         out = 0
         for epoch in range(-(-count // self.n)):
             take = min(self.n, count - epoch * self.n)
-            order = np.random.default_rng([*self.seed, epoch]).permutation(self.n)
-            out += int(values[order[:take]].sum())
+            out += int(values[self.order(epoch)[:take]].sum())
         return out
 
     def ids(self, first: int, count: int) -> np.ndarray:
@@ -299,8 +302,7 @@ class _Stream:
         for j, i in enumerate(range(first, first + count)):
             epoch, pos = divmod(i, self.n)
             if epoch != self._epoch:
-                self._epoch = epoch
-                self._order = np.random.default_rng([*self.seed, epoch]).permutation(self.n)
+                self._epoch, self._order = epoch, self.order(epoch)
             out[j] = self._order[pos]
         return out
 

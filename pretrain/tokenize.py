@@ -204,13 +204,17 @@ def run(ctx: StageContext) -> dict[str, Any]:
     variant = ctx.inputs["variant"]
     shards = _variant_shards(variant)
     tokenizer, eos = _tokenizer_spec(ctx.inputs["tokenizer"])
-    loss = _has_loss_ranges(shards) if cfg["save_loss_metadata"] == "auto" else cfg["save_loss_metadata"]
+
+    def with_loss(files: list[Path]) -> bool:
+        return _has_loss_ranges(files) if cfg["save_loss_metadata"] == "auto" else cfg["save_loss_metadata"]
+
+    loss = with_loss(shards)
     _run_pipelines(ctx, shards, tokenizer, eos, loss, cfg["shuffle"])
     result = _tokenized(ctx.out / SAVE_NAME, tokenizer, f"variant {variant}")
     result.update(loss_metadata=loss, quarantined=_quarantine_counts(ctx.out / "logs"))
     if (variant / SCHEDULE_FILE).is_file():  # windowed injection: the trainer mixes tokens_inject/ in
         inj = _variant_shards(variant, "inject")
-        inj_loss = _has_loss_ranges(inj) if cfg["save_loss_metadata"] == "auto" else cfg["save_loss_metadata"]
+        inj_loss = with_loss(inj)
         _run_pipelines(ctx, inj, tokenizer, eos, inj_loss, cfg["shuffle"], INJECT_DIR)
         schedule = json.loads((variant / SCHEDULE_FILE).read_text())["inject"]
         shutil.copyfile(variant / SCHEDULE_FILE, ctx.out / SCHEDULE_FILE)
