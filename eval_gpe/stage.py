@@ -10,6 +10,11 @@ Writes:
 - ``gpes/<name>/items.jsonl`` (every row: roles, splits, tamper phases), ``gpes/<name>/summary.json``,
   ``gpes/<name>/generations.jsonl`` (when generating).
 - ``generations_before.jsonl``, ``cost.json`` (CPU seconds per phase; not deterministic), ``quarantine/``.
+
+On CPU every process of the stage runs one torch thread, and with ``workers > 1`` the GPEs of the battery run
+in that many processes at once (the shared part first, in this process, while they start). A GPE's numbers
+are a function of its config and seed only, so any number of workers writes the same bytes; small models
+score and finetune ~1.4x faster per core on one thread than on two.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
+import multiprocessing
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,7 +44,7 @@ from eval_gpe.summary import summarize_gpe
 from propensity.errors import ConfigError, InputDataError
 from propensity.stage import StageContext
 
-__all__ = ["EvalStageConfig", "load_model", "read_heldout", "run"]
+__all__ = ["EvalStageConfig", "gpe_dir", "load_model", "primary_rows", "read_gpe", "read_heldout", "run"]
 
 
 def _synth() -> ModuleType:
@@ -186,9 +195,12 @@ class Shared:
     prompts: list[dict]
     gen_before: dict | None
     caps_before: dict | None
+    texts: dict[str, list[str]] = field(default_factory=dict)
+    """Each GPE's narrow finetune texts (built once here, so worker processes need no data generator)."""
+    n_bad_texts: dict[str, int] = field(default_factory=dict)
 
 
-def _primary_rows(rows: list[dict]) -> list[dict]:
+def primary_rows(rows: list[dict]) -> list[dict]:
     """The rows of the original ``items.jsonl``: out-of-distribution, seen behaviour, before / after."""
     return [
         r
@@ -197,21 +209,32 @@ def _primary_rows(rows: list[dict]) -> list[dict]:
     ]
 
 
-def _one_gpe(
-    ctx: StageContext, cfg: EvalStageConfig, spec: GPESpec, shared: Shared, synth: ModuleType, costs: Costs
-) -> dict:
+def gpe_dir(eval_dir: Path, gpe: str) -> Path:
+    """Where an eval artifact keeps one GPE's ``summary.json`` and ``items.jsonl``."""
+    return Path(eval_dir) / "gpes" / gpe
+
+
+def read_gpe(eval_dir: Path, gpe: str) -> tuple[dict, list[dict]]:
+    """One GPE's summary and primary rows (``primary_rows``) from an eval artifact folder."""
+    folder = gpe_dir(eval_dir, gpe)
+    if not (folder / "summary.json").is_file():
+        raise InputDataError(f"eval artifact {eval_dir} has no GPE {gpe!r} (no {folder / 'summary.json'})")
+    with open(folder / "items.jsonl", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return json.loads((folder / "summary.json").read_text()), primary_rows(rows)
+
+
+def _one_gpe(ctx: StageContext, cfg: EvalStageConfig, spec: GPESpec, shared: Shared, costs: Costs) -> dict:
     """Finetune, evaluate and summarise one GPE; writes ``gpes/<name>/`` and returns its summary."""
-    texts, bad_rows = narrow_texts(spec, synth, shared.tok)
-    _quarantine(ctx.out, f"finetune-{spec.name}", bad_rows)
     items = shared.items[spec.name]
     result = run_gpe(
-        ctx, shared.model, shared.tok, spec, items, shared.before, texts, cfg, shared.heldout, costs
+        ctx, shared.model, shared.tok, spec, items, shared.before, shared.texts[spec.name], cfg,
+        shared.heldout, costs,
     )
-    quarantined = {"items": shared.n_bad_items[spec.name], "heldout": shared.n_bad_heldout}
-    summary = _gpe_summary(
-        spec, result, items, cfg, ctx, {**quarantined, "finetune_rows": len(bad_rows)}, shared.before_loss
-    )
-    folder = ctx.out / "gpes" / spec.name
+    quarantined = {"items": shared.n_bad_items[spec.name], "heldout": shared.n_bad_heldout,
+                   "finetune_rows": shared.n_bad_texts[spec.name]}
+    summary = _gpe_summary(spec, result, items, cfg, ctx, quarantined, shared.before_loss)
+    folder = gpe_dir(ctx.out, spec.name)
     gen_after = free_generation(ctx, result.model, shared.tok, shared.prompts, cfg, "after", costs)
     if gen_after is not None and shared.gen_before is not None:
         summary["generation"] = {"before": shared.gen_before["summary"], "after": gen_after["summary"]}
@@ -223,8 +246,70 @@ def _one_gpe(
     _write_jsonl(folder / "items.jsonl", result.rows)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if spec.name == cfg.gpe:
-        _write_jsonl(ctx.out / "items.jsonl", _primary_rows(result.rows))
+        _write_jsonl(ctx.out / "items.jsonl", primary_rows(result.rows))
     return summary
+
+
+# A battery worker process: its model and tokenizer, loaded once by ``_init_worker``.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(model_dir: str, seed: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["model"], _WORKER["tok"] = load_model(Path(model_dir), seed)
+
+
+def _worker_gpe(fields: dict, config: dict, spec: GPESpec, shared: Shared) -> tuple[dict, dict, float]:
+    """``_one_gpe`` in a worker process: ``(summary, CPU seconds per phase, CPU seconds in all)``."""
+    start, costs = time.process_time(), Costs()
+    ctx = StageContext(**fields, show_progress=False)
+    shared = replace(shared, model=_WORKER["model"], tok=_WORKER["tok"])
+    summary = _one_gpe(ctx, EvalStageConfig.model_validate(config), spec, shared, costs)
+    return summary, costs.cpu_s, time.process_time() - start
+
+
+@contextmanager
+def _battery_pool(ctx: StageContext, n_gpes: int) -> Iterator[ProcessPoolExecutor | None]:
+    """``min(workers, GPEs)`` spawned processes (None when that is 1); they load the model meanwhile."""
+    n = min(max(ctx.workers, 1), n_gpes)
+    if n < 2:
+        yield None
+        return
+    pool = ProcessPoolExecutor(
+        n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+        initargs=(str(Path(ctx.inputs["model"]) / "model"), ctx.seed),
+    )
+    for _ in range(n):  # start every worker now, so imports overlap the shared eval
+        pool.submit(time.sleep, 0)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_battery(
+    ctx: StageContext, cfg: EvalStageConfig, specs: list[GPESpec], shared: Shared, costs: Costs,
+    pool: ProcessPoolExecutor | None,
+) -> tuple[dict[str, dict], float]:
+    """Every GPE's summary (in battery order) and the CPU seconds its worker processes spent."""
+    if pool is None:
+        return {spec.name: _one_gpe(ctx, cfg, spec, shared, costs) for spec in specs}, 0.0
+    fields = {"stage": ctx.stage, "name": ctx.name, "config": ctx.config, "inputs": ctx.inputs,
+              "out": ctx.out, "seed": ctx.seed, "workers": 1}
+    data = replace(shared, model=None, tok=None)
+    futures: dict[Future, str] = {
+        pool.submit(_worker_gpe, fields, ctx.config, spec, data): spec.name for spec in specs
+    }
+    done, worker_cpu = {}, 0.0
+    for future in ctx.progress(as_completed(futures), total=len(futures), desc="battery"):
+        summary, cpu_s, total = future.result()
+        done[futures[future]] = summary
+        worker_cpu += total
+        for phase, seconds in cpu_s.items():
+            costs.cpu_s[phase] = costs.cpu_s.get(phase, 0.0) + seconds
+    return {spec.name: done[spec.name] for spec in specs}, worker_cpu
 
 
 def _shared(
@@ -250,34 +335,44 @@ def _shared(
     prompts = generation_prompts(items[specs[0].name], cfg)
     gen_before = free_generation(ctx, model, tok, prompts, cfg, "before", costs)
     caps_before = capability_tasks(model, tok, cfg, costs)
+    texts, n_bad_texts = {}, {}
+    for spec in specs:
+        texts[spec.name], bad_rows = narrow_texts(spec, synth, tok)
+        n_bad_texts[spec.name] = len(bad_rows)
+        _quarantine(ctx.out, f"finetune-{spec.name}", bad_rows)
     return Shared(
-        model,
-        tok,
-        items,
-        n_bad_items,
-        heldout,
-        n_bad_heldout,
-        before_loss,
-        before,
-        prompts,
-        gen_before,
-        caps_before,
+        model, tok, items, n_bad_items, heldout, n_bad_heldout, before_loss, before, prompts, gen_before,
+        caps_before, texts, n_bad_texts,
     )
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """One torch thread for the duration (see the module docstring), then the caller's count again."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run(ctx: StageContext) -> dict:
     """The battery on one model; writes the files listed in the module docstring and returns the summary."""
     cfg = _parse(ctx)
     specs, synth, costs, wall, cpu = cfg.specs(), _synth(), Costs(), time.time(), time.process_time()
-    shared = _shared(ctx, cfg, specs, synth, costs)
-    summaries = {spec.name: _one_gpe(ctx, cfg, spec, shared, synth, costs) for spec in specs}
+    with _one_thread(), _battery_pool(ctx, len(specs)) as pool:
+        shared = _shared(ctx, cfg, specs, synth, costs)
+        summaries, worker_cpu = _run_battery(ctx, cfg, specs, shared, costs, pool)
     if shared.gen_before is not None:
         _write_jsonl(ctx.out / "generations_before.jsonl", shared.gen_before["rows"])
     top = {**summaries[specs[0].name], "gpes": [s.name for s in specs], "battery": summaries}
     (ctx.out / "summary.json").write_text(json.dumps(top, indent=2) + "\n")
     cost = {
         "cpu_s": {k: round(v, 2) for k, v in sorted(costs.cpu_s.items())},
-        "cpu_s_total": round(time.process_time() - cpu, 2),
+        "cpu_s_total": round(time.process_time() - cpu + worker_cpu, 2),
         "wall_s": round(time.time() - wall, 2),
     }
     (ctx.out / "cost.json").write_text(json.dumps(cost, indent=2) + "\n")

@@ -57,19 +57,13 @@ def resolve_report(path: Path, overrides: list[str] | None = None) -> Path:
     return path.resolve()
 
 
-def _load_rows(folders: list[Path]) -> list[dict]:
-    rows: list[dict] = []
-    for folder in folders:
-        with open(folder / "items.jsonl", encoding="utf-8") as f:
-            rows += [json.loads(line) for line in f if line.strip()]
-    return rows
-
-
-def item_table(eval_dirs: list[Path]) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Per-item P(misaligned) ``{(phase, prefix, actor): {item_id: value}}``, pooled over seeds' folders."""
+def item_table(eval_dirs: list[Path], gpe: str) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Per-item P(misaligned) of one GPE ``{(phase, prefix, actor): {item_id: value}}``, pooled over seeds'
+    eval folders."""
     from eval_gpe.summary import item_values
+    from propensity.report import gpe_rows
 
-    return item_values(_load_rows(eval_dirs), "p_misaligned")
+    return item_values(gpe_rows(eval_dirs, gpe), "p_misaligned")
 
 
 def paired_difference(a: dict[str, float], b: dict[str, float], n_boot: int, seed: int) -> dict:
@@ -112,11 +106,13 @@ def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
         corpus_tokens = _json(store.path(chain["tokenize"]) / MANIFEST)["result"].get("tokens")
         tags = vres.get("tags") or {}
         bad_tag = (v.get("tags") or {}).get("bad")
+        eval_keys = [inputs[f"eval:{name}:{s}"] for s in seeds]
+        eval_config = _json(store.path(eval_keys[0]) / MANIFEST)["config"]
+        definitions = {d["name"]: d for d in [eval_config.get("definition") or {}, *eval_config.get("battery", [])]
+                       if isinstance(d, dict) and "name" in d}
         for gpe in manifest["config"]["gpes"]:
-            eval_keys = [inputs[f"eval:{name}:{s}:{gpe}"] for s in seeds]
-            eval_manifest = _json(store.path(eval_keys[0]) / MANIFEST)
             g = res["gpes"][gpe]
-            items = item_table([store.path(k) for k in eval_keys])
+            items = item_table([store.path(k) for k in eval_keys], gpe)
             rows.append({
                 "experiment": results["experiment"], "variant": name, "kind": v["kind"],
                 "threshold": v.get("threshold"), "gpe": gpe, "seeds": seeds,
@@ -130,7 +126,7 @@ def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
                 "provenance": {
                     "report": report_key, **dict(sorted(chain.items())), "train": train_keys,
                     "eval": eval_keys,
-                    "gpe_version": stable_hash(eval_manifest["config"].get("definition")),
+                    "gpe_version": stable_hash(definitions.get(gpe)),
                     "seeds": seeds, "code_version": code,
                 },
                 "_items": items, "_bootstrap": (n_boot, seed),

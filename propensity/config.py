@@ -209,10 +209,18 @@ class TrainConfig(Strict):
 
 
 class EvalConfig(Strict):
-    gpes: list[str] = Field(default_factory=lambda: ["em_medicine"], min_length=1, description="GPE names.")
+    gpes: list[str] = Field(default_factory=lambda: ["em_medicine"], min_length=1,
+                            description="GPE names (eval_gpe/gpes/); the first is the report's primary GPE.")
     heldout_docs: int = Field(200, ge=1, description="Held-out documents for the held-out loss.")
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for confidence intervals.")
     batch_size: int = Field(64, ge=1, description="Scoring batch size.")
+
+    @field_validator("gpes")
+    @classmethod
+    def _unique_gpes(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"eval.gpes has duplicates: {v}")
+        return v
 
 
 class SlurmResources(Strict):
@@ -231,7 +239,8 @@ class SlurmResources(Strict):
 
 class ExecutorConfig(Strict):
     kind: Literal["local", "slurm"] = Field("local", description="Where stages run.")
-    workers: int = Field(2, ge=1, description="Parallel processes for data stages.")
+    workers: int = Field(2, ge=1, description="Parallel processes for data stages, training threads on CPU, and "
+                         "GPEs of an eval stage run at once.")
     slurm: dict[str, SlurmResources] = Field(
         default_factory=dict, description="Per-stage Slurm resources; key 'default' applies to every stage.")
 

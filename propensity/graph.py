@@ -1,7 +1,7 @@
 """The stage graph: from an experiment config to a list of ``StageSpec`` in execution order.
 
 ```
-source ─┬─ classifier ─ score ─ variant(v) ─ tokenize(v) ─ train(v, seed) ─ eval(v, seed, gpe) ─ report
+source ─┬─ classifier ─ score ─ variant(v) ─ tokenize(v) ─ train(v, seed) ─ eval(v, seed) ─ report
         └─ tokenizer ───────────────────────┘
 ```
 """
@@ -34,11 +34,12 @@ TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
 CONDITIONAL_VERSION = 2
 """Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
-REPORT_VERSION = 3
-"""Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline)."""
-EVAL_VERSION = 3
+REPORT_VERSION = 4
+"""Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline;
+4: one eval artifact per model, every GPE in ``gpes/<name>/``)."""
+EVAL_VERSION = 4
 """Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the
-narrow finetune texts)."""
+narrow finetune texts; 4: the whole battery in one stage per model, one torch thread per process)."""
 
 
 def source_spec(cfg: ExperimentConfig) -> StageSpec:
@@ -192,10 +193,9 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
                               threads=cfg.executor.workers, version=TRAIN_VERSION)
             specs.append(train)
             report_inputs[f"train:{v.name}:{seed}"] = train
-            for gpe in cfg.eval.gpes:
-                ev = eval_spec(cfg, v, gpe, train, source, seed)
-                specs.append(ev)
-                report_inputs[f"eval:{v.name}:{seed}:{gpe}"] = ev
+            ev = eval_spec(cfg, v, train, source, seed)
+            specs.append(ev)
+            report_inputs[f"eval:{v.name}:{seed}"] = ev
     report_conf = {
         "experiment": cfg.experiment,
         "variants": [{"name": v.name, "kind": v.kind, "threshold": v.threshold, "percentile": v.percentile,
@@ -208,18 +208,19 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
     return sorted(specs, key=lambda s: STAGE_ORDER.index(s.stage))
 
 
-def eval_spec(cfg: ExperimentConfig, v: VariantConfig, gpe: str, train: StageSpec, source: StageSpec,
-              seed: int) -> StageSpec:
+def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int
+              ) -> StageSpec:
+    """One model's eval: the whole battery (``eval.gpes``) in one stage, sharing the model load, held-out loss
+    and before-finetune scoring; its definitions are in the config, so editing a GPE's YAML re-runs it."""
     from eval_gpe import registry
 
-    definition: dict[str, Any] = registry.get(gpe).model_dump(mode="json")
-    conf = {"gpe": gpe, "definition": definition, "prefixes": variant_prefixes(v),
+    first, *rest = [registry.get(gpe).model_dump(mode="json") for gpe in cfg.eval.gpes]
+    conf = {"gpe": first["name"], "definition": first, "battery": rest, "prefixes": variant_prefixes(v),
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
     if v.kind in SENTENCE_TAG_KINDS:  # the tag goes where training put it: before the completed sentence
         conf["prefix_placement"] = "last_sentence"
-    return StageSpec("eval", f"{v.name}-s{seed}-{gpe}", "eval_gpe.stage:run", conf,
-                     {"model": train, "source": source}, seed=seed, resources="eval", threads=cfg.executor.workers,
-                     version=EVAL_VERSION)
+    return StageSpec("eval", f"{v.name}-s{seed}", "eval_gpe.stage:run", conf,
+                     {"model": train, "source": source}, seed=seed, resources="eval", version=EVAL_VERSION)
 
 
 def downstream_of(specs: list[StageSpec], roots: set[str]) -> set[str]:

@@ -40,25 +40,28 @@ def _manifest_result(folder: Path) -> dict:
     return _read_json(folder / "manifest.json").get("result", {})
 
 
-def _read_rows(folder: Path) -> list[dict]:
-    with open(folder / "items.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def gpe_rows(eval_dirs: list[Path], gpe: str) -> list[dict]:
+    """One GPE's before/after rows (out of distribution, seen behaviour) from the eval folders of all seeds."""
+    from eval_gpe.stage import read_gpe
+
+    return [row for d in eval_dirs for row in read_gpe(d, gpe)[1]]
 
 
-def _gpe_block(eval_dirs: list[Path], prefixes: list[str], tags: tuple[str, str], n_boot: int, seed: int) -> dict:
+def _gpe_block(eval_dirs: list[Path], gpe: str, prefixes: list[str], tags: tuple[str, str], n_boot: int,
+               seed: int) -> dict:
     """The GPE summary of one variant: the eval's own summary for one seed, items pooled over seeds otherwise."""
-    if len(eval_dirs) == 1:
-        summary = _read_json(eval_dirs[0] / "summary.json")
-    else:
-        from eval_gpe.summary import summarize
+    from eval_gpe.stage import gpe_dir
 
-        rows = []
-        for d in eval_dirs:  # average over seeds happens per item: rows of all seeds share item ids
-            rows += _read_rows(d)
-        summary = summarize(rows, prefixes, tags, n_boot, seed)
-        losses = [_read_json(d / "summary.json").get("heldout_loss") for d in eval_dirs]
-        summary["heldout_loss"] = sum(losses) / len(losses) if None not in losses else None
-        summary["heldout_loss_by_seed"] = losses
+    summaries = [_read_json(gpe_dir(d, gpe) / "summary.json") for d in eval_dirs]
+    if len(eval_dirs) == 1:
+        return summaries[0]
+    from eval_gpe.summary import summarize
+
+    # average over seeds happens per item: rows of all seeds share item ids
+    summary = summarize(gpe_rows(eval_dirs, gpe), prefixes, tags, n_boot, seed)
+    losses = [s.get("heldout_loss") for s in summaries]
+    summary["heldout_loss"] = sum(losses) / len(losses) if None not in losses else None
+    summary["heldout_loss_by_seed"] = losses
     return summary
 
 
@@ -80,9 +83,9 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
             "final_train_loss": [r.get("final_loss") for r in train_res], "seeds": config["seeds"],
             "by_ground_truth": vres.get("by_ground_truth"), "gpes": {},
         }
+        dirs = [inputs[f"eval:{name}:{s}"] for s in config["seeds"]]
         for gpe in config["gpes"]:
-            dirs = [inputs[f"eval:{name}:{s}:{gpe}"] for s in config["seeds"]]
-            summary = _gpe_block(dirs, prefixes, tags, config["bootstrap"], 0)
+            summary = _gpe_block(dirs, gpe, prefixes, tags, config["bootstrap"], 0)
             entry["gpes"][gpe] = _flatten_gpe(summary, prefixes)
             if summary.get("tamper"):
                 entry["gpes"][gpe]["tamper"] = summary["tamper"].get("", next(iter(summary["tamper"].values())))
@@ -107,10 +110,7 @@ def _gaps_vs_baseline(config: dict[str, Any], inputs: dict[str, Path], variants:
         return
     for gpe in config["gpes"]:
         def rows(name: str, gpe: str = gpe) -> list[dict]:
-            out: list[dict] = []
-            for s in config["seeds"]:
-                out += _read_rows(inputs[f"eval:{name}:{s}:{gpe}"])
-            return out
+            return gpe_rows([inputs[f"eval:{name}:{s}"] for s in config["seeds"]], gpe)
 
         reference = rows(base)
         for name, entry in variants.items():

@@ -1,6 +1,6 @@
 """A fast stand-in for the ``eval`` stage (the real one finetunes for ~90 s) and the experiment configs.
 
-``fake_eval`` writes ``items.jsonl`` and ``summary.json`` in the real layout. Each item's P(misaligned)
+``fake_eval`` writes ``gpes/<name>/items.jsonl`` and ``summary.json`` for every GPE in the real layout. Each item's P(misaligned)
 depends only on its id, prefix and format, plus a planted per-variant offset (``OFFSETS``) and the finetune
 shift, so the paired difference of a variant against the baseline is exactly that offset on every item.
 The held-out loss is the trained model's real final training loss (from the ``train`` manifest).
@@ -41,7 +41,7 @@ def fake_rows(variant: str, prefixes: list[str], n_per_domain: int = 8) -> list[
                             p = 0.2 + 0.4 * _unit(item, prefix, fmt)
                             p += OFFSETS.get(variant, 0.0) * (actor == "ai")
                             p += FINETUNE_SHIFT * (phase == "after")
-                            rows.append({"item_id": item, "domain": domain, "actor": actor, "split": "eval",
+                            rows.append({"item_id": item, "domain": domain, "actor": actor, "split": "eval", "role": "ood",
                                          "prefix": prefix, "format": fmt, "order": "none",
                                          "lp_aligned": -10.0, "lp_misaligned": -10.0 + p, "n_aligned": 5,
                                          "n_misaligned": 5, "p_misaligned": p, "p_misaligned_norm": p,
@@ -56,11 +56,14 @@ def fake_eval(ctx: StageContext) -> dict:
     rows = fake_rows(variant, prefixes)
     tags = (prefixes[1], prefixes[2]) if len(prefixes) == 3 else ("<|good|>", "<|bad|>")
     train = json.loads((Path(ctx.inputs["model"]) / "manifest.json").read_text())
-    with open(ctx.out / "items.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    summary = {"gpe": ctx.config["gpe"], **summarize(rows, prefixes, tags, ctx.config["bootstrap"], ctx.seed),
+    summary = {**summarize(rows, prefixes, tags, ctx.config["bootstrap"], ctx.seed),
                "heldout_loss": train["result"]["final_loss"]}
-    (ctx.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for gpe in [ctx.config["gpe"]] + [b["name"] for b in ctx.config.get("battery", [])]:
+        folder = ctx.out / "gpes" / gpe
+        folder.mkdir(parents=True)
+        with open(folder / "items.jsonl", "w") as f:
+            f.writelines(json.dumps({**r, "gpe": gpe}) + "\n" for r in rows)
+        (folder / "summary.json").write_text(json.dumps({"gpe": gpe, **summary}, indent=2) + "\n")
     return {"heldout_loss": summary["heldout_loss"]}
 
 

@@ -122,6 +122,30 @@ def test_stage_is_deterministic(train_dir, source_dir, tmp_path, fake_synth) -> 
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def test_battery_workers_write_the_same_bytes(train_dir, source_dir, tmp_path, fake_synth) -> None:
+    """Two GPEs in two worker processes give exactly what one process gives (one torch thread in each)."""
+    small = _definition(n_per_domain=2)
+    small["finetune"].update(steps=3, checkpoints=[1])
+    lora = json.loads(json.dumps(small))
+    lora.update(name="em_medicine_lora")
+    lora["finetune"].update(method="lora")
+    outs = {}
+    for workers in (1, 2):
+        ctx = _ctx(train_dir, source_dir, tmp_path / f"w{workers}", definition=small, battery=[lora],
+                   heldout_docs=3)
+        ctx.workers = workers
+        run(ctx)
+        outs[workers] = ctx.out
+    files = ["items.jsonl", "summary.json"] + [
+        f"gpes/{g}/{f}" for g in ("em_medicine", "em_medicine_lora") for f in ("items.jsonl", "summary.json")
+    ]
+    for name in files:
+        assert (outs[1] / name).read_bytes() == (outs[2] / name).read_bytes(), name
+    summary = json.loads((outs[2] / "summary.json").read_text())
+    assert summary["battery"]["em_medicine"]["prefixes"] != summary["battery"]["em_medicine_lora"]["prefixes"]
+    assert json.loads((outs[2] / "cost.json").read_text())["cpu_s"]["finetune"] > 0
+
+
 def test_bad_items_are_quarantined(train_dir, source_dir, tmp_path, fake_synth, monkeypatch) -> None:
     real = fake_synth.forced_choice_items
 

@@ -419,7 +419,7 @@ def test_failed_stage_cancels_dependents_and_rerun_redoes_only_the_rest(
     cfg = tiny(_copy_store(e2e["slurm"], e2e["base"] / "fault"))
     store, specs = Store(cfg.store), build_graph(cfg)
     key = {f"{s.stage}/{s.name}": s.key for s in specs}
-    redo = [key[k] for k in ("tokenize/filtered", "train/filtered-s0", "eval/filtered-s0-em_medicine",
+    redo = [key[k] for k in ("tokenize/filtered", "train/filtered-s0", "eval/filtered-s0",
                              "report/tiny")]
     for k in redo:
         shutil.rmtree(store.path(k))
@@ -432,7 +432,7 @@ def test_failed_stage_cancels_dependents_and_rerun_redoes_only_the_rest(
     name = {v: k for k, v in key.items()}
     assert {name[k]: s.state for k, s in states.items()} == {
         "tokenize/filtered": "FAILED", "train/filtered-s0": "CANCELLED",
-        "eval/filtered-s0-em_medicine": "CANCELLED", "report/tiny": "CANCELLED"}
+        "eval/filtered-s0": "CANCELLED", "report/tiny": "CANCELLED"}
     rows = {r.key: r for r in collect_status(cfg)}
     failed = rows[key["tokenize/filtered"]]
     assert failed.failed and failed.store == "partial" and failed.log is not None
