@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,3 +163,45 @@ def build_model(
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     return model
+
+
+FP32_ATTENTION = "sdpa_fp32"
+"""Attention implementation registered by ``fp32_attention``: SDPA computed in float32 (see there)."""
+
+
+def _sdpa_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any) -> Any:
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    dtype = query.dtype
+    with torch.autocast(query.device.type, enabled=False):
+        out, weights = sdpa_attention_forward(
+            module, query.float(), key.float(), value.float(), attention_mask, **kwargs
+        )
+    return out.to(dtype), weights
+
+
+@contextmanager
+def fp32_attention(model: LlamaForCausalLM, enabled: bool = True) -> Iterator[None]:
+    """Run the model's attention in float32 for the duration (the projections stay under autocast).
+
+    Under CPU bf16 autocast the matmuls run on AMX tiles, but PyTorch's CPU flash attention is slower in
+    bf16 than in fp32 (backward ~1.7x, measured at 384 tokens): computing attention in fp32 trains the
+    quickstart model ~15% faster, and more exactly. The config's implementation is restored afterwards,
+    so a saved model says ``sdpa``.
+    """
+    if not enabled:
+        yield
+        return
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(FP32_ATTENTION, _sdpa_fp32)
+    before = model.config._attn_implementation
+    if before != "sdpa":
+        yield
+        return
+    model.config._attn_implementation = FP32_ATTENTION
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = before

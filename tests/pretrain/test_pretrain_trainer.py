@@ -230,6 +230,43 @@ def test_compiled_training_is_deterministic_and_resumes_bit_identically(
     assert not all(torch.equal(a[k], v) for k, v in eager_model.state_dict().items())
 
 
+def test_cpu_bf16_computes_attention_in_fp32_and_resumes_bit_identically(
+    tmp_path: Path, tokenized_dir: Path, monkeypatch
+) -> None:
+    """precision: bf16 on CPU (the quickstart's setting): attention runs in fp32 inside the autocast region
+    and the model is handed back saying ``sdpa``; compiled, a run stopped at step 5 and resumed ends with the
+    same weights as a straight one, close to an fp32 run."""
+    from pretrain import model as model_module
+
+    seen: list[tuple[torch.dtype, bool]] = []
+    real = model_module._sdpa_fp32
+
+    def spy(module, query, key, value, *args, **kwargs):
+        seen.append((value.dtype, torch.is_autocast_enabled("cpu")))
+        return real(module, query, key, value, *args, **kwargs)
+
+    with monkeypatch.context() as patch:  # eager: a spy inside a compiled graph would change the graph
+        patch.setattr(model_module, "_sdpa_fp32", spy)
+        model, loader = _fresh(tokenized_dir)
+        train(model, loader, TrainConfig(**{**BASE, "steps": 2}, precision="bf16"), tmp_path / "eager")
+    assert seen and set(seen) == {(torch.bfloat16, True)}  # called inside autocast, on bf16 projections
+    assert model.config._attn_implementation == "sdpa"
+    cfg = TrainConfig(**{**BASE, "steps": 8}, checkpoint_every=0, compile=True, precision="bf16")
+    model, loader = _fresh(tokenized_dir)
+    straight = train(model, loader, cfg, tmp_path / "a")
+    part_model, part_loader = _fresh(tokenized_dir)
+    with pytest.raises(TrainingPreempted), train_stage.stop_on_signals() as stop:
+        train(part_model, SignallingLoader(part_loader, at=4), cfg, tmp_path / "b", stop=stop)
+    resumed_model, resumed_loader = _fresh(tokenized_dir)
+    resumed = train(resumed_model, resumed_loader, cfg, tmp_path / "b")
+    a, b = model.state_dict(), resumed_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["final_loss"] == straight["final_loss"]
+    fp32_model, fp32_loader = _fresh(tokenized_dir)
+    train(fp32_model, fp32_loader, TrainConfig(**{**BASE, "steps": 8}, checkpoint_every=0), tmp_path / "c")
+    assert np.allclose(_losses(tmp_path / "a"), _losses(tmp_path / "c"), atol=0.05)
+
+
 def test_compile_failure_is_a_config_error(tmp_path: Path, tokenized_dir: Path, monkeypatch) -> None:
     """A machine without a working compiler gets a message naming the packages and the switch."""
 
