@@ -12,13 +12,18 @@ bare: the model and its loss compiled as one function; hf: ``TrainingArguments(t
 a fourth leg, ``hf_eager``: the HF Trainer at its defaults (no compile), for the ratio a user switching
 trainers sees.
 
+``--precision bf16`` runs every leg under bf16 autocast (ours: ``train.precision: bf16``, the quickstart's
+setting; bare: ``torch.autocast`` around the loss, with attention in fp32 on CPU as ours does, so it stays the
+limit; hf: ``TrainingArguments(bf16=True)``, which autocasts the whole model, attention included).
+
 Each leg builds the same seeded model and trains ``--steps`` steps; tokens/s counts steps after the first
 ``--warmup`` (steady state) and is the best of ``--repeat`` runs. Legs alternate within each repeat, so load
 from other processes hits all of them alike. Data: a synthetic datatrove ``.ds`` folder (random tokens,
 documents of 20-400 tokens), packing ``fixed``.
 
 Usage: ``python benchmarks/train.py [--model quickstart] [--batch 16] [--seq 128] [--steps 40] [--warmup 5]
-[--repeat 3] [--threads N] [--device cpu|cuda] [--compile]``. Prints one table and a JSON line.
+[--repeat 3] [--threads N] [--device cpu|cuda] [--compile] [--precision fp32|bf16]``. Prints one table and a
+JSON line.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ def setup(args: argparse.Namespace, data: Path) -> tuple[Any, Any, Any]:
         warmup_steps=2,
         checkpoint_every=0,
         log_every=args.warmup,
-        precision="fp32",
+        precision=args.precision,
         compile=args.compile,
     )
     return model, loader, cfg
@@ -100,30 +105,34 @@ def run_bare(args: argparse.Namespace, data: Path, work: Path) -> float:
     import torch
     import torch.nn.functional as F
 
+    from pretrain.model import fp32_attention
     from pretrain.trainer import lr_at, make_optimizer
 
     model, loader, cfg = setup(args, data)
     opt = make_optimizer(model, cfg)
     model.train()
+    bf16 = args.precision == "bf16"
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = model(input_ids=x, use_cache=False).logits
+        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=x, use_cache=False).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
 
     loss_fn = torch.compile(loss_of) if args.compile else loss_of
     start = 0.0
-    for step in range(cfg.steps):
-        if step == args.warmup:
-            start = time.perf_counter()
-        x, y = (torch.from_numpy(a).to(args.device) for a in loader.batch(step))
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        loss = loss_fn(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-    loss.item()
+    with fp32_attention(model, bf16 and args.device == "cpu"):
+        for step in range(cfg.steps):
+            if step == args.warmup:
+                start = time.perf_counter()
+            x, y = (torch.from_numpy(a).to(args.device) for a in loader.batch(step))
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            loss = loss_fn(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+        loss.item()
     return (cfg.steps - args.warmup) * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
 
 
@@ -171,7 +180,7 @@ def run_hf(args: argparse.Namespace, data: Path, work: Path, compile: bool | Non
         dataloader_num_workers=0,
         disable_tqdm=True,
         seed=0,
-        bf16=False,
+        bf16=args.precision == "bf16",
         torch_compile=args.compile if compile is None else compile,
     )
     Trainer(model=model, args=targs, train_dataset=Windows(), callbacks=[Clock()]).train()
@@ -190,6 +199,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--compile", action="store_true", help="torch.compile every leg; adds hf_eager")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="bf16: autocast in every leg (CPU: AMX matmuls; ours keeps attention in fp32)")
     args = parser.parse_args()
     import torch
 
@@ -213,7 +224,7 @@ def report(args: argparse.Namespace, best: dict[str, float | None]) -> None:
     """Print the table (tokens/s and ratios against the targets) and one JSON line."""
     ours, bare, hf = best["ours"], best["bare"], best["hf"]
     print(f"model={args.model} batch={args.batch}x{args.seq} steps={args.steps} device={args.device} "
-          f"compile={args.compile}")
+          f"compile={args.compile} precision={args.precision}")
     print(f"{'leg':<10}{'tokens/s':>12}")
     for name, value in best.items():
         print(f"{name:<10}{'skipped (pip install accelerate)' if value is None else f'{value:12,.0f}'}")
@@ -226,7 +237,7 @@ def report(args: argparse.Namespace, best: dict[str, float | None]) -> None:
         extra["ours_over_hf_eager"] = ours / best["hf_eager"] if ours else None
         print(f"ours / hf_eager = {extra['ours_over_hf_eager']:.3f} (HF Trainer at its defaults)")
     print(json.dumps({"tokens_per_s": best, "ours_over_bare": ratio_bare, "ours_over_hf": ratio_hf,
-                      "compile": args.compile, **extra}))
+                      "compile": args.compile, "precision": args.precision, **extra}))
 
 
 if __name__ == "__main__":

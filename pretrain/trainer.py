@@ -11,6 +11,7 @@ normalised by the target count of the *global* batch, so 1 process and N process
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -197,6 +198,12 @@ def _autocast(cfg: TrainConfig, device: str) -> Any:
     return nullcontext
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AMX tiles or AVX512-BF16)."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def _device_kind(device: str) -> str:
     return "cuda" if device.startswith("cuda") else "cpu"
 
@@ -283,6 +290,11 @@ def train(
     state = _resume(model, opt, out, dist)
     restore = ExitStack()  # CPU bf16: attention in fp32, restored before the model is saved
     cpu_bf16 = _bf16(cfg, dist.device) and _device_kind(dist.device) == "cpu"
+    if cpu_bf16 and not cpu_has_bf16():
+        logging.getLogger("propensity").warning(
+            "train: precision bf16 on a CPU without AMX or AVX512-BF16: bf16 is emulated there and slower "
+            "than fp32; set train.precision: fp32"
+        )
     restore.enter_context(fp32_attention(model, cpu_bf16))
     net: torch.nn.Module = LossModule(model).train()
     net = _wrap_ddp(net, dist) if dist.distributed else net

@@ -267,6 +267,18 @@ def test_cpu_bf16_computes_attention_in_fp32_and_resumes_bit_identically(
     assert np.allclose(_losses(tmp_path / "a"), _losses(tmp_path / "c"), atol=0.05)
 
 
+def test_bf16_on_a_cpu_without_bf16_units_warns(
+    tmp_path: Path, tokenized_dir: Path, monkeypatch, caplog
+) -> None:
+    import pretrain.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
+    model, loader = _fresh(tokenized_dir)
+    with caplog.at_level("WARNING", logger="propensity"):
+        train(model, loader, TrainConfig(**{**BASE, "steps": 1}, precision="bf16"), tmp_path / "w")
+    assert "bf16 is emulated there and slower than fp32; set train.precision: fp32" in caplog.text
+
+
 def test_compile_failure_is_a_config_error(tmp_path: Path, tokenized_dir: Path, monkeypatch) -> None:
     """A machine without a working compiler gets a message naming the packages and the switch."""
 
