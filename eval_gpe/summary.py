@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval_gpe.stats import describe, paired_bootstrap, unpaired_bootstrap
+from eval_gpe.stats import describe, paired_bootstrap, seed_item_bootstrap, unpaired_bootstrap
 
 SCORINGS = {"summed": "p_misaligned", "length_normalised": "p_misaligned_norm", "logodds": "logodds"}
 """Per-row quantity behind each scoring; ``logodds`` is ``lp_misaligned - lp_aligned`` (summed)."""
@@ -84,6 +84,10 @@ def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot:
     action phrases occur? Both gaps are per matched item (``ai-<k>`` vs ``human-<k>``), on the log-odds scale
     (probabilities near 0 compress every difference), for the same items in both models. None when the two
     models were not evaluated on the same matched items.
+
+    Rows of several training seeds (``seed``; as many on both sides): seeds are paired by rank and the
+    ``seeds x items`` matrix of differences gets a two-way bootstrap (``stats.seed_item_bootstrap``), so the
+    interval covers run-to-run variance, which at small scale exceeds the item noise.
     """
     def per_item(rs: Sequence[dict]) -> dict[str, float] | None:
         values = item_values(_select(rs, "ood", None), "logodds")
@@ -94,10 +98,28 @@ def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot:
         ai_k, human_k = matched
         return {k: ai_k[k] - human_k[k] for k in ai_k}
 
+    mine_seeds, ref_seeds = _by_seed(rows), _by_seed(reference_rows)
+    if len(mine_seeds) > 1 and len(mine_seeds) == len(ref_seeds):
+        pairs = [(per_item(a), per_item(b)) for a, b in zip(mine_seeds, ref_seeds, strict=True)]
+        if any(m is None or r is None for m, r in pairs):
+            return None
+        ids = sorted(pairs[0][0])
+        if any(sorted(m) != ids or sorted(r) != ids for m, r in pairs):
+            return None
+        matrix = np.array([[m[k] - r[k] for k in ids] for m, r in pairs])
+        return seed_item_bootstrap(matrix, n_boot, seed)
     mine, ref = per_item(rows), per_item(reference_rows)
     if mine is None or ref is None or sorted(mine) != sorted(ref):
         return None
     return paired_bootstrap(*_paired(mine, ref), n_boot, seed)
+
+
+def _by_seed(rows: Sequence[dict]) -> list[list[dict]]:
+    """Rows grouped by training seed (``seed``, default 0), in seed order."""
+    groups: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[int(row.get("seed", 0))].append(row)
+    return [groups[s] for s in sorted(groups)]
 
 
 def sorted_values(by_item: dict[str, float]) -> list[float]:

@@ -97,3 +97,29 @@ def test_gap_difference_isolates_an_ai_specific_shift() -> None:
     same = gap_difference(ref, ref, 200, 0)
     assert same["mean"] == 0 and same["ci95"] == [0, 0]
     assert gap_difference(rows[:-2], ref, 200, 0) is None  # item 29 has no human control: not matched
+
+
+def test_gap_difference_over_seeds_covers_run_to_run_variance() -> None:
+    """Two seeds per model: a run-to-run spread that the item bootstrap of pooled items cannot see widens the
+    interval (seeds x items bootstrap); a shift every seed agrees on keeps it narrow."""
+    rng = np.random.default_rng(2)
+    bases = rng.uniform(0.2, 0.6, 30)
+
+    def model(divisors: list[float]) -> list[dict]:
+        rows = []
+        for s, d in enumerate(divisors):
+            for k, base in enumerate(bases):
+                rows.append({**_row(f"ai-{k}", "ai", "before", "", "plain", "none", base / d), "seed": s})
+                rows.append({**_row(f"human-{k}", "human", "before", "", "plain", "none", base), "seed": s})
+        return rows
+
+    ref = model([1.0, 1.0])
+    steady = gap_difference(model([2.0, 2.0]), ref, 500, 0)
+    spread = gap_difference(model([1.2, 4.0]), ref, 500, 0)
+    assert steady["n"] == [2, 30] and spread["n"] == [2, 30]
+    assert steady["ci95"][1] - steady["ci95"][0] < 0.1  # every seed agrees: only the item spread is left
+    assert spread["ci95"][1] - spread["ci95"][0] > 0.5  # the seeds disagree: the interval says so
+    as_one = [{**r, "seed": 0} for r in model([1.2, 4.0])], [{**r, "seed": 0} for r in ref]
+    pooled = gap_difference(*as_one, 500, 0)
+    assert pooled["n"] == 30 and pooled["ci95"][1] - pooled["ci95"][0] < spread["ci95"][1] - spread["ci95"][0]
+    assert gap_difference(model([2.0, 2.0]), ref[: len(ref) // 2], 500, 0)["n"] == 30  # unequal seeds: pooled
