@@ -203,9 +203,7 @@ class TrainConfig(Strict):
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, v: list[int]) -> list[int]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"train.seeds has duplicates: {v}")
-        return v
+        return _no_duplicates("train.seeds", v)
 
 
 class EvalConfig(Strict):
@@ -218,9 +216,13 @@ class EvalConfig(Strict):
     @field_validator("gpes")
     @classmethod
     def _unique_gpes(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"eval.gpes has duplicates: {v}")
-        return v
+        return _no_duplicates("eval.gpes", v)
+
+
+def _no_duplicates(name: str, values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} has duplicates: {values}")
+    return values
 
 
 class SlurmResources(Strict):

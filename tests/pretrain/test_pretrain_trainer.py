@@ -207,12 +207,9 @@ def test_new_config_keys_are_checked(tmp_path: Path, tokenized_dir: Path, tokeni
         )
 
 
-def test_compiled_training_is_deterministic_and_resumes_bit_identically(
-    tmp_path: Path, tokenized_dir: Path
-) -> None:
-    """compile: true trains through torch.compile; a straight run and a run stopped by a signal at step 5 and
-    resumed (recompiling) end with the same weights; the compiled run is close to, not equal to, eager."""
-    cfg = TrainConfig(**{**BASE, "steps": 8}, checkpoint_every=0, compile=True)
+def _check_resume_is_bit_identical(tmp_path: Path, tokenized_dir: Path, cfg: TrainConfig) -> dict:
+    """Train straight into ``a/``; stop another run by a signal at step 5 in ``b/`` and resume it there: the
+    weights and final loss must match exactly. Returns the straight run's state dict."""
     model, loader = _fresh(tokenized_dir)
     straight = train(model, loader, cfg, tmp_path / "a")
     part_model, part_loader = _fresh(tokenized_dir)
@@ -224,6 +221,16 @@ def test_compiled_training_is_deterministic_and_resumes_bit_identically(
     a, b = model.state_dict(), resumed_model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["final_loss"] == straight["final_loss"]
+    return a
+
+
+def test_compiled_training_is_deterministic_and_resumes_bit_identically(
+    tmp_path: Path, tokenized_dir: Path
+) -> None:
+    """compile: true trains through torch.compile; a straight run and a run stopped by a signal at step 5 and
+    resumed (recompiling) end with the same weights; the compiled run is close to, not equal to, eager."""
+    cfg = TrainConfig(**{**BASE, "steps": 8}, checkpoint_every=0, compile=True)
+    a = _check_resume_is_bit_identical(tmp_path, tokenized_dir, cfg)
     eager_model, eager_loader = _fresh(tokenized_dir)
     train(eager_model, eager_loader, TrainConfig(**{**BASE, "steps": 8}, checkpoint_every=0), tmp_path / "c")
     assert np.allclose(_losses(tmp_path / "a"), _losses(tmp_path / "c"), atol=1e-3)
@@ -252,16 +259,7 @@ def test_cpu_bf16_computes_attention_in_fp32_and_resumes_bit_identically(
     assert seen and set(seen) == {(torch.bfloat16, True)}  # called inside autocast, on bf16 projections
     assert model.config._attn_implementation == "sdpa"
     cfg = TrainConfig(**{**BASE, "steps": 8}, checkpoint_every=0, compile=True, precision="bf16")
-    model, loader = _fresh(tokenized_dir)
-    straight = train(model, loader, cfg, tmp_path / "a")
-    part_model, part_loader = _fresh(tokenized_dir)
-    with pytest.raises(TrainingPreempted), train_stage.stop_on_signals() as stop:
-        train(part_model, SignallingLoader(part_loader, at=4), cfg, tmp_path / "b", stop=stop)
-    resumed_model, resumed_loader = _fresh(tokenized_dir)
-    resumed = train(resumed_model, resumed_loader, cfg, tmp_path / "b")
-    a, b = model.state_dict(), resumed_model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed["final_loss"] == straight["final_loss"]
+    _check_resume_is_bit_identical(tmp_path, tokenized_dir, cfg)
     fp32_model, fp32_loader = _fresh(tokenized_dir)
     train(fp32_model, fp32_loader, TrainConfig(**{**BASE, "steps": 8}, checkpoint_every=0), tmp_path / "c")
     assert np.allclose(_losses(tmp_path / "a"), _losses(tmp_path / "c"), atol=0.05)

@@ -39,6 +39,8 @@ def test_shipped_configs_validate() -> None:
         (lambda d: d["variants"].append({"name": "baseline", "kind": "baseline"}), r"unique"),
         (lambda d: d["variants"][0].update(kind="drop"), r"variants\.0\.kind"),
         (lambda d: d["eval"].update(gpes=["em_medicin"]), r"did you mean"),
+        (lambda d: d["eval"].update(gpes=["em_code", "em_code"]), r"eval\.gpes has duplicates"),
+        (lambda d: d["train"].update(seeds=[0, 0]), r"train\.seeds has duplicates"),
         (lambda d: d["model"].update(preset="hugee"), r"model\.preset"),
         (lambda d: d.update(experiment="../escape"), r"experiment"),
         (lambda d: d["source"].update(kind="files"), r"source\.paths is empty"),
