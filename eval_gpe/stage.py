@@ -261,12 +261,12 @@ def _init_worker(model_dir: str, seed: int) -> None:
     _WORKER["model"], _WORKER["tok"] = load_model(Path(model_dir), seed)
 
 
-def _worker_gpe(fields: dict, config: dict, spec: GPESpec, shared: Shared) -> tuple[dict, dict, float]:
+def _worker_gpe(fields: dict, spec: GPESpec, shared: Shared) -> tuple[dict, dict, float]:
     """``_one_gpe`` in a worker process: ``(summary, CPU seconds per phase, CPU seconds in all)``."""
     start, costs = time.process_time(), Costs()
     ctx = StageContext(**fields, show_progress=False)
     shared = replace(shared, model=_WORKER["model"], tok=_WORKER["tok"])
-    summary = _one_gpe(ctx, EvalStageConfig.model_validate(config), spec, shared, costs)
+    summary = _one_gpe(ctx, EvalStageConfig.model_validate(ctx.config), spec, shared, costs)
     return summary, costs.cpu_s, time.process_time() - start
 
 
@@ -300,7 +300,7 @@ def _run_battery(
               "out": ctx.out, "seed": ctx.seed, "workers": 1}
     data = replace(shared, model=None, tok=None)
     futures: dict[Future, str] = {
-        pool.submit(_worker_gpe, fields, ctx.config, spec, data): spec.name for spec in specs
+        pool.submit(_worker_gpe, fields, spec, data): spec.name for spec in specs
     }
     done, worker_cpu = {}, 0.0
     for future in ctx.progress(as_completed(futures), total=len(futures), desc="battery"):

@@ -108,8 +108,7 @@ def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
         bad_tag = (v.get("tags") or {}).get("bad")
         eval_keys = [inputs[f"eval:{name}:{s}"] for s in seeds]
         eval_config = _json(store.path(eval_keys[0]) / MANIFEST)["config"]
-        definitions = {d["name"]: d for d in [eval_config.get("definition") or {}, *eval_config.get("battery", [])]
-                       if isinstance(d, dict) and "name" in d}
+        definitions = {d["name"]: d for d in [eval_config["definition"], *eval_config.get("battery", [])]}
         for gpe in manifest["config"]["gpes"]:
             g = res["gpes"][gpe]
             items = item_table([store.path(k) for k in eval_keys], gpe)
