@@ -7,23 +7,26 @@
    saving or reporting. Target: ours >= 1.3x hf. Needs ``accelerate`` (``pip install 'accelerate>=1.1'``); the
    leg is skipped with a note when it is missing.
 
-``--compile`` runs every leg through ``torch.compile`` (ours: ``train.compile``, the quickstart's setting;
-bare: the model and its loss compiled as one function; hf: ``TrainingArguments(torch_compile=True)``) and adds
-a fourth leg, ``hf_eager``: the HF Trainer at its defaults (no compile), for the ratio a user switching
-trainers sees.
+Defaults: the quickstart's training setting (batch 10 x 384, compiled, bf16 where the device computes it
+natively: CUDA, or a CPU with AMX / AVX512-BF16). ``--no-compile --precision fp32`` measures eager fp32.
 
-``--precision bf16`` runs every leg under bf16 autocast (ours: ``train.precision: bf16``, the quickstart's
-setting; bare: ``torch.autocast`` around the loss, with attention in fp32 on CPU as ours does, so it stays the
-limit; hf: ``TrainingArguments(bf16=True)``, which autocasts the whole model, attention included).
+``--compile`` (the default) runs every leg through ``torch.compile`` (ours: ``train.compile``; bare: the model
+and its loss compiled as one function; hf: ``TrainingArguments(torch_compile=True)``) and adds a fourth leg,
+``hf_eager``: the HF Trainer at its defaults (no compile), for the ratio a user switching trainers sees.
+
+``--precision bf16`` (what ``auto`` picks on such devices) runs every leg under bf16 autocast (ours:
+``train.precision: bf16``; bare: ``torch.autocast`` around the loss, with attention in fp32 on CPU as ours
+does, so it stays the limit; hf: ``TrainingArguments(bf16=True)``, which autocasts the whole model, attention
+included).
 
 Each leg builds the same seeded model and trains ``--steps`` steps; tokens/s counts steps after the first
 ``--warmup`` (steady state) and is the best of ``--repeat`` runs. Legs alternate within each repeat, so load
 from other processes hits all of them alike. Data: a synthetic datatrove ``.ds`` folder (random tokens,
 documents of 20-400 tokens), packing ``fixed``.
 
-Usage: ``python benchmarks/train.py [--model quickstart] [--batch 16] [--seq 128] [--steps 40] [--warmup 5]
-[--repeat 3] [--threads N] [--device cpu|cuda] [--compile] [--precision fp32|bf16]``. Prints one table and a
-JSON line.
+Usage: ``python benchmarks/train.py [--model quickstart] [--batch 10] [--seq 384] [--steps 40] [--warmup 5]
+[--repeat 3] [--threads N] [--device cpu|cuda] [--no-compile] [--precision auto|fp32|bf16]``. Prints one
+table and a JSON line.
 """
 
 from __future__ import annotations
@@ -191,18 +194,25 @@ def run_hf(args: argparse.Namespace, data: Path, work: Path, compile: bool | Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="quickstart")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--seq", type=int, default=384)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--compile", action="store_true", help="torch.compile every leg; adds hf_eager")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                        help="bf16: autocast in every leg (CPU: AMX matmuls; ours keeps attention in fp32)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="torch.compile every leg (default; adds hf_eager); --no-compile: eager")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="bf16: autocast in every leg (CPU: AMX matmuls; ours keeps attention in fp32); "
+                        "auto: bf16 where the device computes it natively, else fp32")
     args = parser.parse_args()
     import torch
+
+    if args.precision == "auto":
+        from pretrain.trainer import cpu_has_bf16
+
+        args.precision = "bf16" if args.device == "cuda" or cpu_has_bf16() else "fp32"
 
     if args.threads:
         torch.set_num_threads(args.threads)
