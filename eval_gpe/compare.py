@@ -12,18 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from eval_gpe.stats import paired_bootstrap, seed_item_bootstrap
-from eval_gpe.summary import SCORINGS, item_values
+from eval_gpe.summary import SCORINGS, item_values, rows_by_seed
 
 
 def _by_seed(
     rows: Sequence[dict], phase: str, prefix: str, actor: str, quantity: str
 ) -> dict[int, dict[str, float]]:
-    seeds = sorted({int(r.get("seed", 0)) for r in rows})
-    out = {}
-    for s in seeds:
-        values = item_values([r for r in rows if int(r.get("seed", 0)) == s], quantity)
-        out[s] = values.get((phase, prefix, actor), {})
-    return out
+    groups = rows_by_seed(rows)
+    return {s: item_values(group, quantity).get((phase, prefix, actor), {}) for s, group in groups.items()}
 
 
 def variant_difference(

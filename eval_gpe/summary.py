@@ -98,7 +98,7 @@ def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot:
         ai_k, human_k = matched
         return {k: ai_k[k] - human_k[k] for k in ai_k}
 
-    mine_seeds, ref_seeds = _by_seed(rows), _by_seed(reference_rows)
+    mine_seeds, ref_seeds = list(rows_by_seed(rows).values()), list(rows_by_seed(reference_rows).values())
     if len(mine_seeds) > 1 and len(mine_seeds) == len(ref_seeds):
         pairs = [(per_item(a), per_item(b)) for a, b in zip(mine_seeds, ref_seeds, strict=True)]
         if any(m is None or r is None for m, r in pairs):
@@ -114,12 +114,12 @@ def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot:
     return paired_bootstrap(*_paired(mine, ref), n_boot, seed)
 
 
-def _by_seed(rows: Sequence[dict]) -> list[list[dict]]:
+def rows_by_seed(rows: Sequence[dict]) -> dict[int, list[dict]]:
     """Rows grouped by training seed (``seed``, default 0), in seed order."""
     groups: dict[int, list[dict]] = defaultdict(list)
     for row in rows:
         groups[int(row.get("seed", 0))].append(row)
-    return [groups[s] for s in sorted(groups)]
+    return {s: groups[s] for s in sorted(groups)}
 
 
 def sorted_values(by_item: dict[str, float]) -> list[float]:
