@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eval_gpe.lm import Progress, model_max_length, score_groups, score_tokens
+from eval_gpe.lm import Progress, model_max_length, score_tokens
 
 __all__ = [
     "FORMATS",
@@ -95,20 +95,10 @@ def loglikelihoods(
 ) -> list[tuple[float, int]]:
     """``(sum of log-probs of the continuation given the context, continuation token count)`` per request.
 
-    Requests with the same context ids are scored as one group (the context is run once; see ``eval_gpe.lm``).
+    Requests that share a token prefix (the same context, a format's preamble) share its compute: see
+    ``eval_gpe.lm``.
     """
-    groups: dict[tuple[int, ...], list[int]] = {}
-    encoded = []
-    for k, (ctx_ids, cont_ids) in enumerate(encode_pairs(tokenizer, requests)):
-        encoded.append(cont_ids)
-        groups.setdefault(tuple(ctx_ids), []).append(k)
-    flat = score_groups(
-        model, [(list(c), [encoded[k] for k in ks]) for c, ks in groups.items()], batch_size, progress
-    )
-    results: list[tuple[float, int]] = [(0.0, 0)] * len(requests)
-    for k, score in zip([k for ks in groups.values() for k in ks], flat, strict=True):
-        results[k] = score
-    return results
+    return score_tokens(model, encode_pairs(tokenizer, requests), batch_size, progress)
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,10 @@ CONDITIONAL_VERSION = 2
 REPORT_VERSION = 4
 """Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline;
 4: one eval artifact per model, every GPE in ``gpes/<name>/``)."""
-EVAL_VERSION = 4
+EVAL_VERSION = 5
 """Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the
-narrow finetune texts; 4: the whole battery in one stage per model, one torch thread per process)."""
+narrow finetune texts; 4: the whole battery in one stage per model, one torch thread per process; 5: requests
+packed as prefix trees, which moves log-likelihoods in the last float32 digits)."""
 
 
 def source_spec(cfg: ExperimentConfig) -> StageSpec:

@@ -75,25 +75,36 @@ def test_truncation_keeps_last_tokens(tiny) -> None:
         score_tokens(model, [([1], list(range(max_len + 1)))], batch_size=1)
 
 
-def test_packed_groups_equal_one_request_per_row(tiny, monkeypatch) -> None:
-    """Several continuations of one context in one row (4-d mask) == each continuation in its own row."""
+@pytest.mark.parametrize("row_tokens", [4, 20, 128])
+def test_prefix_tree_rows_equal_one_request_per_row(tiny, monkeypatch, row_tokens: int) -> None:
+    """Requests sharing prefixes packed as trees (4-d mask, position ids) == each request in its own row:
+    continuations of one context, contexts that are prefixes of others, continuations that share their first
+    tokens, a request repeated, an empty continuation, and rows small enough to split the trees."""
     model, tok = tiny
     ctx = tok("The doctor checked the chart and", add_special_tokens=False)["input_ids"]
     conts = [
-        tok(c, add_special_tokens=False)["input_ids"] for c in (" asked", " hid the burnt bread.", " lied to")
+        tok(c, add_special_tokens=False)["input_ids"]
+        for c in (" asked", " hid the burnt bread.", " hid the chart", " lied to")
     ]
-    groups = [(ctx, conts), (ctx[:3], conts[:1]), (ctx[:2], [conts[1], []])]
+    groups = [(ctx, conts), (ctx[:3], conts[:1]), (ctx[:2], [conts[1], []]), (ctx, conts[2:3]), ([5], [ctx])]
+    monkeypatch.setattr(lm, "ROW_TOKENS", row_tokens)
     packed = lm.score_groups(model, groups, batch_size=2)
     monkeypatch.setattr(lm, "PACKED_MODELS", frozenset())
     single = lm.score_groups(model, groups, batch_size=2)
-    assert (
-        [n for _, n in packed]
-        == [n for _, n in single]
-        == [len(conts[0]), len(conts[1]), len(conts[2]), len(conts[0]), len(conts[1]), 0]
-    )
+    lengths = [len(c) for c in conts] + [len(conts[0]), len(conts[1]), 0, len(conts[2]), len(ctx)]
+    assert [n for _, n in packed] == [n for _, n in single] == lengths
     for (a, _), (b, _) in zip(packed, single, strict=True):
         assert abs(a - b) <= 1e-5
-    assert packed[-1] == (0.0, 0)
+    assert packed[2] == pytest.approx(packed[-2], abs=1e-6) and packed[-3] == (0.0, 0)
+
+
+def test_prefix_tree_shares_tokens() -> None:
+    """Packing runs each shared prefix once: two options of one context and a second context extending it."""
+    inputs = lm._inputs([([1, 2, 3], [[4, 5], [4, 6], [7]]), ([1, 2, 3, 9], [[8]])], max_len=100)
+    (row,) = lm._pack(inputs, share=True)
+    assert row.ids == [1, 2, 3, 4, 9]  # 1 2 3 | 4 (shared by both 4-options) | 9; the 7-option adds nothing
+    assert sorted(row.positions) == [0, 1, 2, 3, 3]
+    assert len(lm._pack(inputs, share=False)) == 4
 
 
 def test_forced_choice_scores_both_orders_and_all_prefixes(tiny) -> None:
