@@ -188,7 +188,9 @@ class TrainConfig(Strict):
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step (batch_size is the global batch).")
     schedule: Literal["cosine", "wsd"] = Field("cosine", description="cosine decay, or warmup-stable-decay.")
     decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps in the final decay.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU and on CPUs "
+                                                       "with native bf16 (AMX, AVX512-BF16; decided when the graph is "
+                                                       "planned, recorded in the stage key), else fp32.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device.")
     peak_flops: float | None = Field(None, gt=0, description="Peak FLOP/s per device for the MFU estimate.")
     tensorboard: bool = Field(False, description="Write TensorBoard event files (needs tensorboard).")

@@ -59,3 +59,19 @@ def test_sentence_tag_variants_are_evaluated_with_the_tag_before_the_last_senten
     assert evals["sentence_tagged"]["prefix_placement"] == "last_sentence"
     assert "prefix_placement" not in evals["tagged"]  # document tags: the default, before the whole prompt
     assert evals["sentence_tagged"]["prefixes"] == ["", "<|good|>", "<|bad|>"]
+
+
+def test_precision_auto_is_resolved_when_planned(monkeypatch) -> None:
+    """``precision: auto`` on CPU: bf16 in the train key where the CPU computes bf16 natively, else the
+    legacy key (auto = fp32 on CPU); explicit values are kept."""
+    import pretrain.trainer
+
+    def train_precision(has_bf16: bool, overrides: list[str]) -> str | None:
+        monkeypatch.setattr(pretrain.trainer, "cpu_has_bf16", lambda: has_bf16)
+        cfg = load_config(ROOT / "configs" / "tiny.yaml", ["train.device=cpu", *overrides])
+        return next(s for s in build_graph(cfg) if s.stage == "train").config.get("precision")
+
+    assert train_precision(True, ["train.precision=auto"]) == "bf16"
+    assert train_precision(False, ["train.precision=auto"]) is None
+    assert train_precision(True, ["train.precision=fp32"]) == "fp32"
+    assert train_precision(True, ["train.precision=auto", "train.device=cuda"]) is None
