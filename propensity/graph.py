@@ -165,12 +165,13 @@ def cpu_bf16_auto(precision: str, device: str) -> bool:
     natively (AMX or AVX512-BF16; ~1.5x tokens/s), decided when the graph is planned so the stage key says
     ``bf16``. Elsewhere ``auto`` stays in the key and means what the trainer does: bf16 on CUDA, fp32 on CPU
     (bf16 emulated without those units is several times slower than fp32)."""
+    if precision != "auto" or device == "cuda":
+        return False  # decided without importing torch
     import torch
 
     from pretrain.trainer import cpu_has_bf16
 
-    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    return precision == "auto" and on_cpu and cpu_has_bf16()
+    return (device == "cpu" or not torch.cuda.is_available()) and cpu_has_bf16()
 
 
 def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
