@@ -55,23 +55,18 @@ class _Row:
 
 
 def _inputs(
-    groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], max_len: int
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]], max_len: int
 ) -> list[tuple[tuple[int, ...], list[int]] | None]:
-    """Per request (flattened in input order): ``(tokens the model reads, continuation ids)``, or None when
-    the continuation is empty (nothing to score)."""
+    """Per request: ``(tokens the model reads, continuation ids)``, or None when the continuation is empty
+    (nothing to score)."""
     out: list[tuple[tuple[int, ...], list[int]] | None] = []
-    for g, (ctx, conts) in enumerate(groups):
+    for k, (ctx, cont) in enumerate(pairs):
         if not ctx:
-            raise ValueError(
-                f"request group {g}: empty context ids (use the BOS/EOS id, as encode_pair does)"
-            )
-        for cont in conts:
-            cont = list(cont)
-            if len(cont) > max_len:
-                raise ValueError(
-                    f"request group {g}: continuation of {len(cont)} tokens > model context {max_len}"
-                )
-            out.append((tuple((list(ctx) + cont)[:-1][-max_len:]), cont) if cont else None)
+            raise ValueError(f"request {k}: empty context ids (use the BOS/EOS id, as encode_pair does)")
+        cont = list(cont)
+        if len(cont) > max_len:
+            raise ValueError(f"request {k}: continuation of {len(cont)} tokens > model context {max_len}")
+        out.append((tuple((list(ctx) + cont)[:-1][-max_len:]), cont) if cont else None)
     return out
 
 
@@ -112,22 +107,21 @@ def _pack(inputs: list[tuple[tuple[int, ...], list[int]] | None], share: bool) -
     return rows
 
 
-def score_groups(
+def score_tokens(
     model: Any,
-    groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
     batch_size: int,
     progress: Progress | None = None,
 ) -> list[tuple[float, int]]:
-    """``(sum of log-probs, token count)`` of every continuation of every group, flattened in input order.
+    """``(sum of log-probs of the continuation tokens, their count)`` for each ``(context_ids, cont_ids)``.
 
-    A group is one context and the continuations to score after it. Rows are sorted longest first and run
-    in right-padded batches of ``batch_size`` rows under ``torch.inference_mode``; log-softmax is taken in
-    float32 and summed in float64.
+    Rows are sorted longest first and run in right-padded batches of ``batch_size`` rows under
+    ``torch.inference_mode``; log-softmax is taken in float32 and summed in float64.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
     packed = type(model).__name__ in PACKED_MODELS
-    inputs = _inputs(groups, model_max_length(model))
+    inputs = _inputs(pairs, model_max_length(model))
     rows = _pack(inputs, share=packed)
     rows.sort(key=lambda r: -len(r.ids))
     batches = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
@@ -184,13 +178,3 @@ def _tree_mask(batch: list[_Row], width: int, dtype: torch.dtype) -> torch.Tenso
         allowed[r, range(len(row.ids), width), range(len(row.ids), width)] = True
     mask = torch.zeros((len(batch), 1, width, width), dtype=dtype)
     return mask.masked_fill_(torch.from_numpy(~allowed)[:, None], torch.finfo(dtype).min)
-
-
-def score_tokens(
-    model: Any,
-    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
-    batch_size: int,
-    progress: Progress | None = None,
-) -> list[tuple[float, int]]:
-    """``(sum of log-probs of the continuation tokens, their count)`` for each ``(context_ids, cont_ids)``."""
-    return score_groups(model, [(ctx, [cont]) for ctx, cont in pairs], batch_size, progress)

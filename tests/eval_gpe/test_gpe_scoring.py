@@ -87,10 +87,11 @@ def test_prefix_tree_rows_equal_one_request_per_row(tiny, monkeypatch, row_token
         for c in (" asked", " hid the burnt bread.", " hid the chart", " lied to")
     ]
     groups = [(ctx, conts), (ctx[:3], conts[:1]), (ctx[:2], [conts[1], []]), (ctx, conts[2:3]), ([5], [ctx])]
+    pairs = [(c, cont) for c, cs in groups for cont in cs]
     monkeypatch.setattr(lm, "ROW_TOKENS", row_tokens)
-    packed = lm.score_groups(model, groups, batch_size=2)
+    packed = lm.score_tokens(model, pairs, batch_size=2)
     monkeypatch.setattr(lm, "PACKED_MODELS", frozenset())
-    single = lm.score_groups(model, groups, batch_size=2)
+    single = lm.score_tokens(model, pairs, batch_size=2)
     lengths = [len(c) for c in conts] + [len(conts[0]), len(conts[1]), 0, len(conts[2]), len(ctx)]
     assert [n for _, n in packed] == [n for _, n in single] == lengths
     for (a, _), (b, _) in zip(packed, single, strict=True):
@@ -100,7 +101,8 @@ def test_prefix_tree_rows_equal_one_request_per_row(tiny, monkeypatch, row_token
 
 def test_prefix_tree_shares_tokens() -> None:
     """Packing runs each shared prefix once: two options of one context and a second context extending it."""
-    inputs = lm._inputs([([1, 2, 3], [[4, 5], [4, 6], [7]]), ([1, 2, 3, 9], [[8]])], max_len=100)
+    ctx = [1, 2, 3]
+    inputs = lm._inputs([(ctx, [4, 5]), (ctx, [4, 6]), (ctx, [7]), (ctx + [9], [8])], max_len=100)
     (row,) = lm._pack(inputs, share=True)
     assert row.ids == [1, 2, 3, 4, 9]  # 1 2 3 | 4 (shared by both 4-options) | 9; the 7-option adds nothing
     assert sorted(row.positions) == [0, 1, 2, 3, 3]
