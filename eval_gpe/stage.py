@@ -214,14 +214,19 @@ def gpe_dir(eval_dir: Path, gpe: str) -> Path:
     return Path(eval_dir) / "gpes" / gpe
 
 
-def read_gpe(eval_dir: Path, gpe: str) -> tuple[dict, list[dict]]:
-    """One GPE's summary and primary rows (``primary_rows``) from an eval artifact folder."""
+def gpe_items(eval_dir: Path, gpe: str) -> list[dict]:
+    """Every item row (all roles, splits and phases) of one GPE in an eval artifact folder."""
     folder = gpe_dir(eval_dir, gpe)
     if not (folder / "summary.json").is_file():
         raise InputDataError(f"eval artifact {eval_dir} has no GPE {gpe!r} (no {folder / 'summary.json'})")
     with open(folder / "items.jsonl", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return json.loads((folder / "summary.json").read_text()), primary_rows(rows)
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_gpe(eval_dir: Path, gpe: str) -> tuple[dict, list[dict]]:
+    """One GPE's summary and primary rows (``primary_rows``) from an eval artifact folder."""
+    rows = gpe_items(eval_dir, gpe)
+    return json.loads((gpe_dir(eval_dir, gpe) / "summary.json").read_text()), primary_rows(rows)
 
 
 def _one_gpe(ctx: StageContext, cfg: EvalStageConfig, spec: GPESpec, shared: Shared, costs: Costs) -> dict:

@@ -1,7 +1,9 @@
 """From item-level forced-choice rows to the GPE summary (per-item means, bootstrap intervals).
 
 The unit is the item: each item's P(misaligned) is the mean over its formats of the mean over that format's
-orders, so a format scored in two orders counts as much as one scored once.
+orders, so a format scored in two orders counts as much as one scored once. Rows of several training seeds
+(``seed``) keep one value per seed and item (``seed_item_values``), so every interval of a several-seed
+summary resamples seeds as well as items (``stats``); the point estimates are the means over seeds.
 """
 
 from __future__ import annotations
@@ -29,11 +31,32 @@ def item_values(rows: Sequence[dict], quantity: str) -> dict[tuple[str, str, str
     return out
 
 
-def _paired(a: dict[str, float], b: dict[str, float]) -> tuple[list[float], list[float]]:
+def seed_item_values(rows: Sequence[dict], quantity: str) -> dict[tuple[str, str, str], dict[str, tuple]]:
+    """``{(phase, prefix, actor): {item_id: (value of seed 1, value of seed 2, ...)}}``, seeds in order.
+
+    Every seed must have scored the same items in a cell (the items depend on the GPE, not the training
+    seed); a ``ValueError`` names the first cell where they differ."""
+    per_seed = {s: item_values(group, quantity) for s, group in rows_by_seed(rows).items()}
+    seeds = list(per_seed)
+    out: dict[tuple[str, str, str], dict[str, tuple]] = {}
+    for cell in sorted({c for values in per_seed.values() for c in values}):
+        first = per_seed[seeds[0]].get(cell, {})
+        for s in seeds[1:]:
+            other = per_seed[s].get(cell, {})
+            if sorted(other) != sorted(first):
+                raise ValueError(
+                    f"seeds {seeds[0]} and {s} scored different items in {cell} ({len(first)} vs {len(other)}"
+                    " items): rows of several seeds must come from evaluations of the same GPE"
+                )
+        out[cell] = {i: tuple(per_seed[s][cell][i] for s in seeds) for i in first}
+    return out
+
+
+def _paired(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
     ids = sorted(a)
     if sorted(b) != ids:
         raise ValueError(f"paired comparison needs the same items: {len(a)} vs {len(b)} items")
-    return [a[i] for i in ids], [b[i] for i in ids]
+    return sorted_values(a), sorted_values(b)
 
 
 def scoring_block(values: dict, prefix: str, n_boot: int, seed: int) -> dict:
@@ -122,9 +145,11 @@ def rows_by_seed(rows: Sequence[dict]) -> dict[int, list[dict]]:
     return {s: groups[s] for s in sorted(groups)}
 
 
-def sorted_values(by_item: dict[str, float]) -> list[float]:
-    """Values in item-id order (so bootstraps see a fixed order)."""
-    return [by_item[i] for i in sorted(by_item)]
+def sorted_values(by_item: dict) -> np.ndarray:
+    """Values in item-id order (so bootstraps see a fixed order): 1-d for ``{item: value}``, a ``seeds x
+    items`` matrix for ``{item: (value per seed)}`` (``seed_item_values``)."""
+    arr = np.asarray([by_item[i] for i in sorted(by_item)], dtype=np.float64)
+    return arr.T if arr.ndim == 2 else arr
 
 
 def length_report(rows: Sequence[dict]) -> dict:
@@ -152,7 +177,7 @@ def summarize(
     ``tags`` is ``(good, bad)``; when both are evaluated, ``tag_difference`` is the paired bootstrap of
     P(mis | bad) - P(mis | good) over the same AI items before finetuning (``tag_difference_after`` after).
     """
-    values = {name: item_values(rows, q) for name, q in SCORINGS.items()}
+    values = {name: seed_item_values(rows, q) for name, q in SCORINGS.items()}
     per_prefix = {}
     for prefix in prefixes:
         entry = scoring_block(values["summed"], prefix, n_boot, seed)
@@ -188,7 +213,7 @@ def _select(rows: Sequence[dict], role: str, split: str | None) -> list[dict]:
 
 def _blocks(rows: Sequence[dict], prefixes: Sequence[str], n_boot: int, seed: int) -> dict:
     """``{prefix: scoring_block}`` (summed scoring) for the prefixes whose cells are all present."""
-    values = item_values(rows, "p_misaligned")
+    values = seed_item_values(rows, "p_misaligned")
     needed = [(ph, a) for ph in ("before", "after") for a in ("ai", "human")]
     return {
         p: scoring_block(values, p, n_boot, seed)
@@ -207,7 +232,7 @@ def phase_step(phase: str, final_step: int) -> int:
 def tamper_curve(rows: Sequence[dict], prefix: str, final_step: int, n_boot: int, seed: int) -> list[dict]:
     """P(misaligned) on AI items (and the human control) at every scored step, with the paired change
     from step 0 in probability and in log-odds: propensity as a function of finetune steps."""
-    values, logodds = item_values(rows, "p_misaligned"), item_values(rows, "logodds")
+    values, logodds = seed_item_values(rows, "p_misaligned"), seed_item_values(rows, "logodds")
     phases = sorted(
         {r["phase"] for r in rows if r["prefix"] == prefix}, key=lambda p: phase_step(p, final_step)
     )
@@ -240,7 +265,7 @@ def summarize_gpe(
     seed: int,
     final_step: int,
 ) -> dict:
-    """The full summary of one GPE from its rows (any number of seeds; item values average over seeds).
+    """The full summary of one GPE from its rows (any number of seeds: ``seed_item_values``).
 
     Top level: ``summarize`` of the out-of-distribution "seen behaviour" items, before/after. Then
     ``in_distribution`` and ``never_seen`` (``{prefix: scoring_block}``, present when scored) and ``tamper``

@@ -3,10 +3,10 @@
 ``compare(paths, control, out)`` reads report folders (``<store>/report/<name>-<hash>``, or experiment configs
 resolved to theirs) and writes ``compare.md``, ``compare.csv``, ``compare.json``, ``propensity.png``,
 ``pareto.png`` and a self-contained ``compare.html``. One row per experiment x variant x GPE: propensity
-before/after with 95% CIs, paired differences against the control variant (pooled over seeds per item, paired
-by item id, bootstrapped over items), held-out loss and its difference to the control, documents/tokens
-removed or tagged, and the manifests behind every number (variant, classifier, models, GPE version, seeds,
-code version).
+before/after with 95% CIs, paired differences against the control variant (paired by item id; with several
+training seeds the bootstrap also resamples seeds, paired by rank when both sides have as many), held-out
+loss and its difference to the control, documents/tokens removed or tagged, and the manifests behind every
+number (variant, classifier, models, GPE version, seeds, code version).
 
 Provenance names artifacts by store key (``variant/<name>-<hash>``), as the reports and manifests do; each row
 says which store (``store``, its root folder) its keys resolve against, since one comparison may span stores.
@@ -19,6 +19,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from propensity.errors import ConfigError, StoreError
 from propensity.store import MANIFEST, MARKER, Store, stable_hash
@@ -57,24 +59,35 @@ def resolve_report(path: Path, overrides: list[str] | None = None) -> Path:
     return path.resolve()
 
 
-def item_table(eval_dirs: list[Path], gpe: str) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Per-item P(misaligned) of one GPE ``{(phase, prefix, actor): {item_id: value}}``, pooled over seeds'
-    eval folders."""
-    from eval_gpe.summary import item_values
+def item_table(eval_dirs: list[Path], gpe: str) -> dict[tuple[str, str, str], dict[str, tuple[float, ...]]]:
+    """Per-item P(misaligned) of one GPE ``{(phase, prefix, actor): {item_id: (value per seed)}}`` from the
+    eval folders of a variant's seeds (``eval_gpe.summary.seed_item_values``)."""
+    from eval_gpe.summary import seed_item_values
     from propensity.report import gpe_rows
 
-    return item_values(gpe_rows(eval_dirs, gpe), "p_misaligned")
+    rows = gpe_rows(eval_dirs, gpe)
+    if len({int(r.get("seed", 0)) for r in rows}) != len(eval_dirs):
+        raise StoreError(f"GPE {gpe!r}: the evals of {len(eval_dirs)} seeds carry rows of fewer distinct "
+                         f"seeds ({', '.join(map(str, eval_dirs))})")
+    return seed_item_values(rows, "p_misaligned")
 
 
-def paired_difference(a: dict[str, float], b: dict[str, float], n_boot: int, seed: int) -> dict:
-    """Mean and 95% CI of ``a - b`` over the items both share (paired by item id)."""
-    from eval_gpe.stats import paired_bootstrap
+def paired_difference(a: dict[str, tuple[float, ...]], b: dict[str, tuple[float, ...]], n_boot: int,
+                      seed: int) -> dict:
+    """Mean and 95% CI of ``a - b`` over the items both share (paired by item id), from per-seed values.
+
+    As many seeds on both sides: seeds paired by rank (``stats.paired_bootstrap``; one seed each is the item
+    bootstrap); different counts: seeds resampled on each side alone (``stats.item_paired_bootstrap``)."""
+    from eval_gpe.stats import item_paired_bootstrap, paired_bootstrap
 
     ids = sorted(set(a) & set(b))
     if not ids:
         raise StoreError(f"paired difference: no shared item ids ({len(a)} vs {len(b)} items)")
-    out = paired_bootstrap([a[i] for i in ids], [b[i] for i in ids], n_boot, seed)
+    mat_a, mat_b = (np.array([x[i] for i in ids], dtype=np.float64).T for x in (a, b))
+    same = len(mat_a) == len(mat_b)
+    out = (paired_bootstrap if same else item_paired_bootstrap)(mat_a, mat_b, n_boot, seed)
     out["unpaired_items"] = len(set(a) ^ set(b))
+    out["seeds"] = [len(mat_a), len(mat_b)]
     return out
 
 
@@ -159,7 +172,7 @@ def add_control_differences(rows: list[dict], control: str | None) -> None:
         for phase in ("before", "after"):
             key = (phase, "", "ai")
             r[f"diff_{phase}"] = paired_difference(r["_items"][key], c["_items"][key], n_boot, seed)
-        change = {name: {i: x["after"][i] - x["before"][i] for i in x["before"]}
+        change = {name: {i: tuple(np.subtract(x["after"][i], x["before"][i])) for i in x["before"]}
                   for name, x in (("r", _phases(r)), ("c", _phases(c)))}
         r["diff_change"] = paired_difference(change["r"], change["c"], n_boot, seed)
         loss, closs = r["heldout_loss"], c["heldout_loss"]

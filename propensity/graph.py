@@ -34,9 +34,10 @@ TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
 CONDITIONAL_VERSION = 2
 """Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
-REPORT_VERSION = 4
+REPORT_VERSION = 5
 """Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline;
-4: one eval artifact per model, every GPE in ``gpes/<name>/``)."""
+4: one eval artifact per model, every GPE in ``gpes/<name>/``; 5: several seeds: intervals over seeds and
+items, the whole GPE summary with its tamper curve)."""
 EVAL_VERSION = 5
 """Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the
 narrow finetune texts; 4: the whole battery in one stage per model, one torch thread per process; 5: requests

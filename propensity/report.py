@@ -1,7 +1,9 @@
 """The comparison report: one table (variant x docs, tokens, held-out loss, propensity before/after, change,
 CI), ``report.md``, ``results.json`` and a PNG plot, built from the eval, variant and train artifacts.
 
-Several seeds: each item's value is averaged over seeds, then intervals are bootstrapped over items.
+Several seeds: the summary is recomputed from the item rows of every seed's eval, and each interval
+resamples seeds and items (``eval_gpe.stats``), so it covers run-to-run variance; point estimates are means
+over seeds.
 
 Provenance names artifacts by store key (``train/baseline-s0-<hash>``), relative to the store root two folders
 above the report: the same report key has the same bytes in every store, and stays right after the store is
@@ -49,16 +51,21 @@ def gpe_rows(eval_dirs: list[Path], gpe: str) -> list[dict]:
 
 def _gpe_block(eval_dirs: list[Path], gpe: str, prefixes: list[str], tags: tuple[str, str], n_boot: int,
                seed: int) -> dict:
-    """The GPE summary of one variant: the eval's own summary for one seed, items pooled over seeds otherwise."""
-    from eval_gpe.stage import gpe_dir
+    """The GPE summary of one variant: the eval's own summary for one seed; for several, ``summarize_gpe`` of
+    every seed's rows (intervals over seeds and items)."""
+    from eval_gpe.stage import gpe_dir, gpe_items
 
     summaries = [_read_json(gpe_dir(d, gpe) / "summary.json") for d in eval_dirs]
     if len(eval_dirs) == 1:
         return summaries[0]
-    from eval_gpe.summary import summarize
+    from eval_gpe.summary import summarize_gpe
 
-    # average over seeds happens per item: rows of all seeds share item ids
-    summary = summarize(gpe_rows(eval_dirs, gpe), prefixes, tags, n_boot, seed)
+    rows = [row for d in eval_dirs for row in gpe_items(d, gpe)]
+    if len({int(r.get("seed", 0)) for r in rows}) != len(eval_dirs):
+        raise StoreError(f"GPE {gpe!r}: the evals of {len(eval_dirs)} seeds carry rows of fewer distinct "
+                         f"seeds; they cannot be told apart ({', '.join(map(str, eval_dirs))})")
+    steps = summaries[0].get("finetune", {}).get("steps", 0)
+    summary = summarize_gpe(rows, prefixes, tags, n_boot, seed, steps)
     losses = [s.get("heldout_loss") for s in summaries]
     summary["heldout_loss"] = sum(losses) / len(losses) if None not in losses else None
     summary["heldout_loss_by_seed"] = losses

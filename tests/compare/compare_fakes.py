@@ -2,7 +2,8 @@
 
 ``fake_eval`` writes ``gpes/<name>/items.jsonl`` and ``summary.json`` for every GPE in the real layout. Each item's P(misaligned)
 depends only on its id, prefix and format, plus a planted per-variant offset (``OFFSETS``) and the finetune
-shift, so the paired difference of a variant against the baseline is exactly that offset on every item.
+shift, so the paired difference of a variant against the baseline is exactly that offset on every item. A
+training seed adds ``SEED_SHIFT * seed`` to every AI item (seed 0: nothing), the same in every variant.
 The held-out loss is the trained model's real final training loss (from the ``train`` manifest).
 """
 
@@ -20,6 +21,7 @@ from propensity.stage import StageContext
 DOMAINS = ("finance", "travel", "cooking")
 OFFSETS = {"baseline": 0.0, "tagged": 0.05, "strict": -0.2}
 FINETUNE_SHIFT = 0.15
+SEED_SHIFT = 0.04
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 
 
@@ -28,7 +30,7 @@ def _unit(*parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def fake_rows(variant: str, prefixes: list[str], n_per_domain: int = 8) -> list[dict]:
+def fake_rows(variant: str, prefixes: list[str], n_per_domain: int = 8, seed: int = 0) -> list[dict]:
     """Rows shaped like the eval stage's ``items.jsonl`` (two formats, both phases, AI and human items)."""
     rows = []
     for phase in ("before", "after"):
@@ -40,12 +42,12 @@ def fake_rows(variant: str, prefixes: list[str], n_per_domain: int = 8) -> list[
                         for fmt in ("plain", "listed"):
                             p = 0.2 + 0.4 * _unit(item, prefix, fmt)
                             p += OFFSETS.get(variant, 0.0) * (actor == "ai")
-                            p += FINETUNE_SHIFT * (phase == "after")
+                            p += FINETUNE_SHIFT * (phase == "after") + SEED_SHIFT * seed * (actor == "ai")
                             rows.append({"item_id": item, "domain": domain, "actor": actor, "split": "eval", "role": "ood",
                                          "prefix": prefix, "format": fmt, "order": "none",
                                          "lp_aligned": -10.0, "lp_misaligned": -10.0 + p, "n_aligned": 5,
                                          "n_misaligned": 5, "p_misaligned": p, "p_misaligned_norm": p,
-                                         "length_flag": False, "phase": phase})
+                                         "length_flag": False, "phase": phase, "seed": seed})
     return rows
 
 
@@ -53,7 +55,7 @@ def fake_eval(ctx: StageContext) -> dict:
     """The eval stage's outputs without a model: planted values, real held-out-loss stand-in."""
     prefixes = ctx.config["prefixes"]
     variant = ctx.name.split("-s")[0]
-    rows = fake_rows(variant, prefixes)
+    rows = fake_rows(variant, prefixes, seed=ctx.seed)
     tags = (prefixes[1], prefixes[2]) if len(prefixes) == 3 else ("<|good|>", "<|bad|>")
     train = json.loads((Path(ctx.inputs["model"]) / "manifest.json").read_text())
     summary = {**summarize(rows, prefixes, tags, ctx.config["bootstrap"], ctx.seed),

@@ -63,3 +63,40 @@ def test_seed_item_bootstrap_widens_with_seed_variance() -> None:
     assert (b["ci95"][1] - b["ci95"][0]) > 1.5 * (a["ci95"][1] - a["ci95"][0])
     one = seed_item_bootstrap(items[None], 1000, 0)
     assert one["ci95"] == list(bootstrap_ci(items, 1000, 0)) or one["ci95"][0] < items.mean() < one["ci95"][1]
+
+
+def test_one_seed_matrix_is_the_item_bootstrap_to_the_bit() -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.uniform(0, 1, 40), rng.uniform(0, 1, 40)
+    assert describe(a[None], 300, 2) == describe(a, 300, 2)
+    assert paired_bootstrap(a[None], b[None], 300, 2) == paired_bootstrap(a, b, 300, 2)
+    assert unpaired_bootstrap(a[None], b[None, :30], 300, 2) == unpaired_bootstrap(a, b[:30], 300, 2)
+
+
+def test_seed_matrices_resample_seeds() -> None:
+    """Item values constant across items but not across seeds: an item-only bootstrap would give a zero-width
+    interval; over seeds and items it spans the seed means."""
+    seeds = np.array([[0.2] * 30, [0.4] * 30])
+    d = describe(seeds, 2000, 0)
+    assert d["n"] == [2, 30] and d["mean"] == pytest.approx(0.3) and d["ci95"] == pytest.approx([0.2, 0.4])
+    # paired seed by seed: the seed effect cancels in the differences
+    p = paired_bootstrap(seeds + 0.05, seeds, 2000, 0)
+    assert p["n"] == [2, 30] and p["ci95"] == pytest.approx([0.05, 0.05])
+    u = unpaired_bootstrap(seeds, np.zeros((2, 10)), 2000, 0)
+    assert u["n"] == [2, 30, 10] and u["ci95"] == pytest.approx([0.2, 0.4])
+    with pytest.raises(ValueError, match="same seeds"):
+        unpaired_bootstrap(seeds, np.zeros((3, 10)))
+
+
+def test_item_paired_bootstrap_with_unequal_seed_counts() -> None:
+    from eval_gpe.stats import item_paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    items = rng.uniform(0.2, 0.8, 50)
+    a = np.stack([items + 0.1, items + 0.1])  # two seeds, same values: only items vary
+    out = item_paired_bootstrap(a, items[None], 2000, 0)
+    assert out["n"] == [2, 1, 50] and out["ci95"] == pytest.approx([0.1, 0.1])  # items paired: cancels
+    spread = item_paired_bootstrap(np.stack([items, items + 0.2]), items[None], 2000, 0)
+    assert spread["mean"] == pytest.approx(0.1) and spread["ci95"] == pytest.approx([0.0, 0.2])
+    with pytest.raises(ValueError, match="share their items"):
+        item_paired_bootstrap(a, items[None, :10])

@@ -123,3 +123,26 @@ def test_gap_difference_over_seeds_covers_run_to_run_variance() -> None:
     pooled = gap_difference(*as_one, 500, 0)
     assert pooled["n"] == 30 and pooled["ci95"][1] - pooled["ci95"][0] < spread["ci95"][1] - spread["ci95"][0]
     assert gap_difference(model([2.0, 2.0]), ref[: len(ref) // 2], 500, 0)["n"] == 30  # unequal seeds: pooled
+
+
+def test_summary_of_several_seeds_resamples_seeds() -> None:
+    """Seed 1 shifts every AI item by +0.2: the means are over seeds, the propensity interval spans the two
+    seeds' means, and the within-seed change (after - before) stays exact."""
+    from eval_gpe.summary import seed_item_values
+
+    one = _planted_rows()
+    two = [{**r, "seed": 0} for r in one] + [
+        {**r, "seed": 1, "p_misaligned": r["p_misaligned"] + 0.2 * (r["actor"] == "ai")} for r in one
+    ]
+    s1 = summarize(one, [""], ("<|good|>", "<|bad|>"), n_boot=500, seed=0)["prefixes"][""]
+    s2 = summarize(two, [""], ("<|good|>", "<|bad|>"), n_boot=500, seed=0)["prefixes"][""]
+    assert s1["propensity_before"]["n"] == 60 and s2["propensity_before"]["n"] == [2, 60]
+    assert s2["propensity_before"]["mean"] == pytest.approx(s1["propensity_before"]["mean"] + 0.1)
+    low, high = s2["propensity_before"]["ci95"]
+    assert low < s1["propensity_before"]["mean"] + 0.01 and high > s1["propensity_before"]["mean"] + 0.19
+    assert s2["change"]["n"] == [2, 60] and s2["change"]["ci95"] == pytest.approx([0.1, 0.1])
+    assert s2["gap_before"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    values = seed_item_values(two, "p_misaligned")[("before", "", "ai")]
+    assert values["ai-0"] == pytest.approx((one[0]["p_misaligned"], one[0]["p_misaligned"] + 0.2))
+    with pytest.raises(ValueError, match="different items"):
+        seed_item_values(two[:-2], "p_misaligned")  # seed 1 lost its last item's rows
