@@ -146,7 +146,7 @@ class Store:
             work.mkdir(exist_ok=True)
             log_path = work / STAGE_LOG
             started = time.time()
-            with capture_stderr(log_path) as terminal:
+            with capture_stderr(log_path) as terminal, warnings_to(terminal, spec.key):
                 ctx = self._context(spec, work, workers, show_progress, terminal)
                 try:
                     result = spec.load_impl()(ctx) or {}
@@ -236,6 +236,26 @@ def capture_stderr(log_path: Path) -> Iterator[Any]:
         os.dup2(saved, 2)
         os.close(saved)
         terminal.close()
+
+
+class _WarningsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno == logging.WARNING
+
+
+@contextmanager
+def warnings_to(terminal: Any, key: str) -> Iterator[None]:
+    """Also print the ``propensity`` logger's warnings (not errors: a failure is raised with its log path) to
+    ``terminal`` while a stage runs, so a user sees them, and not only its ``stage.log``."""
+    handler = logging.StreamHandler(terminal)
+    handler.addFilter(_WarningsOnly())
+    handler.setFormatter(logging.Formatter(f"warning ({key}): %(message)s"))
+    logger = logging.getLogger("propensity")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def launcher_rank() -> int:

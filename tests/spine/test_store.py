@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +27,12 @@ def echo_stage(ctx: StageContext) -> dict:
 def failing_stage(ctx: StageContext) -> dict:
     (ctx.out / "half-written.txt").write_text("partial")
     raise RuntimeError("boom")
+
+
+def warning_stage(ctx: StageContext) -> dict:
+    logging.getLogger("propensity").warning("bf16 is emulated on this CPU")
+    logging.getLogger("propensity").info("routine chatter")
+    return {}
 
 
 def spec(name: str = "a", config: dict | None = None, inputs: dict | None = None, impl: str = "echo_stage") -> StageSpec:
@@ -136,3 +143,13 @@ def test_torchrun_ranks_share_one_work_folder_and_rank0_finalises(tmp_path: Path
     assert {(final / f"seen_by_rank{r}").read_text() for r in (0, 1)} == {final.name + ".partial"}
     assert store.manifest(spec)["result"] == {"sum": 3.0, "world": 2}
     assert (final / "stage.rank1.log").is_file()
+
+
+def test_stage_warnings_reach_the_terminal_not_only_the_log(tmp_path: Path, capfd: pytest.CaptureFixture
+                                                         ) -> None:
+    handlers = list(logging.getLogger("propensity").handlers)
+    s = spec(impl="warning_stage")
+    Store(tmp_path).run(s)
+    err = capfd.readouterr().err
+    assert f"warning ({s.key}): bf16 is emulated on this CPU" in err and "routine chatter" not in err
+    assert logging.getLogger("propensity").handlers == handlers  # removed after the stage
