@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "peak_flops": None,
     "compile": False,
+    "document_mask": False,
     "tensorboard": False,
     "wandb_project": None,
     "backend": "torch",
@@ -94,6 +95,7 @@ def train_config(cfg: dict[str, Any]) -> TrainConfig:
         if cfg["peak_flops"] is None
         else require_float(cfg["peak_flops"], "peak_flops", "train"),
         compile=_require_bool(cfg["compile"], "compile"),
+        document_mask=_require_bool(cfg["document_mask"], "document_mask"),
     )
 
 
@@ -236,6 +238,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     vocab, eos_id, pad_id = _tokenizer_info(ctx.inputs["tokenizer"])
     data = TokenFolder(ctx.inputs["tokenize"] / "tokens")
     plan = inject_plan(ctx.inputs["tokenize"], tcfg.steps)
+    if tcfg.document_mask and cfg["backend"] == "nanotron":
+        raise ConfigError("train: document_mask needs the torch trainer (nanotron's Llama attends across the "
+                          "documents of a sequence); set backend: torch or document_mask: false")
     if plan is not None and cfg["backend"] == "nanotron":
         raise ConfigError("train: windowed injection needs the torch trainer (nanotron reads one data folder "
                           "in its own order); set backend: torch or drop inject.window")
@@ -286,4 +291,5 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "grad_accum": tcfg.grad_accum,
         "schedule": tcfg.schedule,
         "compile": tcfg.compile,
+        "document_mask": tcfg.document_mask,
     }

@@ -78,6 +78,10 @@ class TrainConfig:
     """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast on any device)."""
     peak_flops: float | None = None
     """Peak FLOP/s of one device for the MFU estimate (None: a table of known GPUs; unknown on CPU)."""
+    document_mask: bool = False
+    """Attend within documents only: positions restart at every end-of-document token (which leads each
+    document in a window), and transformers turns the restarts into a block-diagonal causal mask. Without it a
+    packed window's later documents see the earlier ones (their text and tags)."""
     compile: bool = False
     """``torch.compile`` the model with its loss (inductor). On CPU it needs a C++ compiler and the Python
     headers; the quickstart model trains 1.2-1.3x faster after 25-60 s of compiling (docs/pretrain.md).
@@ -127,9 +131,21 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=1e-8, fused=True)
 
 
-def sum_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Summed next-token cross-entropy (fp32) over the targets that are not ``IGNORE_INDEX``."""
-    logits = model(input_ids=inputs, use_cache=False).logits
+def document_positions(inputs: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Position ids that restart at 0 on every ``eos_id`` token (a document's leading separator); tokens
+    before a window's first separator count from the window start."""
+    idx = torch.arange(inputs.shape[-1], device=inputs.device).expand_as(inputs)
+    starts = torch.where(inputs == eos_id, idx, torch.zeros_like(idx)).cummax(dim=-1).values
+    return idx - starts
+
+
+def sum_loss(
+    model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, eos_id: int | None = None
+) -> torch.Tensor:
+    """Summed next-token cross-entropy (fp32) over the targets that are not ``IGNORE_INDEX``; with ``eos_id``,
+    attention stays within documents (``document_positions``)."""
+    extra = {} if eos_id is None else {"position_ids": document_positions(inputs, eos_id)}
+    logits = model(input_ids=inputs, use_cache=False, **extra).logits
     return F.cross_entropy(
         logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
     )
@@ -138,14 +154,14 @@ def sum_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor
 class LossModule(torch.nn.Module):
     """The model and its summed loss as one module, so DDP and ``torch.compile`` see both (compiling the
     cross-entropy with the model fuses the log-softmax into the LM head's output: ~5% more tokens/s on
-    CPU)."""
+    CPU). ``eos_id``: mask attention at document boundaries (``TrainConfig.document_mask``)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, eos_id: int | None = None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.eos_id = model, eos_id
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return sum_loss(self.model, inputs, targets)
+        return sum_loss(self.model, inputs, targets, self.eos_id)
 
 
 def batch_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -296,7 +312,7 @@ def train(
             "than fp32; set train.precision: fp32"
         )
     restore.enter_context(fp32_attention(model, cpu_bf16))
-    net: torch.nn.Module = LossModule(model).train()
+    net: torch.nn.Module = LossModule(model, _document_eos(model, cfg)).train()
     net = _wrap_ddp(net, dist) if dist.distributed else net
     if cfg.compile:
         net = torch.compile(net)
@@ -348,6 +364,16 @@ def train(
         log.close()
         restore.close()
     return _summary(state, cfg, dist)
+
+
+def _document_eos(model: torch.nn.Module, cfg: TrainConfig) -> int | None:
+    """The end-of-document id that bounds attention when ``document_mask`` is set (else None)."""
+    if not cfg.document_mask:
+        return None
+    eos = getattr(getattr(model, "config", None), "eos_token_id", None)
+    if not isinstance(eos, int):
+        raise ConfigError(f"train: document_mask needs the model config's eos_token_id (one id), got {eos!r}")
+    return eos
 
 
 def _is_compile_error(e: BaseException) -> bool:

@@ -199,6 +199,9 @@ class TrainConfig(Strict):
                                                   "GPU clusters (see docs/pretrain.md).")
     nanotron: dict[str, Any] = Field(default_factory=dict, description="nanotron settings: dp, tp, pp, nodes, ...")
     log_every: int = Field(10, ge=1, description="Steps between log lines.")
+    document_mask: bool = Field(False, description="Attend within documents only (positions restart at each "
+                                "document; torch backend): a packed window's documents no longer see each "
+                                "other's text and tags.")
     compile: bool = Field(False, description="torch.compile the model (CPU: needs g++ and python3-dev; 1.2-1.3x "
                           "faster on the quickstart model after 25-60 s of compiling; part of the run's identity).")
 
@@ -390,6 +393,10 @@ def _check_registries(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.tokens: {cfg.train.tokens:,} is less than one batch (train.batch_size x "
                           f"train.seq_len = {cfg.train.batch_size * cfg.train.seq_len:,})")
     if cfg.train.backend == "nanotron":
+        if cfg.train.document_mask:
+            raise ConfigError("train.document_mask: needs the torch trainer (nanotron's Llama attends "
+                              "across the documents of a sequence); set train.backend: torch or "
+                              "document_mask: false")
         for v in cfg.variants:
             if v.inject is not None and v.inject.window is not None:
                 raise ConfigError(f"variants.{v.name}: inject.window {list(v.inject.window)} needs the torch "

@@ -18,7 +18,7 @@ CONDITIONAL_KINDS = ("doc_tag", "sentence_tag", "inline_tag", "mask", "inject")
 CONDITIONAL_FIELDS = ("bins", "quantiles", "tag_names", "p", "mask", "inject")
 """VariantConfig fields only the conditional_tags stage reads (left out of filters.variants configs)."""
 LATER_TRAIN_KEYS = ("grad_accum", "schedule", "decay_fraction", "precision", "device", "peak_flops", "tensorboard",
-                    "wandb_project", "backend", "nanotron", "log_every", "compile")
+                    "wandb_project", "backend", "nanotron", "log_every", "compile", "document_mask")
 """Train settings added after the first release: left out of the hash at their defaults, so old artifacts stay valid."""
 STAGE_ORDER = ("source", "classifier", "tokenizer", "score", "variant", "tokenize", "train", "eval", "report")
 DEFAULT_TAGS = ("<|good|>", "<|bad|>")

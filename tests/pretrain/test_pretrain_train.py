@@ -14,7 +14,16 @@ from pretrain_fixtures import make_ctx
 from pretrain import train as train_stage
 from pretrain.data import IGNORE_INDEX, TokenFolder, WindowLoader
 from pretrain.model import ModelSpec, build_model
-from pretrain.trainer import TrainConfig, batch_loss, latest_checkpoint, lr_at, make_optimizer, train
+from pretrain.trainer import (
+    TrainConfig,
+    batch_loss,
+    document_positions,
+    latest_checkpoint,
+    lr_at,
+    make_optimizer,
+    sum_loss,
+    train,
+)
 from propensity.errors import BudgetError, ConfigError
 
 CONFIG = {
@@ -180,3 +189,35 @@ def test_config_errors(tmp_path: Path, tokenized_dir: Path, tokenizer_dir: Path)
         _run(tmp_path, tokenized_dir, tokenizer_dir, seq_len=1024, tokens=16 * 1024)
     with pytest.raises(BudgetError, match="allow_repeat"):
         _run(tmp_path, tokenized_dir, tokenizer_dir, tokens=16 * 32 * 2000)
+
+
+def test_document_mask_trains_each_document_as_if_alone() -> None:
+    """In a packed window [EOS a a a EOS b b b b], document b's loss under ``document_mask`` equals its loss
+    as a window of its own, whatever document a holds; without the mask it depends on a."""
+    assert document_positions(torch.tensor([[5, 0, 7, 8, 0, 9]]), 0).tolist() == [[0, 0, 1, 2, 0, 1]]
+    model = build_model(ModelSpec.tiny(), 64, seed=0, eos_id=0, pad_id=1).eval()
+    doc_b = torch.tensor([0, 11, 12, 13, 14])
+    alone = doc_b[None, :-1], doc_b[None, 1:]
+    def packed(doc_a: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        window = torch.cat([torch.tensor(doc_a), doc_b])
+        ignore = torch.full((len(doc_a),), IGNORE_INDEX)
+        targets = torch.cat([ignore, window[len(doc_a) + 1 :]])  # the targets read at b's positions only
+        return window[None, :-1], targets[None]
+
+    with torch.no_grad():
+        reference = sum_loss(model, *alone, eos_id=0).item()
+        for doc_a in ([0, 21, 22, 23], [0, 31, 32, 33]):
+            assert sum_loss(model, *packed(doc_a), eos_id=0).item() == pytest.approx(reference, rel=1e-5)
+        unmasked = [sum_loss(model, *packed(a)).item() for a in ([0, 21, 22, 23], [0, 31, 32, 33])]
+    assert unmasked[0] != pytest.approx(unmasked[1], rel=1e-5)
+
+
+def test_document_mask_stage_runs_and_nanotron_refuses_it(
+    tmp_path: Path, tokenized_dir: Path, tokenizer_dir: Path
+) -> None:
+    result = _run(tmp_path / "masked", tokenized_dir, tokenizer_dir, document_mask=True, tokens=16 * 32 * 6)
+    assert result["document_mask"] is True and result["final_loss"] < result["initial_loss"]
+    with pytest.raises(ConfigError, match="document_mask needs the torch trainer"):
+        _run(tmp_path / "nt", tokenized_dir, tokenizer_dir, document_mask=True, backend="nanotron")
+    with pytest.raises(ConfigError, match="document_mask must be true or false"):
+        _run(tmp_path / "bad", tokenized_dir, tokenizer_dir, document_mask="yes")

@@ -51,6 +51,8 @@ def test_shipped_configs_validate() -> None:
                     d["variants"].append({"name": "late", "kind": "inject",
                                           "inject": {"share": 0.05, "window": [0.9, 1.0]}})),
          r"variants\.late: inject\.window \[0\.9, 1\.0\] needs the torch trainer"),
+        (lambda d: d["train"].update(backend="nanotron", packing="fixed", document_mask=True),
+         r"train\.document_mask: needs the torch trainer"),
     ],
 )
 def test_bad_configs_fail_naming_the_field(tmp_path: Path, mutate, message: str) -> None:

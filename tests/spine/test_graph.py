@@ -48,7 +48,8 @@ def test_downstream_of() -> None:
 
 
 def test_later_train_settings_hash_only_when_changed() -> None:
-    assert keys(["train.schedule=cosine", "train.grad_accum=1"]) == keys([])
+    assert keys(["train.schedule=cosine", "train.grad_accum=1", "train.document_mask=false"]) == keys([])
+    assert keys(["train.document_mask=true"]) != keys([])
     changed = {k for k, v in keys(["train.schedule=wsd"]).items() if keys([])[k] != v}
     assert {k.split("/")[0] for k in changed} == {"train", "eval", "report"}
 
