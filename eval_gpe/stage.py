@@ -44,7 +44,7 @@ from eval_gpe.summary import summarize_gpe
 from propensity.errors import ConfigError, InputDataError
 from propensity.stage import StageContext
 
-__all__ = ["EvalStageConfig", "gpe_dir", "load_model", "primary_rows", "read_gpe", "read_heldout", "run"]
+__all__ = ["EvalStageConfig", "gpe_dir", "gpe_items", "load_model", "primary_rows", "read_heldout", "run"]
 
 
 def _synth() -> ModuleType:
@@ -221,12 +221,6 @@ def gpe_items(eval_dir: Path, gpe: str) -> list[dict]:
         raise InputDataError(f"eval artifact {eval_dir} has no GPE {gpe!r} (no {folder / 'summary.json'})")
     with open(folder / "items.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def read_gpe(eval_dir: Path, gpe: str) -> tuple[dict, list[dict]]:
-    """One GPE's summary and primary rows (``primary_rows``) from an eval artifact folder."""
-    rows = gpe_items(eval_dir, gpe)
-    return json.loads((gpe_dir(eval_dir, gpe) / "summary.json").read_text()), primary_rows(rows)
 
 
 def _one_gpe(ctx: StageContext, cfg: EvalStageConfig, spec: GPESpec, shared: Shared, costs: Costs) -> dict:

@@ -65,11 +65,7 @@ def item_table(eval_dirs: list[Path], gpe: str) -> dict[tuple[str, str, str], di
     from eval_gpe.summary import seed_item_values
     from propensity.report import gpe_rows
 
-    rows = gpe_rows(eval_dirs, gpe)
-    if len({int(r.get("seed", 0)) for r in rows}) != len(eval_dirs):
-        raise StoreError(f"GPE {gpe!r}: the evals of {len(eval_dirs)} seeds carry rows of fewer distinct "
-                         f"seeds ({', '.join(map(str, eval_dirs))})")
-    return seed_item_values(rows, "p_misaligned")
+    return seed_item_values(gpe_rows(eval_dirs, gpe), "p_misaligned")
 
 
 def paired_difference(a: dict[str, tuple[float, ...]], b: dict[str, tuple[float, ...]], n_boot: int,

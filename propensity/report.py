@@ -42,30 +42,32 @@ def _manifest_result(folder: Path) -> dict:
     return _read_json(folder / "manifest.json").get("result", {})
 
 
-def gpe_rows(eval_dirs: list[Path], gpe: str) -> list[dict]:
-    """One GPE's before/after rows (out of distribution, seen behaviour) from the eval folders of all seeds."""
-    from eval_gpe.stage import read_gpe
+def gpe_rows(eval_dirs: list[Path], gpe: str, *, every: bool = False) -> list[dict]:
+    """One GPE's before/after rows (out of distribution, seen behaviour; ``every``: all its rows) from the
+    eval folders of a variant's seeds (as many distinct ``seed`` values in the rows as there are folders)."""
+    from eval_gpe.stage import gpe_items, primary_rows
 
-    return [row for d in eval_dirs for row in read_gpe(d, gpe)[1]]
+    select = (lambda rows: rows) if every else primary_rows
+    rows = [row for d in eval_dirs for row in select(gpe_items(d, gpe))]
+    if len(eval_dirs) > 1 and len({int(r.get("seed", 0)) for r in rows}) != len(eval_dirs):
+        raise StoreError(f"GPE {gpe!r}: the evals of {len(eval_dirs)} seeds carry rows of fewer distinct "
+                         f"seeds; they cannot be told apart ({', '.join(map(str, eval_dirs))})")
+    return rows
 
 
 def _gpe_block(eval_dirs: list[Path], gpe: str, prefixes: list[str], tags: tuple[str, str], n_boot: int,
                seed: int) -> dict:
     """The GPE summary of one variant: the eval's own summary for one seed; for several, ``summarize_gpe`` of
     every seed's rows (intervals over seeds and items)."""
-    from eval_gpe.stage import gpe_dir, gpe_items
+    from eval_gpe.stage import gpe_dir
 
     summaries = [_read_json(gpe_dir(d, gpe) / "summary.json") for d in eval_dirs]
     if len(eval_dirs) == 1:
         return summaries[0]
     from eval_gpe.summary import summarize_gpe
 
-    rows = [row for d in eval_dirs for row in gpe_items(d, gpe)]
-    if len({int(r.get("seed", 0)) for r in rows}) != len(eval_dirs):
-        raise StoreError(f"GPE {gpe!r}: the evals of {len(eval_dirs)} seeds carry rows of fewer distinct "
-                         f"seeds; they cannot be told apart ({', '.join(map(str, eval_dirs))})")
     steps = summaries[0].get("finetune", {}).get("steps", 0)
-    summary = summarize_gpe(rows, prefixes, tags, n_boot, seed, steps)
+    summary = summarize_gpe(gpe_rows(eval_dirs, gpe, every=True), prefixes, tags, n_boot, seed, steps)
     losses = [s.get("heldout_loss") for s in summaries]
     summary["heldout_loss"] = sum(losses) / len(losses) if None not in losses else None
     summary["heldout_loss_by_seed"] = losses
