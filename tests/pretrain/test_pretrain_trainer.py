@@ -237,6 +237,30 @@ def test_compiled_training_is_deterministic_and_resumes_bit_identically(
     assert not all(torch.equal(a[k], v) for k, v in eager_model.state_dict().items())
 
 
+def test_compiled_cpu_training_runs_with_deterministic_algorithms(
+    tmp_path: Path, tokenized_dir: Path
+) -> None:
+    """Compiled on CPU, the loop runs (and inductor compiles) under ``torch.use_deterministic_algorithms``:
+    without it inductor accumulates some gradients (the embedding's) with parallel atomic adds, and under load
+    from other processes two runs of the quickstart's config ended with different weights. Eager runs and the
+    caller's setting are left alone."""
+    seen: list[bool] = []
+
+    class Spy(WindowLoader):
+        def batch(self, step: int):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+            return super().batch(step)
+
+    model, loader = _fresh(tokenized_dir)
+    spy = Spy(loader.data, 32, 8, "document_aligned", 1, 1)
+    train(model, spy, TrainConfig(**{**BASE, "steps": 2}, checkpoint_every=0, compile=True), tmp_path / "c")
+    assert seen == [True, True] and not torch.are_deterministic_algorithms_enabled()
+    seen.clear()
+    model, _ = _fresh(tokenized_dir)
+    train(model, spy, TrainConfig(**{**BASE, "steps": 2}, checkpoint_every=0), tmp_path / "e")
+    assert seen == [False, False]
+
+
 def test_cpu_bf16_computes_attention_in_fp32_and_resumes_bit_identically(
     tmp_path: Path, tokenized_dir: Path, monkeypatch
 ) -> None:
