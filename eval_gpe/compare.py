@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval_gpe.stats import paired_bootstrap, seed_item_bootstrap
+from eval_gpe.stats import paired_bootstrap
 from eval_gpe.summary import SCORINGS, item_values, rows_by_seed
 
 
@@ -55,6 +55,4 @@ def variant_difference(
         )
     mat_a = np.array([[a[s][i] for i in common] for s in sorted(a)])
     mat_b = np.array([[b[s][i] for i in common] for s in sorted(b)])
-    if len(a) == 1:
-        return {**paired_bootstrap(mat_a[0], mat_b[0], n_boot, seed), "paired": True}
-    return {**seed_item_bootstrap(mat_a - mat_b, n_boot, seed), "paired": True}
+    return {**paired_bootstrap(mat_a, mat_b, n_boot, seed), "paired": True}  # several seeds: two-way
