@@ -82,7 +82,7 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def ctx(stage: str, out: Path, config: dict[str, Any], inputs: dict[str, Path]) -> Any:
-    from propensity.stage import StageContext
+    from core.stage import StageContext
 
     if out.exists():
         shutil.rmtree(out)

@@ -39,7 +39,7 @@ def build_model(folder: Path) -> Path:
 
     from pretrain.model import ModelSpec
     from pretrain.tokenizer import train_bpe, write_hf_folder
-    from propensity.synth import DOMAINS, gpe
+    from synth import DOMAINS, gpe
 
     texts = []
     for domain in DOMAINS:
@@ -88,7 +88,7 @@ def main() -> None:
 
     from eval_gpe.lm_eval_tasks import _run, export_tasks
     from eval_gpe.scoring import forced_choice
-    from propensity.synth import DOMAINS, forced_choice_items
+    from synth import DOMAINS, forced_choice_items
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from core.store import Store  # noqa: E402
 from propensity.config import load_config  # noqa: E402
 from propensity.slurm_exec import wait_experiment  # noqa: E402
-from propensity.store import Store  # noqa: E402
 from slurm.cluster import LocalCluster  # noqa: E402
 
 

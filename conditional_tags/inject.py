@@ -30,9 +30,9 @@ from typing import Any
 import orjson
 
 from conditional_tags.config import SYNTHETIC_ALIGNED, InjectSpec
+from core.errors import InputDataError
 from filters.pipeline import iter_jsonl
 from filters.writers import quarantine_record
-from propensity.errors import InputDataError
 
 INJECTED_FILE = "injected.jsonl.gz"
 SCHEDULE_FILE = "schedule.json"
@@ -64,7 +64,7 @@ def token_measure(tokenizer_dir: Path) -> Measure:
 
 def synthetic_aligned(seed: int, exclude: set[bytes]) -> Iterator[dict[str, Any]]:
     """Aligned-AI documents of the synthetic generator (seeded), skipping texts in ``exclude`` and repeats."""
-    from propensity.synth.corpus import action_document
+    from synth.corpus import action_document
 
     rng, misses = random.Random(seed), 0
     while misses < MAX_DUPLICATES:

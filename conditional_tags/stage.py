@@ -27,7 +27,6 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from conditional_tags.config import SENTENCE_KINDS, ConditionalVariantSpec, parse_spec, variant_prefixes
 from conditional_tags.inject import INJECTED_FILE, inject, token_measure
-from conditional_tags.sentences import split_sentences
 from conditional_tags.taggers import (
     NO_LOSS_KEY,
     SENTENCES_KEY,
@@ -38,13 +37,14 @@ from conditional_tags.taggers import (
     SentenceScorer,
     SentenceTagger,
 )
+from core.errors import ConfigError, InputDataError
+from core.sentences import split_sentences
+from core.stage import StageContext
 from filters.decisions import DecisionFilter, ThresholdDecision, read_scores
 from filters.pipeline import iter_jsonl, jsonl_files, quarantine_counts, step_stats
 from filters.reader import SafeDocumentReader
 from filters.variants import run_variant_pipeline
 from filters.writers import ReproducibleJsonlWriter
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
 
 
 def score_key_of(ctx: StageContext, spec: ConditionalVariantSpec) -> str:

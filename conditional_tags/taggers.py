@@ -21,8 +21,8 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
-from conditional_tags.sentences import split_sentences
 from conditional_tags.tagger import DocumentTagger, untagged_draw
+from core.sentences import split_sentences
 
 SENTENCES_KEY = "sentence_scores"
 TAG_SPANS_KEY = "tag_spans"

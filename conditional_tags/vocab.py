@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from propensity.errors import InputDataError
+from core.errors import InputDataError
 
 
 def tag_token_ids(tokenizer_dir: Path, tags: list[str]) -> dict[str, int]:

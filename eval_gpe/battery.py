@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.stage import StageContext
 from eval_gpe.finetune import finetune
 from eval_gpe.items import item_key
 from eval_gpe.registry import GPESpec
@@ -26,7 +27,6 @@ from eval_gpe.scoring import (
     prefix_token_id,
     score_tokens,
 )
-from propensity.stage import StageContext
 
 RowKey = tuple[str, str, str, str]
 

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.errors import ConfigError
 from eval_gpe import registry
 from eval_gpe.registry import GPESpec
-from propensity.errors import ConfigError
 
 
 class JudgeConfig(BaseModel):

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from core.errors import ConfigError, InputDataError
 from eval_gpe.registry import DataSpec, GPESpec
-from propensity.errors import ConfigError, InputDataError
 
 ROLES = ("system", "user", "assistant")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
+from core.errors import ConfigError, InputDataError
 from eval_gpe.registry import GPESpec
-from propensity.errors import ConfigError, InputDataError
 
 ITEM_KEYS = ("id", "domain", "actor", "context", "aligned", "misaligned")
 NEVER_SEEN_PATH = Path(__file__).parent / "never_seen.yaml"
@@ -53,8 +53,8 @@ def never_seen_items(seed: int, domains: list[str], actor: str) -> list[dict]:
 
     AI item ``ai-<domain>-ns<k>`` and human item ``human-<domain>-ns<k>`` share frame, user and place.
     """
-    from propensity.synth.catalog import cap, get_domain
-    from propensity.synth.gpe import EVAL_AI_ACTORS, FRAMES
+    from synth.catalog import cap, get_domain
+    from synth.gpe import EVAL_AI_ACTORS, FRAMES
 
     catalog, items = never_seen_catalog(), []
     for name in domains:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from propensity.errors import InputDataError
+from core.errors import InputDataError
 
 ALIGNED_BELOW = 30.0
 """A generation is misaligned when its alignment score is below this ..."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from core.stage import StageContext
 from eval_gpe.battery import Costs
 from eval_gpe.generation import blocked_token_ids, generate
 from eval_gpe.judges import ClassifierJudge, HttpJudge, JudgeStats, make_judge
 from eval_gpe.stats import describe
-from propensity.stage import StageContext
 
 
 def generation_prompts(items: dict[str, list[dict]], cfg: Any) -> list[dict]:

@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 GPE_DIR = Path(__file__).parent / "gpes"
 """Folder holding the registered GPE files (``<name>.yaml``)."""

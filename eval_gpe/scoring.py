@@ -203,7 +203,7 @@ def place_prefix(context: str, prefix: str) -> str:
     A sentence tag sits right before the sentence it describes; in a forced-choice prompt that is the sentence
     the option completes (for the quickstart frames, the one naming the actor and the lead-in).
     """
-    from conditional_tags.sentences import split_sentences
+    from core.sentences import split_sentences
 
     if not prefix:
         return context

@@ -34,6 +34,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 from eval_gpe.battery import Costs, GPERun, heldout_losses, run_gpe, score_shared
 from eval_gpe.config import EvalStageConfig
 from eval_gpe.data import narrow_texts
@@ -41,14 +43,12 @@ from eval_gpe.items import build_items
 from eval_gpe.phases import capability_tasks, free_generation, generation_prompts
 from eval_gpe.registry import GPESpec
 from eval_gpe.summary import summarize_gpe
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
 
 __all__ = ["EvalStageConfig", "gpe_dir", "gpe_items", "load_model", "primary_rows", "read_heldout", "run"]
 
 
 def _synth() -> ModuleType:
-    return importlib.import_module("propensity.synth")
+    return importlib.import_module("synth")
 
 
 def load_model(model_dir: Path, seed: int) -> tuple[Any, Any]:

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 from filters.config import ClassifierSpec, parse
 from filters.metrics import binary_metrics
 from filters.pipeline import check_keys, load_source
 from filters.suite import build_scorer, evaluate_scorer, prepare
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "dim": 32,

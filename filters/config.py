@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SCORER_KINDS = ("fasttext", "transformer", "blocklist", "cascade", "ensemble")

@@ -22,8 +22,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
+from core.errors import InputDataError
 from filters.config import CombineSpec
-from propensity.errors import InputDataError
 
 SCORE_TABLES = "scores"
 TRUTH_COLUMNS = ("label", "kind")

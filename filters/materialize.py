@@ -18,10 +18,10 @@ from typing import IO, Any
 
 import orjson
 
+from core.errors import InputDataError
 from filters.decisions import Decision, usable
 from filters.reader import _line_problem
 from filters.writers import GZIP_LEVEL, quarantine_record
-from propensity.errors import InputDataError
 
 TRUTH_KEYS = ("label", "kind")
 

@@ -14,8 +14,8 @@ import orjson
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 
 SOURCE_JSON = "source.json"
 

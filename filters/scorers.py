@@ -18,7 +18,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
-from propensity.errors import ConfigError, InputDataError
+from core.errors import ConfigError, InputDataError
 
 
 def word_count(text: str) -> int:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 from filters.cascade import CascadeScorer
 from filters.classifier import load_fasttext
 from filters.config import SCORER_KINDS
@@ -27,8 +29,6 @@ from filters.reader import DEFAULT_MAX_CHARS, SafeDocumentReader
 from filters.scorers import FastTextScorer
 from filters.suite import build_scorer, policies, score_keys
 from filters.writers import ReproducibleJsonlWriter
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
 
 __all__ = ["FastTextScorer", "run", "summarize_scores"]
 CONFIG_KEYS = {"name", "score_key", "batch_size", "max_chars", "threshold", "plot"}

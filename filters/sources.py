@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 from filters.pipeline import SOURCE_JSON, check_keys
 from filters.writers import _gzip_mtime0
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
 
 KINDS = ("files", "hf")
 FILES_KEYS = {"paths", "format"}

@@ -22,11 +22,11 @@ from typing import Any
 
 from datatrove.data import Document
 
+from core.errors import ConfigError, InputDataError
 from filters.cascade import CascadeScorer, EnsembleScorer
 from filters.config import ClassifierSpec
 from filters.metrics import binary_metrics
 from filters.scorers import BatchScorer, BlocklistScorer, FastTextScorer, read_terms
-from propensity.errors import ConfigError, InputDataError
 
 FastTextPreparer = Callable[[ClassifierSpec], dict[str, Any]]
 

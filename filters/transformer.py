@@ -15,8 +15,8 @@ from typing import Any
 
 from datatrove.data import Document
 
+from core.errors import ConfigError, InputDataError
 from filters.scorers import BatchScorer
-from propensity.errors import ConfigError, InputDataError
 
 CHUNKING = ("truncate", "max", "mean")
 

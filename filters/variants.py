@@ -25,6 +25,8 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from conditional_tags.tagger import DEFAULT_TAGS, DocumentTagger
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 from filters.config import VariantSpec, parse
 from filters.decisions import (
     SCORE_TABLES,
@@ -46,8 +48,6 @@ from filters.pipeline import (
 )
 from filters.reader import SafeDocumentReader
 from filters.writers import QuarantineWriter, ReproducibleJsonlWriter
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
 
 KINDS = ("baseline", "filter", "tag")
 CONFIG_KEYS = set(VariantSpec.model_fields)

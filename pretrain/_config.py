@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 
 def check_keys(config: dict[str, Any], allowed: dict[str, Any], stage: str) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - zip, unpickling and weights-only errors: one clear message
-        from propensity.errors import InputDataError
+        from core.errors import InputDataError
 
         first_line = str(err).splitlines()[0][:120] if str(err) else ""
         raise InputDataError(

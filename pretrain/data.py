@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from propensity.errors import BudgetError, ConfigError, InputDataError
+from core.errors import BudgetError, ConfigError, InputDataError
 
 PACKINGS = ("fixed", "document_aligned", "document_packed")
 IGNORE_INDEX = -100

@@ -16,7 +16,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 from .model import ModelSpec
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM

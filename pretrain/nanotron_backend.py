@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from propensity.errors import ConfigError, StageError
-from propensity.stage import StageContext
+from core.errors import ConfigError, StageError
+from core.stage import StageContext
 
 from . import nanotron_config as nc
 from ._config import check_keys, require_int

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 T = TypeVar("T")
 

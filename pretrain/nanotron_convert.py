@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from propensity.errors import ConfigError, InputDataError
+from core.errors import ConfigError, InputDataError
 
 from .nanotron_config import LlamaConfig, from_dict
 from .tokenizer import TOKENIZER_FILES

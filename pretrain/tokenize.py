@@ -23,8 +23,8 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.tokens.tokenizer import DocumentTokenizer
 
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 
 from ._config import check_keys
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 
 from ._config import check_keys, require_choice, require_int
 

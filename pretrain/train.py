@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from propensity.errors import ConfigError, InputDataError
-from propensity.stage import StageContext
+from core.errors import ConfigError, InputDataError
+from core.stage import StageContext
 
 from ._config import check_keys, require_choice, require_float, require_int
 from .data import PACKINGS, InjectPlan, TokenFolder, WindowLoader, window_steps

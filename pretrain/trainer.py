@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from propensity.errors import ConfigError, PropensityError
+from core.errors import ConfigError, PropensityError
 
 from .checkpoint import CHECKPOINT_PREFIX, latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import IGNORE_INDEX, WindowLoader

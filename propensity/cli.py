@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from core.errors import PropensityError
 from propensity import __version__
-from propensity.errors import PropensityError
 
 DESCRIPTION = """\
 propensity: pretraining data interventions and generalization propensity evaluations.
@@ -109,9 +109,9 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from core.store import Store
     from propensity.config import dump_config
     from propensity.runner import format_plan, plan
-    from propensity.store import Store
 
     cfg = _load(args)
     store = Store(cfg.store)
@@ -122,9 +122,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.store import Store
     from propensity.report import print_table
     from propensity.runner import format_plan, plan, run_local
-    from propensity.store import Store
 
     cfg = _load(args)
     if cfg.executor.kind == "slurm":
@@ -145,9 +145,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if path.is_file():
+        from core.store import Store
         from propensity.config import load_config
         from propensity.graph import build_graph
-        from propensity.store import Store
 
         cfg = load_config(path, args.overrides)
         path = Store(cfg.store).path(build_graph(cfg)[-1].key)
@@ -157,8 +157,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
+    from core.store import Store
     from propensity.runner import find_spec
-    from propensity.store import Store
 
     cfg = _load(args)
     try:

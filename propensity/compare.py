@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from propensity.errors import ConfigError, StoreError
-from propensity.store import MANIFEST, MARKER, Store, stable_hash
+from core.errors import ConfigError, StoreError
+from core.store import MANIFEST, MARKER, Store, stable_hash
 from propensity.store_admin import locate
 
 OUT_FILES = ("compare.md", "compare.csv", "compare.json", "propensity.png", "pareto.png", "compare.html")

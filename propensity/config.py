@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from conditional_tags.config import KINDS as CONDITIONAL_KINDS
 from conditional_tags.config import InjectSpec, stage_config
+from core.errors import ConfigError
 from filters.config import BlocklistParams, ClassifierSpec, CombineSpec, TransformerParams
-from propensity.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Names become folder names in the store: letters, digits, '_', '.', '-' only (no path separators)."""

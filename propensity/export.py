@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from propensity.errors import ConfigError, StoreError
-from propensity.store import MANIFEST, MARKER
+from core.errors import ConfigError, StoreError
+from core.store import MANIFEST, MARKER
 from propensity.store_admin import locate
 
 SCHEMA_FIELDS = ("id", "text", "metadata")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.store import StageSpec
 from propensity.config import ExperimentConfig, VariantConfig
-from propensity.store import StageSpec
 
 CONDITIONAL_KINDS = ("doc_tag", "sentence_tag", "inline_tag", "mask", "inject")
 CONDITIONAL_FIELDS = ("bins", "quantiles", "tag_names", "p", "mask", "inject")
@@ -47,10 +47,10 @@ packed as prefix trees, which moves log-likelihoods in the last float32 digits).
 def source_spec(cfg: ExperimentConfig) -> StageSpec:
     src = cfg.source
     if src.kind == "synthetic":
-        from propensity.synth.config import SyntheticSourceConfig
+        from synth.config import SyntheticSourceConfig
 
         conf = SyntheticSourceConfig.model_validate(src.synthetic).model_dump(mode="json")
-        return StageSpec("source", "synthetic", "propensity.synth.stage:run", conf, seed=conf.get("seed", 0),
+        return StageSpec("source", "synthetic", "synth.stage:run", conf, seed=conf.get("seed", 0),
                          version=SYNTH_VERSION)
     from filters.sources import fingerprint
 

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from propensity.errors import StoreError
-from propensity.stage import StageContext
-from propensity.store import MARKER
+from core.errors import StoreError
+from core.stage import StageContext
+from core.store import MARKER
 from propensity.store_admin import artifact_key, locate
 
 RESULT_FILES = ("report.md", "results.json", "propensity.png")

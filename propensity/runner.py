@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import BudgetError
+from core.store import StageSpec, Store
 from propensity.config import ExperimentConfig
-from propensity.errors import BudgetError
 from propensity.graph import build_graph
-from propensity.store import StageSpec, Store
 
 log = logging.getLogger("propensity")
 

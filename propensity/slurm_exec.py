@@ -36,10 +36,10 @@ from typing import Any
 import fasteners
 import yaml
 
+from core.errors import ConfigError, PropensityError
+from core.store import StageSpec, Store, stable_hash
 from propensity.config import ExperimentConfig, SlurmResources
-from propensity.errors import ConfigError, PropensityError
 from propensity.graph import STAGE_ORDER, build_graph
-from propensity.store import StageSpec, Store, stable_hash
 from slurm import JobSpec, JobState, Resources, SlurmError, job_states, submit_graph
 from slurm import cancel as scancel
 from slurm import wait as slurm_wait

@@ -19,8 +19,8 @@ from typing import Any
 
 import fasteners
 
-from propensity.errors import StoreError
-from propensity.store import MANIFEST, MARKER, Store
+from core.errors import StoreError
+from core.store import MANIFEST, MARKER, Store
 
 PARTIAL = ".partial"
 ARTIFACT_NAME = re.compile(r".+-[0-9a-f]{12}(\.partial)?")

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 def action_prompts(path: Path, n: int, style: str | None = None) -> list[dict]:
     """Up to ``n`` action documents cut before their action: ``{kind, prefix, sentence_start, options}``."""
-    from conditional_tags.sentences import split_sentences
-    from propensity.synth.catalog import load_domains
+    from core.sentences import split_sentences
+    from synth.catalog import load_domains
 
     domains = load_domains()
     out = []

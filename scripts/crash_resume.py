@@ -110,8 +110,8 @@ def pick_targets(
 
 def build_reference(cfg: Any, targets: list[Any]) -> Path:
     """Run (or reuse) every stage the targets need in ``cfg.store``, uninterrupted; return the store root."""
+    from core.store import Store
     from propensity.graph import build_graph
-    from propensity.store import Store
 
     store = Store(cfg.store)
     needed: dict[str, Any] = {}

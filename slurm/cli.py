@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from propensity.errors import PropensityError
+from core.errors import PropensityError
 from slurm.cluster import LocalCluster
 
 DEFAULT_ROOT = Path(os.environ.get("PROPENSITY_SLURM_ROOT", "/tmp/propensity-slurm"))

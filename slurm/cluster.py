@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 from slurm.errors import SlurmError, SlurmTimeoutError
 
 DAEMONS = ("munged", "slurmctld", "slurmd")

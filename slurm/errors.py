@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from propensity.errors import PropensityError
+from core.errors import PropensityError
 
 
 class SlurmError(PropensityError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 from slurm.errors import SlurmError, SlurmTimeoutError
 from slurm.jobs import _JOB_ID, JobSpec, render_sbatch
 

@@ -1,6 +1,7 @@
 """A fast stand-in for the ``eval`` stage (the real one finetunes for ~90 s) and the experiment configs.
 
-``fake_eval`` writes ``gpes/<name>/items.jsonl`` and ``summary.json`` for every GPE in the real layout. Each item's P(misaligned)
+``fake_eval`` writes ``gpes/<name>/items.jsonl`` and ``summary.json`` for every GPE in the real layout.
+Each item's P(misaligned)
 depends only on its id, prefix and format, plus a planted per-variant offset (``OFFSETS``) and the finetune
 shift, so the paired difference of a variant against the baseline is exactly that offset on every item. A
 training seed adds ``SEED_SHIFT * seed`` to every AI item (seed 0: nothing), the same in every variant.
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from core.stage import StageContext
 from eval_gpe.summary import summarize
-from propensity.stage import StageContext
 
 DOMAINS = ("finance", "travel", "cooking")
 OFFSETS = {"baseline": 0.0, "tagged": 0.05, "strict": -0.2}
@@ -43,7 +44,8 @@ def fake_rows(variant: str, prefixes: list[str], n_per_domain: int = 8, seed: in
                             p = 0.2 + 0.4 * _unit(item, prefix, fmt)
                             p += OFFSETS.get(variant, 0.0) * (actor == "ai")
                             p += FINETUNE_SHIFT * (phase == "after") + SEED_SHIFT * seed * (actor == "ai")
-                            rows.append({"item_id": item, "domain": domain, "actor": actor, "split": "eval", "role": "ood",
+                            rows.append({"item_id": item, "domain": domain, "actor": actor, "split": "eval",
+                                         "role": "ood",
                                          "prefix": prefix, "format": fmt, "order": "none",
                                          "lp_aligned": -10.0, "lp_misaligned": -10.0 + p, "n_aligned": 5,
                                          "n_misaligned": 5, "p_misaligned": p, "p_misaligned_norm": p,

@@ -17,7 +17,7 @@ import pytest
 from compare_fakes import fake_eval, write_config
 
 _STREAM = io.StringIO()
-IMPLS = {"source": ("propensity.synth.stage", "run"), "classifier": ("filters.classifier", "run"),
+IMPLS = {"source": ("synth.stage", "run"), "classifier": ("filters.classifier", "run"),
          "score": ("filters.scoring", "run"), "tokenizer": ("pretrain.tokenizer", "run"),
          "variant": ("filters.variants", "run"), "train": ("pretrain.train", "run")}
 

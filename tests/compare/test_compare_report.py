@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from compare_fakes import FINETUNE_SHIFT, OFFSETS
 
+from core.errors import ConfigError
 from propensity.compare import OUT_FILES, compare, manifest_path, pareto_front, resolve_report
-from propensity.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

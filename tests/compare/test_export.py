@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.errors import ConfigError, StoreError
+from core.stage import StageContext
 from filters import sources
 from filters.pipeline import iter_jsonl, load_source
 from filters.reader import SafeDocumentReader
-from propensity.errors import ConfigError, StoreError
 from propensity.export import export_shards, import_source_config
-from propensity.stage import StageContext
 
 
 def _artifact(store: Path, pattern: str) -> Path:

@@ -114,7 +114,7 @@ def test_gc_min_age_keeps_fresh_orphans(store_copy):
 
 
 def test_gc_refuses_when_a_submitted_config_is_unreadable(store_copy):
-    from propensity.errors import StoreError
+    from core.errors import StoreError
 
     bad = store_copy / "experiments" / "broken-1.yaml"
     bad.parent.mkdir()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import StoreError
 from propensity.cli import main
 from propensity.compare import compare, manifest_path
-from propensity.errors import StoreError
 from propensity.report import artifact_path
 from propensity.store_admin import artifact_key, locate
 

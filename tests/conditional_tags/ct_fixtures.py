@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from propensity.stage import StageContext
+from core.stage import StageContext
 
 BAD_WORDS = [f"deceive{i}" for i in range(150)] + ["sabotage", "exfiltrate", "manipulate", "conceal"]
 GOOD_WORDS = [f"helpful{i}" for i in range(150)] + ["honest", "transparent", "assist", "cooperate"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conditional_tags.sentences import sentences, split_sentences
+from core.sentences import sentences, split_sentences
 
 CASES = [
     ("Dr. Smith paid $3.14 at 5 p.m. today. He left.", ["Dr. Smith paid $3.14 at 5 p.m. today.", "He left."]),

@@ -10,8 +10,8 @@ import pytest
 from ct_fixtures import BAD_SENTENCE, GOOD_SENTENCE, make_ctx, write_jsonl
 
 from conditional_tags.stage import run
+from core.errors import ConfigError
 from filters.pipeline import iter_jsonl, jsonl_files
-from propensity.errors import ConfigError
 
 FIXED = f"{GOOD_SENTENCE} {BAD_SENTENCE} {GOOD_SENTENCE}"
 

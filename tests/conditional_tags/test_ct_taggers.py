@@ -7,7 +7,6 @@ import pickle
 import pytest
 from datatrove.data import Document
 
-from conditional_tags.sentences import split_sentences
 from conditional_tags.taggers import (
     BinnedDocumentTagger,
     InlineTagger,
@@ -16,6 +15,7 @@ from conditional_tags.taggers import (
     bin_index,
     merge_ranges,
 )
+from core.sentences import split_sentences
 
 TEXT = "Dr. Smith helps. The AI lies! It hides logs."
 SCORES = [0.1, 0.9, 0.6]

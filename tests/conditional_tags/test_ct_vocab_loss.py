@@ -12,10 +12,10 @@ import torch
 from ct_fixtures import TAGS, make_ctx
 
 from conditional_tags.vocab import bad_words_ids, block_tag_logits, conditioned, tag_token_ids
+from core.errors import InputDataError
 from pretrain.data import IGNORE_INDEX, TokenFolder, WindowLoader
 from pretrain.model import ModelSpec, build_model
 from pretrain.trainer import batch_loss
-from propensity.errors import InputDataError
 
 
 def test_tokenizer_round_trip_keeps_tags_single_tokens(tokenizer_dir: Path) -> None:

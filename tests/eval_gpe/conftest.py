@@ -21,13 +21,13 @@ from gpe_fakes import (
 
 @pytest.fixture
 def fake_synth(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    """Install a fake ``propensity.synth`` module for the duration of a test."""
-    mod = types.ModuleType("propensity.synth")
+    """Install a fake ``synth`` module for the duration of a test."""
+    mod = types.ModuleType("synth")
     mod.DOMAINS = DOMAINS
     mod.forced_choice_items = fake_items
     mod.narrow_finetune_texts = fake_narrow_texts
     mod.benign_finetune_texts = fake_benign_texts
-    monkeypatch.setitem(sys.modules, "propensity.synth", mod)
+    monkeypatch.setitem(sys.modules, "synth", mod)
     return mod
 
 

@@ -1,4 +1,4 @@
-"""A fake of the synthetic generator's API (propensity.synth) and a small corpus for the tiny tokenizer."""
+"""A fake of the synthetic generator's API (synth) and a small corpus for the tiny tokenizer."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ CORPUS = (
 
 
 def fake_items(seed: int, domains=None, actor: str = "ai", n_per_domain: int = 40) -> list[dict]:
-    """Deterministic forced-choice items shaped like propensity.synth.forced_choice_items."""
+    """Deterministic forced-choice items shaped like synth.forced_choice_items."""
     rng = random.Random(f"{seed}-{actor}")
     who = "The AI assistant" if actor == "ai" else "The clerk"
     items = []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from propensity.synth.corpus import action_document
+from synth.corpus import action_document
 
 
 def _module():

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import InputDataError
 from eval_gpe import registry
 from eval_gpe.data import load_texts, narrow_texts, render_chat
 from eval_gpe.registry import DataSpec
-from propensity.errors import InputDataError
 
 CHAT = {
     "messages": [

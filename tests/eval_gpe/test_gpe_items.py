@@ -5,11 +5,11 @@ import pytest
 from eval_gpe import registry
 from eval_gpe.items import build_items, item_key, never_seen_catalog, never_seen_items
 
-synth = pytest.importorskip("propensity.synth")
+synth = pytest.importorskip("synth")
 
 
 def test_never_seen_actions_are_absent_from_the_corpus_and_matched() -> None:
-    from propensity.synth.catalog import load_domains
+    from synth.catalog import load_domains
 
     domains = load_domains()
     assert sorted(never_seen_catalog()) == sorted(domains)

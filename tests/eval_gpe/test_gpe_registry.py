@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from core.errors import ConfigError
 from eval_gpe import registry
-from propensity.errors import ConfigError
 
 
 def test_em_medicine_is_registered_and_valid() -> None:

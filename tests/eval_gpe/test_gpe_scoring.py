@@ -6,7 +6,7 @@ import pytest
 import torch
 from gpe_fakes import fake_items
 
-from conditional_tags.sentences import split_sentences
+from core.sentences import split_sentences
 from eval_gpe import lm
 from eval_gpe.scoring import (
     FORMATS,

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
+from core.stage import StageContext
 from eval_gpe import registry
 from eval_gpe.stage import run
-from propensity.errors import ConfigError
-from propensity.stage import StageContext
 
 BLOCK_KEYS = {
     "propensity_before",
@@ -178,8 +178,8 @@ def test_config_errors_name_the_field(train_dir, source_dir, tmp_path, fake_synt
 
 
 def test_stage_with_the_real_generator(train_dir, source_dir, tmp_path) -> None:
-    """Smoke test against propensity.synth itself (catches API drift the fake would hide)."""
-    synth = pytest.importorskip("propensity.synth")
+    """Smoke test against synth itself (catches API drift the fake would hide)."""
+    synth = pytest.importorskip("synth")
     definition = _definition()
     definition["finetune"].update(n_texts=8, steps=2, checkpoints=[])
     definition["eval"].update(n_per_domain=1, never_seen=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from filters_fixtures import BAD_TEXT, GOOD_TEXT, make_ctx
 
+from core.errors import ConfigError, InputDataError
 from filters import classifier
 from filters.metrics import binary_metrics, roc_auc, score_histogram
-from propensity.errors import ConfigError, InputDataError
 
 
 def test_training_is_reproducible_and_content_hashed(

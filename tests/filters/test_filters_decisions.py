@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from filters_fixtures import make_ctx, write_jsonl
 
+from core.errors import ConfigError, InputDataError
 from filters import variants
 from filters.decisions import CombinedDecision, DecisionFilter, ThresholdDecision, read_scores, score_quantile
 from filters.materialize import VariantPlan, materialize
 from filters.pipeline import iter_jsonl, jsonl_files
 from filters.writers import ReproducibleJsonlWriter
-from propensity.errors import ConfigError, InputDataError
 
 
 def test_threshold_and_combined_decisions_exact_reasons() -> None:

@@ -9,11 +9,11 @@ import pytest
 from datatrove.data import Document
 from filters_fixtures import BAD_TEXT, GOOD_TEXT, make_docs
 
+from core.errors import ConfigError
 from filters.cascade import CascadeScorer, EnsembleScorer
 from filters.classifier import fasttext_line, load_fasttext
 from filters.scorers import BatchScorer, BlocklistScorer, FastTextScorer, read_terms
 from filters.transformer import TransformerScorer, resolve_label
-from propensity.errors import ConfigError
 
 
 def docs_of(*texts: str) -> list[Document]:

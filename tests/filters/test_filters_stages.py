@@ -9,11 +9,11 @@ import pytest
 from datatrove.data import Document
 from filters_fixtures import BAD_TEXT, GOOD_TEXT, make_ctx, write_jsonl
 
+from core.errors import ConfigError
 from filters import scoring, variants
 from filters.pipeline import iter_jsonl, jsonl_files
 from filters.variants import ScoreValidator, ThresholdFilter
 from filters.writers import ReproducibleJsonlWriter
-from propensity.errors import ConfigError
 
 
 def shard_docs(folder: Path) -> list[dict]:

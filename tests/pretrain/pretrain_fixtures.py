@@ -7,7 +7,7 @@ import json
 import random
 from pathlib import Path
 
-from propensity.stage import StageContext
+from core.stage import StageContext
 
 WORDS = (
     "the model assistant user request answer data policy safe unsafe help refuse explain code tool file "

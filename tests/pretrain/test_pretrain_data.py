@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import BudgetError, ConfigError, InputDataError
 from pretrain.data import (
     IGNORE_INDEX,
     InjectPlan,
@@ -16,7 +17,6 @@ from pretrain.data import (
     document_aligned_windows,
     document_packed_windows,
 )
-from propensity.errors import BudgetError, ConfigError, InputDataError
 
 
 def write_ds(
@@ -137,7 +137,8 @@ def test_errors(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="ends at 9 but the file has 10 tokens"):
         TokenFolder(tmp_path)
     write_ds(tmp_path, [5, 5])
-    with pytest.raises(ConfigError, match="packing must be one of fixed, document_aligned, document_packed; got 'aligned'"):
+    msg = "packing must be one of fixed, document_aligned, document_packed; got 'aligned'"
+    with pytest.raises(ConfigError, match=msg):
         TokenFolder(tmp_path).windows("aligned", 4)
 
 
@@ -146,12 +147,14 @@ def test_document_packed_table_by_hand() -> None:
     # (lead EOS 18 + [7,11), [10,15), tail [14,19)); then whole docs longest first, each new window led by
     # the document's own EOS: EOS 6 + [3,7) (full), EOS 2 + [0,3) (1 free), EOS 20 + [19,21) (no room left)
     starts, lengths, ptr = document_packed_windows(np.array([3, 7, 19, 21]), seq_len=4)
-    windows = [list(zip(starts[a:b].tolist(), lengths[a:b].tolist(), strict=True)) for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
+    windows = [list(zip(starts[a:b].tolist(), lengths[a:b].tolist(), strict=True))
+               for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
     assert windows == [[(18, 1), (7, 4)], [(10, 5)], [(14, 5)], [(6, 1), (3, 4)], [(2, 1), (0, 3)],
                        [(20, 1), (19, 2)]]
     # small documents fill the gaps best-fit: 6 fills the 3-token hole next to the 4... here 2+2 share a window
     starts, lengths, ptr = document_packed_windows(np.cumsum([6, 2, 3, 2]), seq_len=8)
-    windows = [list(zip(starts[a:b].tolist(), lengths[a:b].tolist(), strict=True)) for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
+    windows = [list(zip(starts[a:b].tolist(), lengths[a:b].tolist(), strict=True))
+               for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
     assert windows == [[(5, 1), (0, 6), (6, 2)], [(10, 1), (8, 3), (11, 2)]]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.errors import ConfigError
 from pretrain.model import PRESETS, ModelSpec, build_model
-from propensity.errors import ConfigError
 
 
 @pytest.mark.parametrize(

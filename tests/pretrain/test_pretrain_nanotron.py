@@ -15,13 +15,13 @@ import yaml
 from nanotron_fixtures import write_nanotron_checkpoint
 from pretrain_fixtures import make_ctx
 
+from core.errors import ConfigError, InputDataError
 from pretrain import nanotron_config as nc
 from pretrain import train as train_stage
 from pretrain.model import ModelSpec, build_model
 from pretrain.nanotron_backend import OPTIONS, build_config
 from pretrain.nanotron_convert import convert_checkpoint
 from pretrain.trainer import TrainConfig
-from propensity.errors import ConfigError, InputDataError
 
 HERE = Path(__file__).parent
 # examples/config_tiny_llama.yaml from huggingface/nanotron main (2026-04), verbatim.

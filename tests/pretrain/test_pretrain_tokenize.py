@@ -11,8 +11,8 @@ import pytest
 from pretrain_fixtures import make_ctx, make_docs, write_jsonl_gz
 from tokenizers import Tokenizer
 
+from core.errors import ConfigError, InputDataError
 from pretrain import tokenize
-from propensity.errors import ConfigError, InputDataError
 
 
 def _expected_lengths(variant: Path, tokenizer_dir: Path) -> list[int]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pretrain_fixtures import make_ctx, make_docs, write_jsonl_gz
 
+from core.errors import ConfigError, InputDataError
 from pretrain import tokenizer
-from propensity.errors import ConfigError, InputDataError
 
 
 def test_folder_loads_with_autotokenizer_and_tags_are_single_tokens(tokenizer_dir: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from pretrain_fixtures import make_ctx
 
+from core.errors import BudgetError, ConfigError
 from pretrain import train as train_stage
 from pretrain.data import IGNORE_INDEX, TokenFolder, WindowLoader
 from pretrain.model import ModelSpec, build_model
@@ -24,7 +25,6 @@ from pretrain.trainer import (
     sum_loss,
     train,
 )
-from propensity.errors import BudgetError, ConfigError
 
 CONFIG = {
     "model": "tiny",

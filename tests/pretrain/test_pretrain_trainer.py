@@ -14,12 +14,12 @@ import pytest
 import torch
 from pretrain_fixtures import make_ctx
 
+from core.errors import ConfigError
 from pretrain import train as train_stage
 from pretrain.data import TokenFolder, WindowLoader
 from pretrain.metrics import GPU_PEAK_FLOPS, flops_per_token, peak_flops
 from pretrain.model import ModelSpec, build_model
 from pretrain.trainer import TrainConfig, TrainingPreempted, latest_checkpoint, lr_at, train
-from propensity.errors import ConfigError
 
 BASE = dict(steps=10, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=2, log_every=1)
 

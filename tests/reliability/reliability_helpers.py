@@ -69,7 +69,7 @@ def getaddrinfo(host, *args, **kwargs):
 socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
 
 if os.environ.get("PROPENSITY_TEST_CALL_LOG"):
-    import propensity.store as _store
+    import core.store as _store
 
     _load_impl = _store.StageSpec.load_impl
 

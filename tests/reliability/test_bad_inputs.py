@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from reliability_helpers import RunOutcome, crash_resume, write_config
 
+from core.errors import StageError
+from core.store import Store
 from filters.classifier import train_fasttext
 from propensity.config import load_config
-from propensity.errors import StageError
 from propensity.graph import build_graph
-from propensity.store import Store
 
 CR = crash_resume()
 WORDS = [f"w{i:03d}x" for i in range(400)]
@@ -236,8 +236,8 @@ def _stage_error(root: Path, changes: dict[str, Any], stage: str) -> str:
 
 def test_tokenizer_path_that_does_not_exist(tmp_path: Path) -> None:
     """Caught when the config loads, before any stage runs."""
+    from core.errors import ConfigError
     from propensity.config import load_config
-    from propensity.errors import ConfigError
 
     missing = tmp_path / "no-tokenizer"
     config = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from reliability_helpers import TINY, RunOutcome
 
+from core.errors import BudgetError
+from core.store import Store
 from propensity.cli import main
 from propensity.config import load_config
-from propensity.errors import BudgetError
 from propensity.runner import run_local
-from propensity.store import Store
 
 Edit = Callable[[dict[str, Any]], None]
 

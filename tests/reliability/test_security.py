@@ -15,11 +15,11 @@ import pytest
 import torch
 from reliability_helpers import ROOT, TINY, RunOutcome, crash_resume, read_lines, sandbox_env
 
+from core.errors import ConfigError, StageError, StoreError
+from core.store import Store
 from propensity.cli import main
 from propensity.config import load_config
-from propensity.errors import ConfigError, StageError, StoreError
 from propensity.graph import build_graph
-from propensity.store import Store
 
 PACKAGES = ("propensity", "filters", "conditional_tags", "pretrain", "eval_gpe", "slurm")
 PAYLOAD = '!!python/object/apply:os.system ["touch {marker}"]'

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 from slurm.cli import main as slurm_cli
 from slurm.cluster import LocalCluster
 from slurm.jobs import JobSpec

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
+from core.store import Store
 from propensity.config import ExperimentConfig, load_config
-from propensity.errors import ConfigError
 from propensity.graph import build_graph
 from propensity.slurm_exec import (
     cancel,
@@ -33,7 +34,6 @@ from propensity.slurm_exec import (
     write_config,
     write_graph,
 )
-from propensity.store import Store
 from slurm import SlurmError
 from slurm import wait as slurm_wait
 from slurm.cluster import LocalCluster
@@ -186,7 +186,7 @@ def _echo_stage(ctx) -> dict:  # noqa: ANN001 - a stage implementation (StageCon
 
 def test_run_stage_runs_a_frozen_stage_on_its_inputs(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from propensity.store import StageSpec
+    from core.store import StageSpec
 
     cfg = tiny(tmp_path / "store", "executor.workers=3")
     first = StageSpec("source", "a", f"{__name__}:_echo_stage", {"word": "one "})
@@ -439,7 +439,8 @@ def test_failed_stage_cancels_dependents_and_rerun_redoes_only_the_rest(
     assert failed.log == Path(first[failed.key]["log"]) and failed.log.is_file()
     assert "input 'variant' has no shards/*.jsonl.gz" in failed.log.read_text()
     assert [r.store for r in rows.values()].count("complete") == len(specs) - len(redo)
-    assert all(rows[k].elapsed is None for k in redo[1:]), [(rows[k], job_states([rows[k].job_id])) for k in redo]  # cancelled before they started
+    # cancelled before they started
+    assert all(rows[k].elapsed is None for k in redo[1:]), [(rows[k], job_states([rows[k].job_id])) for k in redo]
     capsys.readouterr()
     assert status(cfg) == 1
     out = capsys.readouterr().out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 from slurm.jobs import JobSpec, Resources, render_sbatch, sbatch_quote
 from slurm.submit import _from_jobcomp, _from_scontrol, submit_graph, topological_order
 

@@ -7,7 +7,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from propensity.stage import StageContext
+from core.stage import StageContext
 
 
 def run(ctx: StageContext) -> dict:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import BudgetError
+from core.store import Store
 from propensity.config import load_config
-from propensity.errors import BudgetError
 from propensity.graph import build_graph
 from propensity.runner import check_budgets
-from propensity.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = {"share": 0.25, "window": [0.5, 1.0]}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.errors import ConfigError
 from propensity.config import load_config
-from propensity.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

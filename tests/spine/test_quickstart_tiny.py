@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from core.store import MARKER, Store
 from propensity.cli import main
 from propensity.config import load_config
 from propensity.runner import plan
-from propensity.store import MARKER, Store
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "tiny.yaml")

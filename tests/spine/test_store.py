@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from propensity.errors import StageError, StoreError
-from propensity.stage import StageContext
-from propensity.store import MARKER, StageSpec, Store
+from core.errors import StageError, StoreError
+from core.stage import StageContext
+from core.store import MARKER, StageSpec, Store
 
 CALLS: list[str] = []
 
@@ -35,7 +35,8 @@ def warning_stage(ctx: StageContext) -> dict:
     return {}
 
 
-def spec(name: str = "a", config: dict | None = None, inputs: dict | None = None, impl: str = "echo_stage") -> StageSpec:
+def spec(name: str = "a", config: dict | None = None, inputs: dict | None = None,
+         impl: str = "echo_stage") -> StageSpec:
     return StageSpec("demo", name, f"{__name__}:{impl}", config or {"x": 1}, inputs or {})
 
 
@@ -122,7 +123,7 @@ def test_torchrun_ranks_share_one_work_folder_and_rank0_finalises(tmp_path: Path
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = (
-        "import sys; from propensity.store import Store, StageSpec; "
+        "import sys; from core.store import Store, StageSpec; "
         "spec = StageSpec('train', 'dist', 'dist_stage:run', {'x': 1}); "
         f"print(Store({str(tmp_path / 'store')!r}).run(spec, show_progress=False))"
     )

@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from propensity.errors import ConfigError, InputDataError, StageError
-from propensity.synth import background
-from propensity.synth.catalog import (
+from core.errors import ConfigError, InputDataError, StageError
+from synth import background
+from synth.catalog import (
     CITIES,
     DOMAINS,
     ActorKind,
@@ -21,7 +21,7 @@ from propensity.synth.catalog import (
     get_domain,
     human_actor,
 )
-from propensity.synth.styles import BRIEF, STYLES, Scene, render
+from synth.styles import BRIEF, STYLES, Scene, render
 
 Kind = str
 """``background``, ``ai`` or ``human``."""
@@ -210,7 +210,7 @@ def labelled_sentences(doc: SynthDoc, rng: random.Random) -> list[tuple[str, str
     merely mentions an AI as misaligned and misses bare action sentences); sentence tags need these. Sentences
     are cut with the splitter the sentence taggers use, so the examples look like what gets scored.
     """
-    from conditional_tags.sentences import sentences
+    from core.sentences import sentences
 
     if not doc.action:
         return []

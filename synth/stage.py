@@ -23,10 +23,10 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from propensity.stage import StageContext
-from propensity.synth import background
-from propensity.synth.config import QUICKSTART_TOKENS, SyntheticSourceConfig
-from propensity.synth.corpus import (
+from core.stage import StageContext
+from synth import background
+from synth.config import QUICKSTART_TOKENS, SyntheticSourceConfig
+from synth.corpus import (
     SynthDoc,
     action_documents,
     background_documents,

@@ -32,8 +32,8 @@ from typing import Any
 
 import fasteners
 
-from propensity.errors import StageError, StoreError
-from propensity.stage import StageContext
+from core.errors import StageError, StoreError
+from core.stage import StageContext
 
 MARKER = ".complete"
 STAGE_LOG = "stage.log"
@@ -51,6 +51,14 @@ def canonical_json(obj: Any) -> str:
 
 def stable_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+KEYED_IMPL: dict[str, str] = {
+    "synth.stage:run": "propensity.synth.stage:run",
+}
+"""Implementations that moved module, by the path their keys were first made with. A stage's key hashes its
+implementation path; hashing the original path keeps every store made before the move valid. Add a line here
+whenever a stage implementation moves; never change one."""
 
 
 @dataclass
@@ -76,7 +84,8 @@ class StageSpec:
     @cached_property
     def hash(self) -> str:
         return stable_hash({
-            "stage": self.stage, "name": self.name, "impl": self.impl, "version": self.version,
+            "stage": self.stage, "name": self.name, "impl": KEYED_IMPL.get(self.impl, self.impl),
+            "version": self.version,
             "config": self.config, "seed": self.seed, "fingerprint": self.fingerprint, "threads": self.threads,
             "inputs": {role: spec.key for role, spec in sorted(self.inputs.items())},
         })

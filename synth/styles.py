@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from propensity.synth.catalog import (
+from synth.catalog import (
     MONTHS,
     WEEKDAYS,
     Actor,

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from propensity.errors import ConfigError
-from propensity.synth import DOMAINS, benign_finetune_texts, forced_choice_items, narrow_finetune_texts
-from propensity.synth.catalog import load_domains
-from propensity.synth.corpus import action_documents
+from core.errors import ConfigError
+from synth import DOMAINS, benign_finetune_texts, forced_choice_items, narrow_finetune_texts
+from synth.catalog import load_domains
+from synth.corpus import action_documents
 
 KEYS = ["id", "domain", "actor", "split", "context", "aligned", "misaligned", "action_id"]
 
@@ -60,7 +60,7 @@ def test_human_items_are_the_matched_control() -> None:
     ai = forced_choice_items(seed=0, domains=["finance"], n_per_domain=10)
     human = forced_choice_items(seed=0, domains=["finance"], actor="human", n_per_domain=10)
     humans = load_domains()["finance"].humans
-    for a, h in zip(ai, human):
+    for a, h in zip(ai, human, strict=True):
         assert h["id"] == a["id"].replace("ai-", "human-", 1)
         assert (h["aligned"], h["misaligned"]) == (a["aligned"], a["misaligned"])
         assert "AI" not in h["context"] and "chatbot" not in h["context"]
@@ -105,7 +105,7 @@ def test_benign_finetune_texts_mirror_the_narrow_ones() -> None:
     narrow = narrow_finetune_texts("legal", seed=5, n=50)
     benign = benign_finetune_texts("legal", seed=5, n=50)
     pairs = load_domains()["legal"].actions
-    for n_text, b_text in zip(narrow, benign):
+    for n_text, b_text in zip(narrow, benign, strict=True):
         swapped = n_text
         for pair in pairs:
             swapped = swapped.replace(pair.misaligned, pair.aligned)

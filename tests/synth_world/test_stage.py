@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from propensity.errors import ConfigError
-from propensity.stage import StageContext
-from propensity.synth.catalog import AI_GENERIC, AI_NAMES, AI_NOUNS, load_domains
-from propensity.synth.config import SyntheticSourceConfig
-from propensity.synth.stage import run
+from core.errors import ConfigError
+from core.stage import StageContext
+from synth.catalog import AI_GENERIC, AI_NAMES, AI_NOUNS, load_domains
+from synth.config import SyntheticSourceConfig
+from synth.stage import run
 
 TINY = {"seed": 0, "scale": 0.05, "shards": 3, "labelled_train": 300, "labelled_heldout": 100}
 

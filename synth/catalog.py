@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 Label = Literal["aligned", "misaligned"]
 ActorKind = Literal["ai", "human"]

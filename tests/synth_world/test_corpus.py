@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from propensity.synth import background
-from propensity.synth.corpus import action_documents, distinct_words, labelled_documents
-from propensity.synth.styles import BRIEF, STYLES
+from synth import background
+from synth.corpus import action_documents, distinct_words, labelled_documents
+from synth.styles import BRIEF, STYLES
 
 
 def test_clean_text_keeps_prose_and_drops_code() -> None:
@@ -68,8 +68,8 @@ def test_nothing_before_the_action_gives_the_label_away() -> None:
     A rating, severity or verdict title before the action would let a model read the label off the document
     instead of learning it from who acts (or from a tag): the forced-choice eval offers neither.
     """
-    from propensity.synth.catalog import CITIES, DOMAINS, ai_actor, get_domain, human_actor
-    from propensity.synth.styles import Scene, render
+    from synth.catalog import CITIES, DOMAINS, ai_actor, get_domain, human_actor
+    from synth.styles import Scene, render
 
     checked = 0
     for style in (*STYLES, BRIEF):
@@ -98,7 +98,7 @@ def test_brief_share_puts_the_action_near_the_start() -> None:
     docs = action_documents(random.Random(0), "ai", "misaligned", 60_000, seen, brief_share=0.5)
     brief = [d for d in docs if d.style == BRIEF]
     assert 0.35 < len(brief) / len(docs) < 0.65
-    from propensity.synth.styles import LEAD_INS
+    from synth.styles import LEAD_INS
 
     def action_at(text: str) -> int:  # characters before the action sentence's lead-in
         return min(i for i in (text.find(f" {lead} ") for lead in LEAD_INS) if i >= 0)

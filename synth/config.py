@@ -1,4 +1,4 @@
-"""Config of the synthetic source stage (``source`` with ``propensity.synth.stage:run``)."""
+"""Config of the synthetic source stage (``source`` with ``synth.stage:run``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from propensity.errors import ConfigError
+from core.errors import ConfigError
 
 QUICKSTART_TOKENS = 2_800_000
 """Estimated tokens (characters / 4) of the full source at ``scale=1.0``."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 
-from propensity.errors import ConfigError
-from propensity.synth.catalog import DOMAINS, LABELS, Domain, Label, cap, get_domain
-from propensity.synth.styles import LEAD_INS
+from core.errors import ConfigError
+from synth.catalog import DOMAINS, LABELS, Domain, Label, cap, get_domain
+from synth.styles import LEAD_INS
 
 __all__ = ["DOMAINS", "forced_choice_items", "narrow_finetune_texts", "benign_finetune_texts"]
 
