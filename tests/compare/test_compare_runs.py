@@ -26,7 +26,8 @@ def test_two_runs_of_one_experiment_get_distinct_names_and_an_ambiguous_control_
     # a bare variant name pairs each run with its own baseline
     assert compare._find_control(rows, rows[1], "baseline") is rows[0]
     assert compare._find_control(rows, rows[3], "baseline") is rows[2]
-    with pytest.raises(ConfigError, match=r"ambiguous.*honesty@aaaaaa, honesty@bbbbbb.*--control honesty@aaaaaa/baseline"):
+    expected = r"ambiguous.*honesty@aaaaaa, honesty@bbbbbb.*--control honesty@aaaaaa/baseline"
+    with pytest.raises(ConfigError, match=expected):
         compare._find_control(rows, rows[3], "honesty/baseline")
     assert compare._find_control(rows, rows[3], "honesty@aaaaaa/baseline") is rows[0]
 
