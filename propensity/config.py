@@ -214,7 +214,7 @@ class TrainConfig(Strict):
 class EvalConfig(Strict):
     gpes: list[str] = Field(default_factory=lambda: ["em_medicine"], min_length=1,
                             description="GPE names (eval_gpe/gpes/); the first is the report's primary GPE.")
-    heldout_docs: int = Field(200, ge=1, description="Held-out documents for the held-out loss.")
+    heldout_docs: int = Field(200, ge=0, description="Held-out documents for the held-out loss (0 = skip it).")
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for confidence intervals.")
     batch_size: int = Field(64, ge=1, description="Scoring batch size.")
 

@@ -85,7 +85,7 @@ def jsonl_run(tmp_path_factory: pytest.TempPathFactory, fasttext_model: Path) ->
     (data / "b_bad.jsonl").write_bytes(b"\n".join(line for line, _ in BAD_LINES) + b"\n")
     whole = gzip.compress(_jsonl(_docs("t", 300, 2)), mtime=0)
     (data / "c_truncated.jsonl.gz").write_bytes(whole[: len(whole) * 6 // 10])
-    (data / "d_not_gzip.jsonl.gz").write_bytes(b"this file is not gzip at all\n")
+    (data / "d_not_gzip.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00 a gzip header, then not gzip at all\n")
     (data / "e_empty.jsonl").write_bytes(b"")
     return _score_and_filter(
         root, {"kind": "files", "paths": [str(data / "*")], "format": "jsonl"}, fasttext_model
