@@ -125,10 +125,12 @@ class Row:
     raw: bytes | str = b""
 
 
-def iter_rows(path: str | Path, fmt: str, *, text_key: str = "text", batch_size: int = 1000) -> Iterator[Row]:
+def iter_rows(path: str | Path, fmt: str, *, text_key: str | None = "text", batch_size: int = 1000
+              ) -> Iterator[Row]:
     """Every record of one file (``fmt`` ``jsonl`` or ``parquet``); file-level problems are one Row each.
 
-    jsonl positions are line numbers from 1; parquet positions are row numbers from 0."""
+    jsonl positions are line numbers from 1; parquet positions are row numbers from 0. A parquet file
+    without the ``text_key`` column is one ``missing_text_column`` Row (no check when ``text_key`` is None)."""
     if fmt == "parquet":
         yield from _parquet_rows(path, text_key, batch_size)
     elif fmt == "jsonl":
@@ -153,7 +155,7 @@ def _jsonl_rows(path: str | Path) -> Iterator[Row]:
         yield Row(line_no + 1, None, "unreadable_file", repr(err))
 
 
-def _parquet_rows(path: str | Path, text_key: str, batch_size: int) -> Iterator[Row]:
+def _parquet_rows(path: str | Path, text_key: str | None, batch_size: int) -> Iterator[Row]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -163,7 +165,7 @@ def _parquet_rows(path: str | Path, text_key: str, batch_size: int) -> Iterator[
         yield Row(None, None, "unreadable_file", repr(err))
         return
     with parquet:
-        if text_key not in parquet.schema_arrow.names:
+        if text_key is not None and text_key not in parquet.schema_arrow.names:
             raw = f"text_key {text_key!r} not in columns {parquet.schema_arrow.names}"
             yield Row(None, None, "missing_text_column", raw)
             return

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.documents import DocumentReader, file_format
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
 from filters.config import ClassifierSpec, parse
@@ -77,24 +78,29 @@ def fasttext_line(text: str) -> str:
 
 
 def read_labelled(path: Path, label_key: str) -> list[tuple[str, str]]:
-    """``(text, label)`` pairs of a labelled jsonl(.gz)/parquet file; the label may sit in ``metadata``."""
-    from filters.pipeline import iter_jsonl
+    """``(text, label)`` pairs of a labelled jsonl(.gz/.zst)/parquet file; the label may sit in ``metadata``.
 
+    Read by ``core.documents`` (format recognised by content). Labelled sets are curated, so any unusable
+    record (the source quarantine reasons, or ``missing_label``) is an error naming the file, the reasons
+    and the first line or row."""
     if not Path(path).is_file():
         raise InputDataError(f"labelled data file {str(path)!r} does not exist")
-    if str(path).endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        records = pq.read_table(path).to_pylist()
-    else:
-        records = iter_jsonl([Path(path)])
-    pairs = []
-    for index, record in enumerate(records):
+    reader = DocumentReader([str(path)], file_format(path), keep_quarantined=1)
+    pairs, no_label = [], []
+    for doc_id, text, record in reader:
         label = record.get(label_key, (record.get("metadata") or {}).get(label_key))
-        text = record.get("text")
-        if label is None or not isinstance(text, str):
-            raise InputDataError(f"{path} record {index}: needs a string 'text' and a {label_key!r} label")
-        pairs.append((text, str(label).replace(" ", "_")))
+        if label is None:
+            no_label.append(doc_id)
+        else:
+            pairs.append((text, str(label).replace(" ", "_")))
+    if reader.quarantined or no_label:
+        problems = {**reader.quarantine_counts, **({"missing_label": len(no_label)} if no_label else {})}
+        first = reader.quarantined[0] if reader.quarantined else {"record": no_label[0]}
+        where = {k: v for k, v in first.items() if k in ("line", "row", "record")}
+        raise InputDataError(
+            f"labelled data file {path}: every record needs a string 'text' and a {label_key!r} label; "
+            f"unusable records {problems}, first at {where}"
+        )
     if not pairs:
         raise InputDataError(f"labelled data file {path} is empty")
     return pairs
