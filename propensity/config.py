@@ -387,7 +387,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     try:
         return validate_config(data)
     except ConfigError as e:
-        raise ConfigError(f"{e}{relative_paths_hint(p)}") from None
+        missing = any(words in str(e) for words in ("does not exist", "not a tokenizer folder"))
+        raise ConfigError(f"{e}{relative_paths_hint(p) if missing else ''}") from None
 
 
 def relative_paths_hint(config_path: Path) -> str:

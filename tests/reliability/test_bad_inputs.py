@@ -242,7 +242,7 @@ def test_tokenizer_path_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "no-tokenizer"
     config = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
     with pytest.raises(ConfigError, match=r"tokenizer\.path: .* is not a tokenizer folder"):
-        load_config(config, ["tokenizer.kind=pretrained", f"tokenizer.path={missing}"])
+        load_config(config, [f"tokenizer={{kind: pretrained, path: {missing}}}"])
 
 
 def test_tokenizer_hub_id_offline_is_a_clear_error(tmp_path: Path) -> None:
