@@ -2,7 +2,8 @@
 scored checkpoints, after-eval, capability, optional free generation scored by a judge).
 
 Inputs: ``model`` (a ``train`` folder; the HF model and tokenizer are in ``model/``), ``source`` (its
-``source.json`` names a ``heldout`` jsonl.gz) and optionally ``classifier`` (for the classifier judge).
+``source.json`` may name a ``heldout`` file: without one the held-out loss is skipped) and optionally
+``classifier`` (for the classifier judge).
 Writes:
 
 - ``items.jsonl`` / ``summary.json``: the primary GPE in the original layout (out-of-distribution "seen

@@ -1,10 +1,11 @@
 """A datatrove reader that never crashes on a bad record and never drops one silently.
 
-``SafeDocumentReader`` reads an explicit list of jsonl (plain, ``.gz``, ``.zst``) or parquet files, one
-shard of files per rank (``paths[rank::world_size]``). Every record that cannot become a usable document
-is written to ``<quarantine_folder>/${rank}.jsonl.gz`` as ``{"source_file", "line"|"row", "reason", "raw"}``
-and counted in the step's stats as ``quarantined_<reason>``; ``records_in`` counts every record seen, so
-``records_in == documents + sum(quarantined_*)`` per rank.
+Records are read and judged by ``core.documents`` (the one reader of source documents: compression recognised
+by content, parquet by row group; the same reasons in every stage). ``SafeDocumentReader`` reads an explicit
+list of jsonl (plain, gzip, zstd) or parquet files, one shard of files per rank (``paths[rank::world_size]``).
+Every record that cannot become a usable document is written to ``<quarantine_folder>/${rank}.jsonl.gz`` as
+``{"source_file", "line"|"row", "reason", "raw"}`` and counted in the step's stats as ``quarantined_<reason>``;
+``records_in`` counts every record seen, so ``records_in == documents + sum(quarantined_*)`` per rank.
 
 Quarantine reasons: ``blank_line``, ``invalid_utf8``, ``malformed_json``, ``not_an_object``, ``missing_text``,
 ``non_string_text``, ``empty_text`` (only whitespace), ``too_long`` (> ``max_chars``), ``duplicate_id``

@@ -4,11 +4,13 @@ Config (``ctx.config``):
 
 - ``kind``: ``"files"`` or ``"hf"``.
 - files: ``paths`` (list of files or globs, expanded and sorted; relative ones against the working
-  directory), ``format`` (``"jsonl"``, optionally ``.gz``/``.zst``, or ``"parquet"``).
-- hf: ``hf_path`` (hub name, or a local folder / loading script), ``hf_name``, ``split`` (default
-  ``"train"``), ``revision``, ``docs_per_shard`` (default 50,000); exported to ``shards/*.jsonl.gz``.
+  directory), ``format`` (``"jsonl"``, plain or gzip/zstd recognised by content, or ``"parquet"``).
+- hf: ``hf_path`` (hub name, a ``save_to_disk`` folder, or a ``load_dataset`` folder / loading script),
+  ``hf_name``, ``split`` (default ``"train"``), ``revision``, ``docs_per_shard`` (default 50,000); exported to
+  ``shards/*.jsonl.gz``.
 - both: ``text_key`` (default ``"text"``), ``id_key`` (default ``"id"``), ``heldout`` (optional held-out
-  jsonl for evaluations), ``labelled`` (optional ``{"train": path, "heldout": path}`` for the classifier).
+  jsonl/parquet for the held-out loss), ``labelled`` (optional ``{"train": path, "heldout": path}`` for the
+  classifier).
 
 ``fingerprint(config)`` hashes the contents of every listed file, so the pipeline graph can fold it into
 the stage hash: editing a file's bytes changes every downstream artifact's hash.
