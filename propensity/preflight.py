@@ -161,6 +161,8 @@ def _check_classifier(clf: ClassifierConfig, name: str, source_kind: str) -> dic
     if clf.kind == "fasttext" and not (clf.model_path or clf.train_data) and source_kind != "synthetic":
         raise ConfigError(f"{name}: a {source_kind!r} source has no labelled set to train the fastText classifier "
                           f"on: set {name}.train_data (labelled jsonl/parquet) or {name}.model_path (a .bin)")
+    if clf.model_path and not Path(clf.model_path).expanduser().is_file():
+        raise ConfigError(f"{name}.model_path: {clf.model_path!r} is not a file (a fastText .bin is expected)")
     for key in ("train_data", "heldout_data"):
         value = getattr(clf, key)
         if value:
@@ -169,7 +171,7 @@ def _check_classifier(clf: ClassifierConfig, name: str, source_kind: str) -> dic
             found[f"{name}.{key}"] = path
     for index, sub in enumerate([*clf.stages, *clf.classifiers]):
         role = "stages" if clf.kind == "cascade" else "classifiers"
-        found.update(_check_classifier(sub, f"{name}.{role}.{index}", "synthetic"))
+        found.update(_check_classifier(sub, f"{name}.{role}.{index}", source_kind))
     return found
 
 

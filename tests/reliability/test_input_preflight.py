@@ -137,6 +137,8 @@ def test_heldout_matched_by_the_shard_glob_is_refused(corpus: dict[str, Any]) ->
     err = _error(corpus["root"], _files(corpus, heldout=str(inside)), _clf(corpus))
     assert f"source.heldout: {inside} is also matched by source.paths" in err
     assert "would be trained on" in err
+    assert main(["run", str(corpus["root"] / "config.yaml"), "--no-progress"]) == 2
+    assert not (corpus["root"] / "store").exists(), "run refuses before any stage (or the store) exists"
 
 
 def test_labelled_file_matched_by_the_shard_glob_is_refused(corpus: dict[str, Any]) -> None:
@@ -153,6 +155,8 @@ def test_directories_where_files_belong(corpus: dict[str, Any]) -> None:
     assert f"source.heldout: '{root / 'eval'}' is a directory; it must be one jsonl or parquet file" in err
     err = _error(root, _files(corpus), _clf(corpus, train_data=str(root / "labelled")))
     assert f"classifier.train_data: '{root / 'labelled'}' is a directory" in err
+    err = _error(root, _files(corpus), {"name": "misaligned", "model_path": str(root / "labelled")})
+    assert f"classifier.model_path: '{root / 'labelled'}' is not a file (a fastText .bin is expected)" in err
     err = _error(root, _files(corpus, paths=[str(folder)]), _clf(corpus))
     assert f"source.paths entry '{folder}' is a directory ({folder}), not a file: use a glob like " \
            f"{folder}/*.jsonl.gz" in err
