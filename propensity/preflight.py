@@ -18,6 +18,7 @@ from typing import Any
 
 from core.documents import is_saved_dataset, iter_dataset_rows, iter_rows, sniff, text_problem
 from core.errors import ConfigError, InputDataError
+from filters.sources import expand_paths
 from propensity.config import ClassifierConfig, ExperimentConfig
 
 SAMPLE_ROWS = 200
@@ -65,8 +66,6 @@ def check_inputs(cfg: ExperimentConfig) -> list[str]:
 
 def _check_shards(patterns: list[str], fmt: str, text_key: str) -> list[Path]:
     """The files ``source.paths`` matches, each checked; the corpus must have a usable document."""
-    from filters.sources import expand_paths
-
     files = expand_paths(patterns)
     total = Sample()
     for path in files:
