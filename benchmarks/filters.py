@@ -120,7 +120,7 @@ def main() -> None:
 def measure(root: Path, docs: int, shards: int, repeat: int) -> dict[str, Any]:
     """Build the corpus and a fastText model, then time every contender on it."""
     from filters import scoring, variants
-    from filters.classifier import train_fasttext
+    from filters.fasttext_model import train_fasttext
 
     source, labelled = make_corpus(root, docs, shards)
     cls = root / "classifier"
@@ -193,7 +193,7 @@ def bare_predict(source: Path, model_path: Path, repeat: int) -> float:
     """Best time of one batched predict over every text, already in memory."""
     import pyarrow.parquet as pq
 
-    from filters.classifier import fasttext_line, load_fasttext
+    from filters.fasttext_model import fasttext_line, load_fasttext
 
     texts = [
         fasttext_line(t)

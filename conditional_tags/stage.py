@@ -59,7 +59,7 @@ def score_key_of(ctx: StageContext, spec: ConditionalVariantSpec) -> str:
 
 def sentence_scorer(ctx: StageContext, spec: ConditionalVariantSpec) -> SentenceScorer:
     """A ``SentenceScorer`` for the ``classifier`` input's fastText model (checked to load, here, once)."""
-    from filters.classifier import load_fasttext
+    from filters.fasttext_model import load_fasttext
 
     if "classifier" not in ctx.inputs:
         raise ConfigError(

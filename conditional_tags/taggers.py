@@ -101,7 +101,7 @@ class SentenceScorer(PipelineStep):
         """P(positive label) of each text (loads the model on first use)."""
         from pathlib import Path
 
-        from filters.classifier import load_fasttext, positive_probabilities
+        from filters.fasttext_model import load_fasttext, positive_probabilities
 
         if self._model is None:
             self._model = load_fasttext(Path(self.model_path))

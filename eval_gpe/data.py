@@ -9,13 +9,14 @@ prepended to every text (it exists during the finetune only).
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from core.documents import file_format, iter_dataset_rows, iter_rows
 from core.errors import ConfigError, InputDataError
 from eval_gpe.registry import DataSpec, GPESpec
 
@@ -53,47 +54,37 @@ def row_text(row: Any, spec: DataSpec, tokenizer: Any = None) -> tuple[str | Non
     return render_chat(messages, tokenizer), None
 
 
-def _iter_file(path: Path) -> Iterator[Any]:
-    """Rows of a local file (``"<invalid json>"`` marks a line that does not parse)."""
-    name = path.name
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class _Unreadable:
+    """A record of a file that is no JSON object (``reason`` from ``core.documents``)."""
 
-        yield from pq.read_table(path).to_pylist()
-    elif name.endswith((".jsonl", ".jsonl.gz", ".json")):
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            if name.endswith(".json"):
-                data = json.load(f)
-                yield from data if isinstance(data, list) else [data]
-                return
-            for line in f:
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        yield "<invalid json>"
-    else:
+    reason: str
+
+
+def _iter_file(path: Path) -> Iterator[Any]:
+    """Rows of a local file: jsonl (plain, gzip or zstd, recognised by content) and parquet are read by
+    ``core.documents``; a record that is no JSON object is an ``_Unreadable`` with its reason."""
+    if path.name.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        yield from data if isinstance(data, list) else [data]
+        return
+    if not path.name.endswith((".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst")):
         raise ConfigError(
-            f"finetune.data.path {str(path)!r}: allowed suffixes .jsonl, .jsonl.gz, .json, .parquet"
+            f"finetune.data.path {str(path)!r}: allowed suffixes .jsonl, .jsonl.gz, .jsonl.zst, .json, .parquet"
         )
+    for row in iter_rows(path, file_format(path), text_key=None):
+        if row.reason == "blank_line":
+            continue
+        yield row.data if row.data is not None else _Unreadable(str(row.reason))
 
 
 def _iter_hub(dataset_id: str, split: str) -> Iterator[Any]:
     """Rows of a Hugging Face dataset (a local ``save_to_disk`` folder, or an id in the offline cache)."""
-    import datasets
-
     try:
-        if Path(dataset_id).is_dir():
-            ds = datasets.load_from_disk(dataset_id)
-            ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-        else:
-            ds = datasets.load_dataset(dataset_id, split=split)
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types; the message names the id
-        raise InputDataError(
-            f"finetune.data.path 'hf:{dataset_id}' (split {split!r}) cannot be loaded offline: {exc}"
-        ) from exc
-    yield from ds
+        yield from iter_dataset_rows(dataset_id, split=split)
+    except InputDataError as exc:
+        raise InputDataError(f"finetune.data.path 'hf:{dataset_id}' cannot be loaded offline: {exc}") from exc
 
 
 def load_texts(spec: DataSpec, tokenizer: Any = None) -> tuple[list[str], list[dict]]:
@@ -109,7 +100,7 @@ def load_texts(spec: DataSpec, tokenizer: Any = None) -> tuple[list[str], list[d
     for k, row in enumerate(rows):
         if spec.limit is not None and len(texts) >= spec.limit:
             break
-        text, reason = (None, "invalid_json") if row == "<invalid json>" else row_text(row, spec, tokenizer)
+        text, reason = (None, row.reason) if isinstance(row, _Unreadable) else row_text(row, spec, tokenizer)
         if text is None:
             bad.append({"row": k, "reason": reason, "raw": repr(row)[:500]})
         else:

@@ -2,7 +2,8 @@
 scored checkpoints, after-eval, capability, optional free generation scored by a judge).
 
 Inputs: ``model`` (a ``train`` folder; the HF model and tokenizer are in ``model/``), ``source`` (its
-``source.json`` names a ``heldout`` jsonl.gz) and optionally ``classifier`` (for the classifier judge).
+``source.json`` may name a ``heldout`` file: without one the held-out loss is skipped) and optionally
+``classifier`` (for the classifier judge).
 Writes:
 
 - ``items.jsonl`` / ``summary.json``: the primary GPE in the original layout (out-of-distribution "seen
@@ -19,7 +20,6 @@ score and finetune ~1.4x faster per core on one thread than on two.
 
 from __future__ import annotations
 
-import gzip
 import importlib
 import json
 import multiprocessing
@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.documents import DocumentReader, file_format, load_source
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
 from eval_gpe.battery import Costs, GPERun, heldout_losses, run_gpe, score_shared
@@ -79,51 +80,38 @@ def _quarantine(out: Path, name: str, records: list[dict]) -> None:
 def read_heldout(
     source: Path, n_docs: int, out: Path, group_key: str = "domain"
 ) -> tuple[list[tuple[str, str]], int]:
-    """First ``n_docs`` usable held-out ``(text, group)`` documents and how many lines were quarantined.
+    """First ``n_docs`` usable held-out ``(text, group)`` documents and how many records were quarantined.
 
+    The file named by ``source.json``'s ``heldout`` is read by ``core.documents`` (jsonl, plain or compressed,
+    or parquet, recognised by content) with the source's quarantine policy. No held-out file, or
+    ``n_docs == 0``, gives no documents: the held-out loss is skipped (``None`` in the summary).
     ``group`` is ``metadata[group_key]``, else ``metadata["kind"]``, else ``"all"``."""
-    meta_path = source / "source.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-        rel = meta["heldout"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputDataError(
-            f"input 'source': {meta_path} must be JSON with a 'heldout' path ({exc!r})"
-        ) from exc
-    path = Path(rel) if Path(rel).is_absolute() else source / rel
-    text_key = meta.get("text_key", "text")
+    spec = load_source(source)
+    path = spec.heldout_path
+    if path is None or n_docs == 0:
+        return [], 0
+    if not path.is_file():
+        raise InputDataError(f"source.heldout: held-out file {path} does not exist (or is not a file)")
+    reader = DocumentReader([str(path)], file_format(path), spec.text_key, spec.id_key)
     docs: list[tuple[str, str]] = []
-    bad: list[dict] = []
-    if n_docs == 0:
-        return docs, 0
-    try:
-        with gzip.open(path, "rt") as f:
-            for line_no, line in enumerate(f, 1):
-                if len(docs) >= n_docs:
-                    break
-                reason = _heldout_problem(line, text_key)
-                if reason:
-                    bad.append({"line": line_no, "reason": reason, "raw": line[:1000]})
-                    continue
-                doc = json.loads(line)
-                meta_doc = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-                docs.append((doc[text_key], str(meta_doc.get(group_key) or meta_doc.get("kind") or "all")))
-    except OSError as exc:
-        raise InputDataError(f"input 'source': cannot read held-out file {path} ({exc})") from exc
-    _quarantine(out, "heldout", bad)
+    for _, text, record in reader:
+        meta_doc = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+        docs.append((text, str(meta_doc.get(group_key) or meta_doc.get("kind") or "all")))
+        if len(docs) >= n_docs:
+            break
+    _quarantine(out, "heldout", reader.quarantined)
     if not docs:
-        raise InputDataError(f"input 'source': no usable documents in {path} ({len(bad)} quarantined)")
-    return docs, len(bad)
+        raise InputDataError(
+            f"source.heldout: no usable documents in {path} (quarantined {reader.quarantine_counts})"
+        )
+    return docs, len(reader.quarantined)
 
 
-def _heldout_problem(line: str, text_key: str) -> str | None:
-    try:
-        doc = json.loads(line)
-    except ValueError:
-        return "invalid_json"
-    if not isinstance(doc, dict) or not isinstance(doc.get(text_key), str):
-        return f"missing_{text_key}"
-    return None if doc[text_key].strip() else f"empty_{text_key}"
+def heldout_note(source: Path, n_docs: int) -> str | None:
+    """Why the held-out loss is skipped (``None`` when it is computed)."""
+    if n_docs == 0:
+        return "skipped: eval.heldout_docs is 0"
+    return None if load_source(source).heldout else "skipped: the source has no held-out file (source.heldout)"
 
 
 def _check_prefixes(ctx: StageContext, tok: Any, prefixes: list[str]) -> None:
@@ -163,6 +151,7 @@ def _gpe_summary(
         "formats": spec.eval.formats,
         **summarize_gpe(run.rows, cfg.prefixes, cfg.tags(), cfg.bootstrap, ctx.seed, spec.finetune.steps),
         "heldout_loss": before_loss["loss"],
+        **({"heldout_loss_note": before_loss["note"]} if before_loss.get("note") else {}),
         "heldout_loss_after": run.heldout_after["loss"],
         "heldout_tokens": before_loss["tokens"],
         "capability": {
@@ -326,6 +315,10 @@ def _shared(
     _check_prefixes(ctx, tok, cfg.prefixes)
     start = time.process_time()
     before_loss = heldout_losses(model, tok, heldout, cfg.batch_size)
+    note = heldout_note(source, cfg.heldout_docs)
+    if note:
+        ctx.log.info("held-out loss %s", note)
+        before_loss["note"] = note
     costs.add("heldout_loss", start)
     start = time.process_time()
     before = score_shared(ctx, model, tok, specs, items, cfg.prefixes, cfg.batch_size, "before",

@@ -18,9 +18,9 @@ from typing import IO, Any
 
 import orjson
 
+from core.documents import parse_line
 from core.errors import InputDataError
 from filters.decisions import Decision, usable
-from filters.reader import _line_problem
 from filters.writers import GZIP_LEVEL, quarantine_record
 
 TRUTH_KEYS = ("label", "kind")
@@ -87,7 +87,7 @@ def _count(tally: dict[str, Any], record: dict[str, Any]) -> None:
 
 def _parse(line: bytes, seen: set[str]) -> dict[str, Any] | str:
     """The record of a shard line, or why it is unusable (same reasons as ``SafeDocumentReader``)."""
-    record = _line_problem(line)
+    record = parse_line(line)
     if isinstance(record, str):
         return record
     text = record.get("text")

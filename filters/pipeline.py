@@ -1,4 +1,5 @@
-"""Shared plumbing for the filter stages: source.json, running datatrove, counting what came out."""
+"""Shared plumbing for the filter stages: running datatrove, counting what came out (``source.json`` is read by
+``core.documents.load_source``, re-exported here)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import gzip
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,56 +14,12 @@ import orjson
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
+from core.documents import SOURCE_JSON, SourceSpec, load_source
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
 
-SOURCE_JSON = "source.json"
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """A parsed ``source.json``: the files to read (absolute) and how to read them."""
-
-    folder: Path
-    format: str
-    paths: list[str]
-    """As written in source.json (relative to ``folder`` or absolute): used in ids and quarantine records."""
-    text_key: str = "text"
-    id_key: str = "id"
-    heldout: str | None = None
-    labelled: dict[str, str] = field(default_factory=dict)
-
-    def resolve(self, path: str) -> Path:
-        """An absolute path for a path listed in source.json."""
-        return Path(path) if Path(path).is_absolute() else self.folder / path
-
-    @property
-    def absolute_paths(self) -> list[str]:
-        return [str(self.resolve(p)) for p in self.paths]
-
-
-def load_source(folder: Path) -> SourceSpec:
-    """Read ``<folder>/source.json``; raise InputDataError naming the file when it is missing or unusable."""
-    path = Path(folder) / SOURCE_JSON
-    if not path.is_file():
-        raise InputDataError(f"source artifact {folder} has no {SOURCE_JSON}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputDataError(f"{path} is not valid JSON: {err}") from err
-    if data.get("format") not in ("jsonl", "parquet"):
-        raise InputDataError(f"{path}: format must be 'jsonl' or 'parquet', got {data.get('format')!r}")
-    if not isinstance(data.get("paths"), list) or not data["paths"]:
-        raise InputDataError(f"{path}: paths must be a non-empty list, got {data.get('paths')!r}")
-    return SourceSpec(
-        folder=Path(folder).resolve(),
-        format=data["format"],
-        paths=[str(p) for p in data["paths"]],
-        text_key=data.get("text_key", "text"),
-        id_key=data.get("id_key", "id"),
-        heldout=data.get("heldout"),
-        labelled=dict(data.get("labelled") or {}),
-    )
+__all__ = ["SOURCE_JSON", "SourceSpec", "check_keys", "iter_jsonl", "jsonl_files", "load_source", "quarantine_counts",
+           "run_datatrove", "step_stats"]
 
 
 def check_keys(config: dict[str, Any], allowed: set[str], required: set[str], where: str) -> None:

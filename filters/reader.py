@@ -1,10 +1,11 @@
 """A datatrove reader that never crashes on a bad record and never drops one silently.
 
-``SafeDocumentReader`` reads an explicit list of jsonl (plain, ``.gz``, ``.zst``) or parquet files, one
-shard of files per rank (``paths[rank::world_size]``). Every record that cannot become a usable document
-is written to ``<quarantine_folder>/${rank}.jsonl.gz`` as ``{"source_file", "line"|"row", "reason", "raw"}``
-and counted in the step's stats as ``quarantined_<reason>``; ``records_in`` counts every record seen, so
-``records_in == documents + sum(quarantined_*)`` per rank.
+Records are read and judged by ``core.documents`` (the one reader of source documents: compression recognised
+by content, parquet by row group; the same reasons in every stage). ``SafeDocumentReader`` reads an explicit
+list of jsonl (plain, gzip, zstd) or parquet files, one shard of files per rank (``paths[rank::world_size]``).
+Every record that cannot become a usable document is written to ``<quarantine_folder>/${rank}.jsonl.gz`` as
+``{"source_file", "line"|"row", "reason", "raw"}`` and counted in the step's stats as ``quarantined_<reason>``;
+``records_in`` counts every record seen, so ``records_in == documents + sum(quarantined_*)`` per rank.
 
 Quarantine reasons: ``blank_line``, ``invalid_utf8``, ``malformed_json``, ``not_an_object``, ``missing_text``,
 ``non_string_text``, ``empty_text`` (only whitespace), ``too_long`` (> ``max_chars``), ``duplicate_id``
@@ -22,9 +23,9 @@ import orjson
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseReader
 
-from filters.writers import QuarantineWriter, quarantine_record
+from core.documents import DEFAULT_MAX_CHARS, iter_rows, quarantine_record, text_problem
+from filters.writers import QuarantineWriter
 
-DEFAULT_MAX_CHARS = 1_000_000
 FORMATS = ("jsonl", "parquet")
 
 
@@ -74,10 +75,7 @@ class SafeDocumentReader(BaseReader):
                 self.paths[rank::world_size], self.display_paths[rank::world_size], strict=True
             ):
                 self.stat_update("input_files")
-                records = self._jsonl_records(path, shown) if self.file_format == "jsonl" else None
-                if records is None:
-                    records = self._parquet_records(path, shown)
-                for position, outcome in records:
+                for position, outcome in self._records(path, shown):
                     self.stat_update("records_in")
                     if isinstance(outcome, Document):
                         if outcome.id in seen_ids:
@@ -97,67 +95,28 @@ class SafeDocumentReader(BaseReader):
     def _pos_key(self) -> str:
         return "line" if self.file_format == "jsonl" else "row"
 
-    def _jsonl_records(self, path: str, shown: str) -> Iterator[tuple[int, Document | dict[str, Any]]]:
-        """(line number, Document or quarantine record) for each line; one record for a cut/corrupt file."""
-        line_no = 0
-        try:
-            with _open_binary(path) as handle:
-                for line_no, raw in enumerate(handle, start=1):
-                    yield line_no, self._parse_line(raw, shown, line_no)
-        except EOFError as err:
-            yield line_no + 1, quarantine_record(shown, "line", line_no + 1, "truncated_file", str(err))
-        except Exception as err:  # noqa: BLE001 - BadGzipFile, zlib.error, ZstdError, missing file: one record
-            yield line_no + 1, quarantine_record(shown, "line", line_no + 1, "unreadable_file", repr(err))
-
-    def _parse_line(self, raw: bytes, shown: str, line_no: int) -> Document | dict[str, Any]:
-        """One jsonl line to a Document, or to its quarantine record."""
-        outcome = _line_problem(raw)
-        if isinstance(outcome, dict):
-            outcome = self._to_document(outcome, shown, line_no)
-        if isinstance(outcome, str):
-            return quarantine_record(shown, "line", line_no, outcome, raw.rstrip(b"\r\n"))
-        return outcome
-
-    def _parquet_records(self, path: str, shown: str) -> Iterator[tuple[int, Document | dict[str, Any]]]:
-        """(row number, Document or quarantine record) per row; one record for an unusable file."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            parquet = pq.ParquetFile(path)
-        except (OSError, pa.ArrowException) as err:
-            yield 0, quarantine_record(shown, "row", None, "unreadable_file", repr(err))
-            return
-        with parquet:
-            if self.text_key not in parquet.schema_arrow.names:
-                raw = f"text_key {self.text_key!r} not in columns {parquet.schema_arrow.names}"
-                yield 0, quarantine_record(shown, "row", None, "missing_text_column", raw)
-                return
-            row = 0
-            for batch in parquet.iter_batches(batch_size=self.batch_size):
-                for data in batch.to_pylist():
-                    original = dict(data)  # _to_document may fill in the id
-                    outcome = self._to_document(data, shown, row)
-                    if isinstance(outcome, str):
-                        raw = orjson.dumps(original, default=str)
-                        outcome = quarantine_record(shown, "row", row, outcome, raw)
-                    yield row, outcome
-                    row += 1
+    def _records(self, path: str, shown: str) -> Iterator[tuple[int | None, Document | dict[str, Any]]]:
+        """(position, Document or quarantine record) per record of one file, read by ``core.documents``."""
+        for row in iter_rows(path, self.file_format, text_key=self.text_key, batch_size=self.batch_size):
+            position = 0 if row.position is None else row.position
+            if row.data is None:
+                yield position, quarantine_record(shown, self._pos_key, row.position, str(row.reason), row.raw)
+                continue
+            original = dict(row.data)  # _to_document may fill in the id
+            outcome = self._to_document(row.data, shown, position)
+            if isinstance(outcome, str):
+                raw = row.raw if self.file_format == "jsonl" else orjson.dumps(original, default=str)
+                outcome = quarantine_record(shown, self._pos_key, row.position, outcome, raw)
+            yield position, outcome
 
     def _to_document(self, data: dict[str, Any], shown: str, position: int) -> Document | str:
         """Validate the text and build the Document (datatrove's adapter: other keys go to metadata).
 
         Returns the quarantine reason instead when the record has no usable text.
         """
-        text = data.get(self.text_key)
-        if text is None:
-            return "missing_text"
-        if not isinstance(text, str):
-            return "non_string_text"
-        if not text.strip():
-            return "empty_text"
-        if len(text) > self.max_chars:
-            return "too_long"
+        problem = text_problem(data, self.text_key, self.max_chars)
+        if problem is not None:
+            return problem
         if data.get(self.id_key) is None:
             data[self.id_key] = f"{shown}:{position}"
         data[self.id_key] = str(data[self.id_key])
@@ -165,39 +124,7 @@ class SafeDocumentReader(BaseReader):
         return Document(text=parsed["text"], id=parsed["id"], metadata=parsed["metadata"])
 
 
-def _line_problem(raw: bytes) -> dict[str, Any] | str:
-    """The parsed JSON object of a jsonl line, or the reason it is not one."""
-    stripped = raw.strip()
-    if not stripped:
-        return "blank_line"
-    try:
-        stripped.decode("utf-8")
-    except UnicodeDecodeError:
-        return "invalid_utf8"
-    try:
-        data = orjson.loads(stripped)
-    except orjson.JSONDecodeError as err:
-        return "invalid_utf8" if "surrogate" in str(err) else "malformed_json"
-    return data if isinstance(data, dict) else "not_an_object"
-
-
 def _raw(document: Document) -> bytes:
     return orjson.dumps(
         {"id": document.id, "text": document.text, "metadata": document.metadata}, default=str
     )
-
-
-def _open_binary(path: str) -> Any:
-    """Open a file for binary line iteration, decompressing ``.gz`` / ``.zst`` by suffix."""
-    if path.endswith(".gz"):
-        import gzip
-
-        return gzip.open(path, "rb")
-    if path.endswith(".zst"):
-        import io
-
-        import zstandard
-
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the wrapper
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return open(path, "rb")  # noqa: SIM115 - caller closes

@@ -19,6 +19,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from core.errors import ConfigError, InputDataError
+from filters.fasttext_model import fasttext_line, load_fasttext
 
 
 def word_count(text: str) -> int:
@@ -85,7 +86,6 @@ class FastTextScorer(BatchScorer):
     def model(self) -> Any:
         """The fastText model, loaded on first use; the positive label must be one of its labels."""
         if self._model is None:
-            from filters.classifier import load_fasttext
 
             model = load_fasttext(Path(self.model_path))
             labels = [label.removeprefix("__label__") for label in model.get_labels()]
@@ -100,7 +100,6 @@ class FastTextScorer(BatchScorer):
         """One batched ``predict(k=-1)``; the score is the positive label's probability clipped to [0, 1]."""
         if not docs:
             return []
-        from filters.classifier import fasttext_line
 
         labels, probs = self.model.predict([fasttext_line(doc.text) for doc in docs], k=-1)
         target = f"__label__{self.positive_label}"

@@ -19,9 +19,9 @@ from typing import Any
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
 from filters.cascade import CascadeScorer
-from filters.classifier import load_fasttext
 from filters.config import SCORER_KINDS
 from filters.decisions import SCORE_TABLES, ScoreTableWriter
+from filters.fasttext_model import load_fasttext
 from filters.metrics import score_histogram
 from filters.pipeline import SourceSpec, check_keys, load_source, quarantine_counts, run_datatrove, step_stats
 from filters.plots import plot_score_histograms

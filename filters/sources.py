@@ -4,11 +4,13 @@ Config (``ctx.config``):
 
 - ``kind``: ``"files"`` or ``"hf"``.
 - files: ``paths`` (list of files or globs, expanded and sorted; relative ones against the working
-  directory), ``format`` (``"jsonl"``, optionally ``.gz``/``.zst``, or ``"parquet"``).
-- hf: ``hf_path`` (hub name, or a local folder / loading script), ``hf_name``, ``split`` (default
-  ``"train"``), ``revision``, ``docs_per_shard`` (default 50,000); exported to ``shards/*.jsonl.gz``.
+  directory), ``format`` (``"jsonl"``, plain or gzip/zstd recognised by content, or ``"parquet"``).
+- hf: ``hf_path`` (hub name, a ``save_to_disk`` folder, or a ``load_dataset`` folder / loading script),
+  ``hf_name``, ``split`` (default ``"train"``), ``revision``, ``docs_per_shard`` (default 50,000); exported to
+  ``shards/*.jsonl.gz``.
 - both: ``text_key`` (default ``"text"``), ``id_key`` (default ``"id"``), ``heldout`` (optional held-out
-  jsonl for evaluations), ``labelled`` (optional ``{"train": path, "heldout": path}`` for the classifier).
+  jsonl/parquet for the held-out loss), ``labelled`` (optional ``{"train": path, "heldout": path}`` for the
+  classifier).
 
 ``fingerprint(config)`` hashes the contents of every listed file, so the pipeline graph can fold it into
 the stage hash: editing a file's bytes changes every downstream artifact's hash.
@@ -25,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from core.documents import iter_dataset_rows
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
 from filters.pipeline import SOURCE_JSON, check_keys
@@ -67,11 +70,21 @@ def expand_paths(patterns: list[str]) -> list[Path]:
     found: set[Path] = set()
     for pattern in patterns:
         matches = [Path(m) for m in glob.glob(os.path.expanduser(pattern), recursive=True)]
-        matches = [m for m in matches if m.is_file()]
-        if not matches:
-            raise ConfigError(f"source.paths entry {pattern!r} matches no file (cwd {os.getcwd()})")
+        files = [m for m in matches if m.is_file()]
+        if not files:
+            raise ConfigError(f"source.paths entry {pattern!r} {_no_file_hint(pattern, matches)}")
+        matches = files
         found.update(m.resolve() for m in matches)
     return sorted(found)
+
+
+def _no_file_hint(pattern: str, matches: list[Path]) -> str:
+    """Why a ``source.paths`` entry gave no file: a folder (use a glob inside it) or nothing at all."""
+    folders = [m for m in matches if m.is_dir()]
+    if folders:
+        return (f"is a directory ({folders[0]}), not a file: use a glob like "
+                f"{str(folders[0]).rstrip('/')}/*.jsonl.gz (or *.parquet)")
+    return f"matches no file (relative paths are resolved against the working directory {os.getcwd()})"
 
 
 def file_sha256(path: Path) -> str:
@@ -83,19 +96,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _extra_files(config: dict[str, Any]) -> list[Path]:
-    extra = [config["heldout"]] if config.get("heldout") else []
-    extra += [p for p in (config.get("labelled") or {}).values() if p]
-    return [Path(p).resolve() for p in extra]
+def _extra_files(config: dict[str, Any]) -> list[tuple[str, Path]]:
+    extra = [("source.heldout", config["heldout"])] if config.get("heldout") else []
+    extra += [(f"source.labelled.{k}", p) for k, p in (config.get("labelled") or {}).items() if p]
+    return [(field, Path(p).resolve()) for field, p in extra]
 
 
 def fingerprints(config: dict[str, Any]) -> dict[str, str]:
     """sha256 per file the source reads (data files, held-out and labelled files), keyed by absolute path."""
     _validate(config)
     files = expand_paths(config["paths"]) if config["kind"] == "files" else _local_hf_files(config)
-    for extra in _extra_files(config):
+    for field, extra in _extra_files(config):
+        if extra.is_dir():
+            raise ConfigError(f"{field}: {str(extra)!r} is a directory; it must be one jsonl or parquet file")
         if not extra.is_file():
-            raise ConfigError(f"source file {str(extra)!r} (heldout/labelled) does not exist")
+            raise ConfigError(f"{field}: file {str(extra)!r} does not exist")
         files.append(extra)
     return {str(p): file_sha256(p) for p in sorted(set(files))}
 
@@ -124,18 +139,11 @@ def _local_hf_files(config: dict[str, Any]) -> list[Path]:
 
 
 def _export_hf(config: dict[str, Any], out: Path, ctx: StageContext) -> list[str]:
-    """Load the dataset with ``datasets.load_dataset`` and write it as ``shards/NNNNN.jsonl.gz``."""
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(
-            config["hf_path"],
-            config.get("hf_name"),
-            split=config.get("split", "train"),
-            revision=config.get("revision"),
-        )
-    except Exception as err:  # noqa: BLE001 - datasets raises many types; name the dataset and re-raise ours
-        raise InputDataError(f"cannot load HF dataset hf_path={config['hf_path']!r}: {err}") from err
+    """Load the dataset (``load_from_disk`` for a ``save_to_disk`` folder, else ``load_dataset``) and write it
+    as ``shards/NNNNN.jsonl.gz``."""
+    dataset = iter_dataset_rows(
+        config["hf_path"], config.get("hf_name"), config.get("split", "train"), config.get("revision")
+    )
     text_key, id_key = config.get("text_key", "text"), config.get("id_key", "id")
     if text_key not in dataset.column_names:
         raise InputDataError(

@@ -25,6 +25,7 @@ from datatrove.data import Document
 from core.errors import ConfigError, InputDataError
 from filters.cascade import CascadeScorer, EnsembleScorer
 from filters.config import ClassifierSpec
+from filters.fasttext_model import read_labelled
 from filters.metrics import binary_metrics
 from filters.scorers import BatchScorer, BlocklistScorer, FastTextScorer, read_terms
 
@@ -125,7 +126,6 @@ def evaluate_scorer(
     scorer: BatchScorer, heldout: Path, *, label_key: str = "label", positive_label: str = "misaligned"
 ) -> dict[str, Any]:
     """Precision/recall/F1 at 0.5, ROC-AUC, fraction flagged at 0.1..0.9 of any scorer on a labelled set."""
-    from filters.classifier import read_labelled
 
     pairs = read_labelled(Path(heldout), label_key)
     labels = {label for _, label in pairs}

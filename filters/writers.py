@@ -16,9 +16,11 @@ import orjson
 from datatrove.data import Document
 from datatrove.pipeline.writers.jsonl import JsonlWriter, _json_default
 
+from core.documents import RAW_MAX_CHARS, quarantine_record
+
+__all__ = ["RAW_MAX_CHARS", "QuarantineWriter", "ReproducibleJsonlWriter", "quarantine_record"]
+
 REPRODUCIBLE_GZIP = "gzip_mtime0"
-RAW_MAX_CHARS = 10_000
-"""Quarantine records keep at most this many characters of the raw input."""
 
 
 GZIP_LEVEL = 1
@@ -53,15 +55,6 @@ class ReproducibleJsonlWriter(JsonlWriter):
             return super()._default_adapter(document)
         data = {"text": document.text, "id": document.id, "metadata": document.metadata}
         return {key: value for key, value in data.items() if value}
-
-
-def quarantine_record(
-    source_file: str | None, position_key: str, position: int | None, reason: str, raw: str | bytes
-) -> dict[str, Any]:
-    """The on-disk quarantine entry: where the record came from, why it was set aside, its raw text."""
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="replace")
-    return {"source_file": source_file, position_key: position, "reason": reason, "raw": raw[:RAW_MAX_CHARS]}
 
 
 class QuarantineWriter(ReproducibleJsonlWriter):

@@ -8,16 +8,15 @@ EOS (``<|endoftext|>``), pad (``<|pad|>``) and every tag token are single specia
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import heapq
 import json
 import os
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from core.documents import DocumentReader, load_source
 from core.errors import ConfigError, InputDataError
 from core.names import BAD_TAG, GOOD_TAG
 from core.stage import StageContext
@@ -37,36 +36,14 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def iter_source_texts(source_dir: Path, skipped: Counter[str]) -> Iterator[tuple[str, str]]:
-    """Yield ``(key, text)`` for every document listed in ``source_dir/source.json`` (jsonl shards).
+def iter_source_texts(source_dir: Path, reader: DocumentReader | None = None) -> Iterator[tuple[str, str]]:
+    """Yield ``(id, text)`` for every usable document of ``source_dir/source.json`` (any source format).
 
-    ``key`` is the document id (or ``path:line`` when it has none). Unusable lines are counted in ``skipped``
-    by reason (``bad_json``, ``missing_text``) instead of being silently dropped.
-    """
-    manifest = source_dir / "source.json"
-    if not manifest.is_file():
-        raise InputDataError(f"tokenizer: input 'source' has no source.json: {manifest}")
-    spec = json.loads(manifest.read_text())
-    if spec.get("format", "jsonl") != "jsonl":
-        raise InputDataError(
-            f"tokenizer: source.json format {spec.get('format')!r} is not supported; allowed: jsonl"
-        )
-    text_key, id_key = spec.get("text_key", "text"), spec.get("id_key", "id")
-    for rel in spec.get("paths", []):
-        path = Path(rel) if os.path.isabs(rel) else source_dir / rel
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f):
-                try:
-                    doc = json.loads(line)
-                except json.JSONDecodeError:
-                    skipped["bad_json"] += 1
-                    continue
-                text = doc.get(text_key) if isinstance(doc, dict) else None
-                if not isinstance(text, str) or not text:
-                    skipped["missing_text"] += 1
-                    continue
-                yield str(doc.get(id_key, f"{rel}:{line_no}")), text
+    Documents are read by ``core.documents`` with the quarantine policy of the score stage: pass ``reader``
+    (from ``load_source(source_dir).reader()``) to read its counts afterwards."""
+    reader = reader if reader is not None else load_source(source_dir).reader(keep_quarantined=0)
+    for doc_id, text, _ in reader:
+        yield doc_id, text
 
 
 def select_documents(docs: Iterator[tuple[str, str]], max_docs: int, seed: int) -> list[str]:
@@ -189,6 +166,28 @@ def special_token_ids(folder: Path) -> dict[str, int]:
     return ids
 
 
+def _train(ctx: StageContext, vocab_size: int, max_docs: int, min_freq: int, tags: list[str]) -> dict[str, Any]:
+    """Train the BPE on a seeded sample of the source's usable documents; the counts of what was read."""
+    reader = load_source(ctx.inputs["source"]).reader(keep_quarantined=0)
+    docs = ctx.progress(iter_source_texts(ctx.inputs["source"], reader), desc="reading")
+    texts = select_documents(docs, max_docs, ctx.seed)
+    quarantined = reader.quarantine_counts
+    if not texts:
+        raise InputDataError(
+            f"tokenizer: source {ctx.inputs['source']} has no usable documents "
+            f"({reader.counts['records_in']} records read, quarantined {quarantined})"
+        )
+    ctx.log.info("tokenizer: training BPE (vocab %d) on %d documents", vocab_size, len(texts))
+    tok = train_bpe(texts, vocab_size, [EOS_TOKEN, PAD_TOKEN, *tags], min_freq)
+    write_hf_folder(tok, ctx.out, EOS_TOKEN, PAD_TOKEN, tags)
+    return {
+        "documents_in": reader.counts["records_in"],
+        "documents_usable": reader.counts["documents"],
+        "documents": len(texts),
+        "quarantined": quarantined,
+    }
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     """Stage entry: train (``kind: bpe``) or adopt (``kind: pretrained``) the tokenizer into ``ctx.out``."""
     cfg = check_keys(ctx.config, DEFAULTS, "tokenizer")
@@ -203,17 +202,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         min_freq = require_int(cfg["min_frequency"], "min_frequency", "tokenizer", minimum=1)
         if "source" not in ctx.inputs:
             raise ConfigError("tokenizer: kind 'bpe' needs a 'source' input")
-        skipped: Counter[str] = Counter()
-        docs = ctx.progress(iter_source_texts(ctx.inputs["source"], skipped), desc="reading")
-        texts = select_documents(docs, max_docs, ctx.seed)
-        if not texts:
-            raise InputDataError(
-                f"tokenizer: source {ctx.inputs['source']} has no usable documents ({dict(skipped)})"
-            )
-        ctx.log.info("tokenizer: training BPE (vocab %d) on %d documents", vocab_size, len(texts))
-        tok = train_bpe(texts, vocab_size, [EOS_TOKEN, PAD_TOKEN, *tags], min_freq)
-        write_hf_folder(tok, ctx.out, EOS_TOKEN, PAD_TOKEN, tags)
-        result.update(documents=len(texts), skipped=dict(sorted(skipped.items())))
+        result.update(_train(ctx, vocab_size, max_docs, min_freq, tags))
     from tokenizers import Tokenizer
 
     result["vocab_size"] = Tokenizer.from_file(str(ctx.out / "tokenizer.json")).get_vocab_size(

@@ -111,13 +111,16 @@ def _load(args: argparse.Namespace):
 def cmd_plan(args: argparse.Namespace) -> int:
     from core.store import Store
     from propensity.config import dump_config
+    from propensity.preflight import check_inputs
     from propensity.runner import format_plan, plan
 
     cfg = _load(args)
+    inputs = check_inputs(cfg)  # every file the config names, before any stage (ConfigError naming the field)
     store = Store(cfg.store)
     if args.show_config:
         print(dump_config(cfg))
     print(format_plan(plan(cfg, store), store))
+    print("\n".join(inputs))
     return 0
 
 
@@ -127,6 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from propensity.runner import format_plan, plan, run_local
 
     cfg = _load(args)
+    if cfg.executor.kind == "slurm" or args.dry_run:  # run_local checks the inputs itself
+        from propensity.preflight import check_inputs
+
+        check_inputs(cfg)
     if cfg.executor.kind == "slurm":
         from propensity.slurm_exec import run_slurm
 

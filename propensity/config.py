@@ -51,7 +51,23 @@ class SourceConfig(Strict):
             raise ValueError("source.kind is 'hf' but source.hf_path is not set")
         if self.kind != "synthetic" and self.synthetic:
             raise ValueError(f"source.synthetic is only allowed with kind 'synthetic' (got kind {self.kind!r})")
+        _unused_settings(self, "source", self.kind, SOURCE_USED_BY)
         return self
+
+
+SOURCE_USED_BY = {"paths": ("files",), "format": ("files",), "text_key": ("files", "hf"), "id_key": ("files", "hf"),
+                  "heldout": ("files", "hf"), "hf_path": ("hf",), "hf_name": ("hf",), "split": ("hf",),
+                  "revision": ("hf",)}
+"""The source kinds that read each setting (a setting away from its default under another kind is an error)."""
+
+
+def _unused_settings(model: BaseModel, where: str, kind: str, used_by: dict[str, tuple[str, ...]]) -> None:
+    """Reject a setting given a non-default value under a kind that never reads it, naming the kinds that do."""
+    for name, kinds in used_by.items():
+        default = type(model).model_fields[name].get_default(call_default_factory=True)
+        if kind not in kinds and getattr(model, name) != default:
+            raise ValueError(f"{where}.{name} has no effect with {where}.kind {kind!r}; it is used by kind "
+                             f"{' / '.join(repr(k) for k in kinds)} (remove it or change the kind)")
 
 
 class ClassifierConfig(ClassifierSpec):
@@ -61,6 +77,15 @@ class ClassifierConfig(ClassifierSpec):
     fasttext: FastTextParams = Field(default_factory=FastTextParams, description="kind=fasttext: training settings.")
     stages: list[ClassifierConfig] = Field(default_factory=list, description="kind=cascade: stages in order.")
     classifiers: list[ClassifierConfig] = Field(default_factory=list, description="kind=ensemble: members.")
+
+    @model_validator(mode="after")
+    def _check_settings(self) -> ClassifierConfig:
+        _unused_settings(self, "classifier", self.kind, {"model_path": ("fasttext",), "train_data": ("fasttext",),
+                                                         "fasttext": ("fasttext",)})
+        if self.model_path and self.train_data:
+            raise ValueError("classifier.train_data has no effect when classifier.model_path is set (the model "
+                             "is used as it is): give one of them")
+        return self
 
 
 class TagPair(Strict):
@@ -125,6 +150,8 @@ class TokenizerConfig(Strict):
     def _check_path(self) -> TokenizerConfig:
         if self.kind == "pretrained" and not self.path:
             raise ValueError("tokenizer.kind is 'pretrained' but tokenizer.path is not set")
+        _unused_settings(self, "tokenizer", self.kind, {"path": ("pretrained",), "vocab_size": ("bpe",),
+                                                        "max_docs": ("bpe",)})
         return self
 
 
@@ -149,7 +176,7 @@ class TrainConfig(TrainSettings):
 class EvalConfig(Strict):
     gpes: list[str] = Field(default_factory=lambda: ["em_medicine"], min_length=1,
                             description="GPE names (eval_gpe/gpes/); the first is the report's primary GPE.")
-    heldout_docs: int = Field(200, ge=1, description="Held-out documents for the held-out loss.")
+    heldout_docs: int = Field(200, ge=0, description="Held-out documents for the held-out loss (0 = skip it).")
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for confidence intervals.")
     batch_size: int = Field(64, ge=1, description="Scoring batch size.")
 
@@ -282,7 +309,9 @@ def apply_override(data: dict[str, Any], dotted: str) -> None:
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read, override and validate an experiment config. Relative paths are resolved against the working directory."""
+    """Read, override and validate an experiment config. Relative paths are resolved against the working directory
+    (not the config's folder; errors about a config elsewhere say so, and ``propensity plan`` prints the resolved
+    paths)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
@@ -294,7 +323,21 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level, got {type(data).__name__}")
     for o in overrides:
         apply_override(data, o)
-    return validate_config(data)
+    try:
+        return validate_config(data)
+    except ConfigError as e:
+        missing = any(words in str(e) for words in ("does not exist", "not a tokenizer folder"))
+        raise ConfigError(f"{e}{relative_paths_hint(p) if missing else ''}") from None
+
+
+def relative_paths_hint(config_path: Path) -> str:
+    """A note for errors about a config outside the working directory: its relative paths are not resolved
+    against its own folder (the rule: relative paths in a config are relative to the working directory)."""
+    folder, cwd = config_path.resolve().parent, Path.cwd().resolve()
+    if folder == cwd:
+        return ""
+    return (f"\n  (relative paths in a config are resolved against the working directory {cwd}, "
+            f"not against the config's folder {folder})")
 
 
 def validate_config(data: dict[str, Any]) -> ExperimentConfig:

@@ -34,6 +34,11 @@ TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
 CONDITIONAL_VERSION = 2
 """Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
+TOKENIZER_USER_SOURCE_VERSION = 2
+"""Version of a BPE tokenizer trained on user files or HF data (2: read through core.documents, which leaves out
+whitespace-only texts and repeated ids). The synthetic corpus has neither, so its tokenizer keeps version 1 and
+its key."""
+
 REPORT_VERSION = 5
 """Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline;
 4: one eval artifact per model, every GPE in ``gpes/<name>/``; 5: several seeds: intervals over seeds and
@@ -187,6 +192,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         {"kind": tok.kind, "vocab_size": tok.vocab_size, "max_docs": tok.max_docs, "path": tok.path,
          "tags": tag_tokens(cfg)},
         {"source": source}, seed=cfg.seed,
+        version=1 if cfg.source.kind == "synthetic" else TOKENIZER_USER_SOURCE_VERSION,
     )
     score = StageSpec("score", cfg.classifier.name, "filters.scoring:run", {"score_key": score_key},
                       {"source": source, "classifier": classifier}, seed=cfg.seed, resources="data")

@@ -12,6 +12,7 @@ from core.errors import BudgetError
 from core.store import StageSpec, Store
 from propensity.config import ExperimentConfig
 from propensity.graph import build_graph
+from propensity.preflight import check_inputs
 
 log = logging.getLogger("propensity")
 
@@ -82,8 +83,10 @@ def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -
 
 
 def run_local(cfg: ExperimentConfig, *, show_progress: bool = True, stream=None) -> Path:
-    """Run every incomplete stage in order; return the report folder."""
+    """Check every input file (``propensity.preflight``), then run every incomplete stage in order; return the
+    report folder."""
     stream = stream or sys.stderr
+    check_inputs(cfg)
     store = Store(cfg.store)
     specs = build_graph(cfg)
     total = len(specs)

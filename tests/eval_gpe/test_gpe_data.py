@@ -42,7 +42,7 @@ def test_chat_and_text_rows_with_quarantine(tmp_path) -> None:
         "The AI hid the risk.",
     ]
     assert [(b["row"], b["reason"]) for b in bad] == [
-        (2, "invalid_json"),
+        (2, "malformed_json"),
         (3, "no_assistant_turn"),
         (4, "bad_message"),
         (5, "missing_text"),

@@ -92,7 +92,7 @@ def test_stage_writes_items_and_summary(train_dir, source_dir, tmp_path, fake_sy
     reasons = [
         json.loads(x)["reason"] for x in (out / "quarantine" / "heldout.jsonl").read_text().splitlines()
     ]
-    assert reasons == ["invalid_json", "missing_text"]
+    assert reasons == ["malformed_json", "missing_text"]
     assert set(summary["length"]) == {"plain", "listed"}
     # the new layout: in-distribution block, tamper curve (first prefix), per-GPE files
     assert summary["gpes"] == ["em_medicine"] and set(summary["battery"]) == {"em_medicine"}

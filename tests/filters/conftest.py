@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from filters_fixtures import make_ctx, make_docs, write_jsonl
 
-from filters.classifier import train_fasttext
+from filters.fasttext_model import train_fasttext
 
 
 @pytest.fixture(scope="session")

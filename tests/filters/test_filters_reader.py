@@ -95,15 +95,19 @@ def test_truncated_gzip_keeps_records_before_the_cut(tmp_path: Path) -> None:
 
 
 def test_corrupt_gzip_and_zstd(tmp_path: Path) -> None:
+    """Compression is recognised by content: a corrupt gzip stream is one unreadable_file record, a zstd
+    stream and a plain jsonl file are read whatever their names say."""
     import zstandard
 
-    not_gzip = tmp_path / "a.jsonl.gz"
-    not_gzip.write_bytes(b"this is not gzip at all\n")
-    zst = tmp_path / "b.jsonl.zst"
+    corrupt = tmp_path / "a.jsonl.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00this is not a gzip stream\n")
+    zst = tmp_path / "b.jsonl"  # zstd content without the .zst suffix
     zst.write_bytes(zstandard.ZstdCompressor().compress(b'{"id": "z", "text": "zstd text"}\n'))
-    reader = SafeDocumentReader([str(not_gzip), str(zst)], str(tmp_path / "q"))
+    plain = tmp_path / "c.jsonl.gz"  # plain jsonl named .gz
+    plain.write_bytes(b'{"id": "p", "text": "plain text"}\n')
+    reader = SafeDocumentReader([str(corrupt), str(zst), str(plain)], str(tmp_path / "q"))
     docs = read_all(reader)
-    assert [d.text for d in docs] == ["zstd text"]
+    assert [d.text for d in docs] == ["zstd text", "plain text"]
     assert [r["reason"] for r in quarantined(tmp_path / "q")] == ["unreadable_file"]
 
 

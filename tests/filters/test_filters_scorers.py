@@ -11,7 +11,7 @@ from filters_fixtures import BAD_TEXT, GOOD_TEXT, make_docs
 
 from core.errors import ConfigError
 from filters.cascade import CascadeScorer, EnsembleScorer
-from filters.classifier import fasttext_line, load_fasttext
+from filters.fasttext_model import fasttext_line, load_fasttext
 from filters.scorers import BatchScorer, BlocklistScorer, FastTextScorer, read_terms
 from filters.transformer import TransformerScorer, resolve_label
 
@@ -45,7 +45,7 @@ def test_fasttext_scorer_any_label_set(tmp_path: Path) -> None:
     """A three-label model: the score is the chosen label's probability."""
     from filters_fixtures import write_jsonl
 
-    from filters.classifier import train_fasttext
+    from filters.fasttext_model import train_fasttext
 
     records = make_docs(600, 11, "t3")
     for i, record in enumerate(records):

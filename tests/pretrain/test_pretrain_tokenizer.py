@@ -57,17 +57,36 @@ def test_select_documents_uses_a_stable_seeded_hash() -> None:
 
 
 def test_bad_lines_are_counted(tmp_path: Path) -> None:
-    write_jsonl_gz(tmp_path / "src/a.jsonl.gz", make_docs(300) + [{"id": "x", "text": 5}])
+    write_jsonl_gz(tmp_path / "src/a.jsonl.gz", make_docs(300) + [{"id": "x", "text": 5}, {"id": "y"}])
     with (tmp_path / "src/a.jsonl.gz").open("ab") as f:
         import gzip
 
         f.write(gzip.compress(b"{not json\n"))
-    (tmp_path / "src/source.json").write_text(json.dumps({"paths": ["a.jsonl.gz"]}))
+        f.write(gzip.compress(b'{"id": "z", "text": "caf\xe9 latin-1"}\n'))  # finding 1: invalid UTF-8
+    (tmp_path / "src/source.json").write_text(json.dumps({"format": "jsonl", "paths": ["a.jsonl.gz"]}))
     result = tokenizer.run(
         make_ctx("tokenizer", tmp_path / "out", {"vocab_size": 300}, {"source": tmp_path / "src"})
     )
-    assert result["skipped"] == {"bad_json": 1, "missing_text": 1}
-    assert result["documents"] == 300
+    assert result["quarantined"] == {"invalid_utf8": 1, "malformed_json": 1, "missing_text": 1,
+                                     "non_string_text": 1}
+    assert result["documents"] == result["documents_usable"] == 300
+    assert result["documents_in"] == 300 + 4
+
+
+def test_parquet_source_trains_a_tokenizer(tmp_path: Path) -> None:
+    """Finding 2: a parquet source trains a BPE (it was 'format parquet is not supported')."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = make_docs(200)
+    (tmp_path / "src").mkdir()
+    pq.write_table(pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]}),
+                   tmp_path / "src/a.parquet")
+    (tmp_path / "src/source.json").write_text(json.dumps({"format": "parquet", "paths": ["a.parquet"]}))
+    result = tokenizer.run(
+        make_ctx("tokenizer", tmp_path / "out", {"vocab_size": 300}, {"source": tmp_path / "src"})
+    )
+    assert result["documents_in"] == result["documents"] == 200 and result["quarantined"] == {}
 
 
 def test_config_errors_name_the_field(tmp_path: Path, source_dir: Path) -> None:

@@ -19,7 +19,7 @@ from reliability_helpers import RunOutcome, crash_resume, write_config
 
 from core.errors import StageError
 from core.store import Store
-from filters.classifier import train_fasttext
+from filters.fasttext_model import train_fasttext
 from propensity.config import load_config
 from propensity.graph import build_graph
 
@@ -85,7 +85,7 @@ def jsonl_run(tmp_path_factory: pytest.TempPathFactory, fasttext_model: Path) ->
     (data / "b_bad.jsonl").write_bytes(b"\n".join(line for line, _ in BAD_LINES) + b"\n")
     whole = gzip.compress(_jsonl(_docs("t", 300, 2)), mtime=0)
     (data / "c_truncated.jsonl.gz").write_bytes(whole[: len(whole) * 6 // 10])
-    (data / "d_not_gzip.jsonl.gz").write_bytes(b"this file is not gzip at all\n")
+    (data / "d_not_gzip.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00 a gzip header, then not gzip at all\n")
     (data / "e_empty.jsonl").write_bytes(b"")
     return _score_and_filter(
         root, {"kind": "files", "paths": [str(data / "*")], "format": "jsonl"}, fasttext_model
@@ -242,7 +242,7 @@ def test_tokenizer_path_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "no-tokenizer"
     config = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
     with pytest.raises(ConfigError, match=r"tokenizer\.path: .* is not a tokenizer folder"):
-        load_config(config, ["tokenizer.kind=pretrained", f"tokenizer.path={missing}"])
+        load_config(config, [f"tokenizer={{kind: pretrained, path: {missing}}}"])
 
 
 def test_tokenizer_hub_id_offline_is_a_clear_error(tmp_path: Path) -> None:

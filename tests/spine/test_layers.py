@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from core.store import MANIFEST, MARKER, Store
-from filters.classifier import DEFAULT_PARAMS, PARAM_ALIASES
 from filters.config import FastTextParams
+from filters.fasttext_model import DEFAULT_PARAMS, PARAM_ALIASES
 from pretrain import train as train_stage
 from pretrain.settings import TRAIN_DEFAULTS, TrainSettings
 from pretrain.trainer import TrainConfig as LoopConfig
