@@ -73,6 +73,8 @@ def _gpe_block(eval_dirs: list[Path], gpe: str, prefixes: list[str], tags: tuple
     losses = [s.get("heldout_loss") for s in summaries]
     summary["heldout_loss"] = sum(losses) / len(losses) if None not in losses else None
     summary["heldout_loss_by_seed"] = losses
+    if summaries[0].get("heldout_loss_note"):
+        summary["heldout_loss_note"] = summaries[0]["heldout_loss_note"]
     return summary
 
 
@@ -144,6 +146,7 @@ def _flatten_gpe(summary: dict, prefixes: list[str]) -> dict:
     untagged = summary["prefixes"][""]
     out = {
         "heldout_loss": summary.get("heldout_loss"),
+        **({"heldout_loss_note": summary["heldout_loss_note"]} if summary.get("heldout_loss_note") else {}),
         **{k: untagged[k] for k in ("propensity_before", "propensity_after", "control_before", "control_after",
                                     "change", "control_change", "gap_before", "gap_after") if k in untagged},
         "length_normalised": {k: untagged["length_normalised"][k] for k in ("propensity_before", "propensity_after",
@@ -200,6 +203,8 @@ def markdown(results: dict) -> str:
              "same actions with human actors. Before/after = around the narrow finetune.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(c if c else " " for c in r) + " |" for r in table_rows(results)]
+    notes = sorted({v["heldout_loss_note"] for v in results["variants"].values() if v.get("heldout_loss_note")})
+    lines += [f"\nHeld-out loss {note}." for note in notes]
     for name, v in results["variants"].items():
         if v.get("tag_difference"):
             lines += ["", f"**{name}**: tag difference (P(mis | bad tag) - P(mis | good tag), paired over items, "
@@ -289,6 +294,8 @@ def print_table(report_dir: Path) -> None:
         for r in battery:
             more.add_row(*r)
         console.print(more)
+    for note in sorted({v["heldout_loss_note"] for v in results["variants"].values() if v.get("heldout_loss_note")}):
+        console.print(f"held-out loss {note}")
     for name, v in results["variants"].items():
         if v.get("tag_difference"):
             console.print(f"{name}: tag difference (bad - good, paired) {interval(v['tag_difference'])}")

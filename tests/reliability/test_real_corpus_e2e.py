@@ -68,5 +68,7 @@ def test_tiny_experiment_from_every_format(tmp_path: Path, fmt: str, capsys: pyt
         assert variant["heldout_loss"] is None
         assert summary["heldout_loss_note"] == "skipped: the source has no held-out file (source.heldout)"
         assert "source.heldout: none (the held-out loss is skipped)" in planned
+        report_md = (results_path.parent / "report.md").read_text()
+        assert "Held-out loss skipped: the source has no held-out file (source.heldout)." in report_md
     else:
         assert variant["heldout_loss"] > 0 and summary["heldout_tokens"] > 0
