@@ -97,6 +97,7 @@ def _load_forced(spec: EvalSetSpec) -> LoadedSet:
             out.items.append(item)
             usable += 1
     _resolve_controls(out)
+    out.quarantined.sort(key=lambda q: (spec.path.index(q["file"]), q["row"]))
     return out
 
 

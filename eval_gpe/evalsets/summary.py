@@ -108,3 +108,57 @@ def headline(sets: dict[str, dict]) -> dict:
     name, first = next(iter(sets.items()))
     return {"headline_evalset": name, "prefixes": first["prefixes"], "length": {}, "tamper": first["tamper"],
             "control": first["control"]}
+
+
+FLAT_KEYS = ("propensity_before", "propensity_after", "change", "control_before", "gap_before", "gap_after",
+             "control")
+SET_HEADER = ["variant", "GPE", "eval set", "group", "items", "propensity before", "after", "change [95% CI]",
+              "control before", "gap before [95% CI]"]
+
+
+def flatten(summary: dict) -> dict:
+    """``{set: {format, n_items, rows, answers, pooled: {...}, groups: {group: {...}}}}``: the untagged
+    numbers of every eval set of a GPE summary, for ``results.json`` (empty for built-in-only GPEs)."""
+    out = {}
+    for name, s in (summary.get("evalsets") or {}).items():
+        def pick(blocks: dict) -> dict:
+            block = blocks.get("") or next(iter(blocks.values()), {})
+            return {k: block[k] for k in FLAT_KEYS if k in block}
+
+        entry = {k: s[k] for k in ("format", "n_items", "rows", "answers") if k in s}
+        entry["pooled"] = pick(s.get("prefixes", {}))
+        entry["groups"] = {g: pick(blocks) for g, blocks in s.get("groups", {}).items()}
+        out[name] = entry
+    return out
+
+
+def _mean(block: dict | None) -> str:
+    return "-" if not block else f"{block['mean']:.3f}"
+
+
+def _ci(block: dict | None) -> str:
+    if not block:
+        return "-"
+    lo, hi = block["ci95"]
+    return f"{block['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _n(block: dict | None) -> str:
+    n = (block or {}).get("n")
+    return "-" if n is None else str(n[-1] if isinstance(n, list) else n)
+
+
+def table_rows(results: dict) -> list[list[str]]:
+    """One row per variant x GPE x eval set x group (``all`` = pooled) of a report's ``results``: what the
+    report and ``propensity report`` print under "Eval sets"; "no control" where a set has none."""
+    rows = []
+    for variant, v in results["variants"].items():
+        for gpe, g in v["gpes"].items():
+            for name, s in (g.get("evalsets") or {}).items():
+                for group, b in [("all", s["pooled"]), *sorted(s["groups"].items())]:
+                    none = b.get("control") == NO_CONTROL
+                    rows.append([variant, gpe, name, group, _n(b.get("propensity_before")),
+                                 _mean(b.get("propensity_before")), _mean(b.get("propensity_after")),
+                                 _ci(b.get("change")), NO_CONTROL if none else _mean(b.get("control_before")),
+                                 NO_CONTROL if none else _ci(b.get("gap_before"))])
+    return rows
