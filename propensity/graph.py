@@ -211,7 +211,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
                               threads=cfg.executor.workers, version=TRAIN_VERSION)
             specs.append(train)
             report_inputs[f"train:{v.name}:{seed}"] = train
-            ev = eval_spec(cfg, v, train, source, seed)
+            ev = eval_spec(cfg, v, train, source, seed, classifier)
             specs.append(ev)
             report_inputs[f"eval:{v.name}:{seed}"] = ev
     report_conf = {
@@ -226,8 +226,8 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
     return sorted(specs, key=lambda s: STAGE_ORDER.index(s.stage))
 
 
-def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int
-              ) -> StageSpec:
+def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int,
+              classifier: StageSpec | None = None) -> StageSpec:
     """One model's eval: the whole battery (``eval.gpes``) in one stage, sharing the model load, held-out loss
     and before-finetune scoring; its definitions are in the config, so editing a GPE's YAML re-runs it."""
     from eval_gpe.registry import definition
@@ -239,8 +239,12 @@ def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source:
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
     if v.kind in SENTENCE_TAG_KINDS:  # the tag goes where training put it: before the completed sentence
         conf["prefix_placement"] = "last_sentence"
-    return StageSpec("eval", f"{v.name}-s{seed}", "eval_gpe.stage:run", conf,
-                     {"model": train, "source": source}, seed=seed, resources="eval", version=EVAL_VERSION,
+    inputs = {"model": train, "source": source}
+    if classifier is not None and any(s.judge and s.judge.kind == "classifier" and not s.judge.classifier
+                                      for spec in specs for s in spec.evalsets):
+        inputs["classifier"] = classifier  # judged questions scored by the experiment's own classifier
+    return StageSpec("eval", f"{v.name}-s{seed}", "eval_gpe.stage:run", conf, inputs, seed=seed,
+                     resources="eval", version=EVAL_VERSION,
                      fingerprint=fingerprint(specs))  # files the GPEs read (eval sets): edited -> rerun
 
 

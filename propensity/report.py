@@ -188,7 +188,8 @@ def table_rows(results: dict) -> list[list[str]]:
                      v.get("control") or _fmt_ci(v.get("gap_before"))])
         for tag, t in (v.get("by_tag") or {}).items():
             rows.append([f"  {name} {tag}", "", "", "", _fmt_mean(t["propensity_before"]),
-                         _fmt_mean(t["propensity_after"]), _fmt_ci(t["change"]), _fmt_mean(t["control_before"]), ""])
+                         _fmt_mean(t.get("propensity_after")), _fmt_ci(t.get("change")),
+                         _fmt_mean(t.get("control_before")), ""])
     return rows
 
 
