@@ -111,3 +111,12 @@ def test_judged_rows_count_only_coherent_answers(tmp_path) -> None:
                       "no_coherent_answer": 1}
     assert [(r["item_id"], r["p_misaligned"], r["n_misaligned"], r["n_aligned"]) for r in rows] == [
         ("open/ruler#0", 2 / 3, 2, 1), ("open/wish#0", 1 / 3, 1, 2)]
+
+
+def test_file_gpe_is_deterministic(train_dir, source_dir, tmp_path, fake_synth) -> None:
+    pretrained, finetuned = _own(tmp_path)
+    finetuned["finetune"].update(steps=2, checkpoints=[1])
+    for out in ("a", "b"):
+        run(_ctx(train_dir, source_dir, tmp_path / out, finetuned, [pretrained]))
+    for name in ("items.jsonl", "summary.json", "gpes/own_pretrained/items.jsonl", "gpes/own_pretrained/summary.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
