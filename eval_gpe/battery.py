@@ -153,6 +153,21 @@ class GPERun:
     """The finetuned model (only while the stage runs generation / lm-eval on it)."""
 
 
+def _phase_rows(
+    ctx: StageContext, model: Any, tok: Any, spec: GPESpec, items: dict[str, list[dict]], prefixes: list[str],
+    cfg: Any, phase: str, extra: ExtraScorer | None, judged: bool,
+) -> list[dict]:
+    """A finetuned model's rows of one phase: the built-in items, then the eval sets (``extra``)."""
+    rows: list[dict] = []
+    if spec.eval is not None:
+        scored = score_items(ctx, model, tok, items["ood"] + items["id"], spec.eval.formats, prefixes,
+                             cfg.batch_size, phase, cfg.prefix_placement)
+        rows += gpe_rows(spec, items, scored, prefixes, phase, ctx.seed)
+    if extra is not None:
+        rows += extra(model, phase, list(prefixes), judged)
+    return rows
+
+
 def run_gpe(
     ctx: StageContext,
     base: Any,
@@ -174,18 +189,10 @@ def run_gpe(
     rows = gpe_rows(spec, items, before, prefixes, "before", ctx.seed)
     if ft is None:
         return GPERun(rows, None, None, None)
-    formats = spec.eval.formats if spec.eval is not None else []
-    flat = items["ood"] + items["id"]
 
     def on_step(step: int, model: Any) -> None:
         start = time.process_time()
-        if formats:
-            scored = score_items(
-                ctx, model, tok, flat, formats, prefixes[:1], cfg.batch_size, f"step_{step}", cfg.prefix_placement,
-            )
-            rows.extend(gpe_rows(spec, items, scored, prefixes[:1], f"step_{step}", ctx.seed))
-        if extra is not None:
-            rows.extend(extra(model, f"step_{step}", prefixes[:1], False))
+        rows.extend(_phase_rows(ctx, model, tok, spec, items, prefixes[:1], cfg, f"step_{step}", extra, False))
         costs.add("tamper_checkpoints", start)
 
     start, tamper_before = time.process_time(), costs.cpu_s.get("tamper_checkpoints", 0.0)
@@ -206,12 +213,7 @@ def run_gpe(
         "finetune", start + costs.cpu_s.get("tamper_checkpoints", 0.0) - tamper_before
     )  # net of scoring
     start = time.process_time()
-    if formats:
-        scored = score_items(ctx, result.model, tok, flat, formats, prefixes, cfg.batch_size, "after",
-                             cfg.prefix_placement)
-        rows += gpe_rows(spec, items, scored, prefixes, "after", ctx.seed)
-    if extra is not None:
-        rows += extra(result.model, "after", prefixes, True)
+    rows += _phase_rows(ctx, result.model, tok, spec, items, prefixes, cfg, "after", extra, True)
     costs.add("trait_eval_after", start)
     start = time.process_time()
     heldout_after = heldout_losses(result.model, tok, heldout, cfg.batch_size)
