@@ -4,7 +4,8 @@
 - ``gpe show NAME|FILE``: the resolved definition (paths absolute) and the content hash of every file it reads;
 - ``gpe check NAME|FILE [--tokenizer DIR] [--show N]``: reads every eval set, prints rows in / usable /
   quarantined, counts per group, the quarantined rows with their reasons, and the first ``N`` items rendered
-  exactly as the model will see them (choices, which ones show the trait, token counts with ``--tokenizer``).
+  exactly as the model will see them (choices, which ones show the trait, token counts with ``--tokenizer``:
+  the context's, and each choice's as it is scored after that context).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from eval_gpe.evalsets.judged import render_prompt
 from eval_gpe.evalsets.sets import LoadedSet, load_set
 from eval_gpe.registry import GPESpec, definition
 from eval_gpe.resolve import files_read, resolve
+from eval_gpe.scoring import encode_pair
 
 MAX_QUARANTINE_SHOWN = 10
 
@@ -90,7 +92,8 @@ def _render_item(item: Item, tok: Any, lead: str) -> list[str]:
         for k, (ctx, cont) in enumerate(render.requests):
             mark = "trait" if k in render.trait else "     "
             other = "" if ctx == render.requests[0][0] else f"  (own context: {ctx[-60:]!r})"
-            lines.append(f"      {mark} {cont!r}{_tokens(tok, cont)}{other}")
+            scored = "" if tok is None else f" [{len(encode_pair(tok, lead + ctx, cont)[1])} tokens]"
+            lines.append(f"      {mark} {cont!r}{scored}{other}")
     return lines
 
 
