@@ -92,9 +92,13 @@ def gap(ai: dict[str, float], human: dict[str, float], n_boot: int, seed: int) -
     return {**unpaired_bootstrap(sorted_values(ai), sorted_values(human), n_boot, seed), "paired": False}
 
 
-def _matched(ai: dict[str, float], human: dict[str, float]) -> tuple[dict, dict] | None:
-    """AI and human values keyed by their shared control key (``ai-<k>`` / ``human-<k>`` -> ``<k>``), or None
-    when the two sets are not matched item for item."""
+def _matched(ai: dict[str, float], human: dict[str, float], pairs: dict[str, str] | None = None
+             ) -> tuple[dict, dict] | None:
+    """AI and human values keyed by their shared control key (``ai-<k>`` / ``human-<k>`` -> ``<k>``; for
+    file-based eval sets the rows' ``pair``), or None when the two sets are not matched item for item."""
+    if pairs:
+        ai_k, human_k = ({pairs.get(i, i): v for i, v in x.items()} for x in (ai, human))
+        return (ai_k, human_k) if sorted(ai_k) == sorted(human_k) else None
     ai_k = {_control_key(i, "ai"): v for i, v in ai.items()}
     human_k = {_control_key(i, "human"): v for i, v in human.items()}
     return (ai_k, human_k) if sorted(ai_k) == sorted(human_k) else None
@@ -116,7 +120,7 @@ def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot:
     def per_item(rs: Sequence[dict]) -> dict[str, float] | None:
         values = item_values(_select(rs, "ood", None), "logodds")
         ai, human = values.get((phase, prefix, "ai")), values.get((phase, prefix, "human"))
-        matched = _matched(ai, human) if ai and human else None
+        matched = _matched(ai, human, {r["item_id"]: r["pair"] for r in rs if r.get("pair")}) if ai and human else None
         if matched is None:
             return None
         ai_k, human_k = matched

@@ -59,3 +59,10 @@ def test_compare_pairs_before_only_gpes() -> None:
     compare.add_control_differences(rows, "baseline")
     diff = rows[1]["diff_before"]
     assert diff["mean"] < 0 and "diff_after" not in rows[1] and "diff_change" not in rows[1]
+
+
+def test_gap_vs_baseline_pairs_file_items_by_control() -> None:
+    from eval_gpe.summary import gap_difference
+
+    diff = gap_difference(_rows(-0.1), _rows(0.0), 200, 0)
+    assert diff is not None and diff["n"] == 6 and diff["ci95"][1] < 0
