@@ -46,7 +46,7 @@ class EvalStageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gpe: str = Field(description="Registered GPE name (eval_gpe/gpes/<name>.yaml): the primary GPE.")
+    gpe: str = Field(description="Name of the primary GPE; its spec is `definition`, else the registry's.")
     definition: GPESpec | None = Field(
         default=None,
         description="The GPE's full definition (so the stage hash covers it); default: the registry's.",
