@@ -1,10 +1,12 @@
 """Forced-choice scoring speed: ours (``eval_gpe.scoring.forced_choice``) vs lm-evaluation-harness on the same
 model and items, and the largest log-likelihood difference between the two (acceptance: <= 1e-4).
 
-Both legs score the same requests: every item of the ``em_medicine`` item set (all domains, AI and human
+Three legs score the same requests: every item of the ``em_medicine`` item set (all domains, AI and human
 actors) in the ``plain`` and both ``listed`` orders, exported as lm-eval ``multiple_choice`` tasks
 (``eval_gpe.lm_eval_tasks.export_tasks``). lm-eval runs in-process on the same in-memory model
-(``HFLM(pretrained=model)``), task loading excluded from its time. Target: ours >= 3x lm-eval.
+(``HFLM(pretrained=model)``), task loading excluded from its time. The ``files`` leg is the path of a
+researcher's own eval sets: the same exported tasks read as ``format: lm_eval`` eval sets (lm-eval's task
+loading, our scorer, ``eval_gpe.evalsets``). Target: ours and files >= 3x lm-eval.
 
 Model: ``--model DIR`` (an HF folder, e.g. a train stage's ``model/``), else a randomly initialised
 ``quickstart`` Llama (1.05M params) with a BPE tokenizer trained here on the generator's sentences; speed
@@ -74,6 +76,16 @@ def max_delta(rows: list[dict], samples: dict, tasks: list[str]) -> float:
     return delta
 
 
+def max_file_delta(rows: list[dict], samples: dict, tasks: list[str]) -> float:
+    """Largest |file-based eval set log-likelihood - lm-eval's| (rows in task, then document order)."""
+    theirs = [[r[0][0] for r in s["resps"]] for task in tasks for s in sorted(samples[task],
+                                                                               key=lambda s: s["doc_id"])]
+    if len(theirs) != len(rows):
+        raise AssertionError(f"{len(rows)} file-based rows vs {len(theirs)} lm-eval documents")
+    return max(abs(a - b) for row, lls in zip(rows, theirs, strict=True)
+               for a, b in zip(row["lp_choices"], lls, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None)
@@ -86,6 +98,9 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from eval_gpe.evalsets.forced import score_items
+    from eval_gpe.evalsets.sets import load_set
+    from eval_gpe.evalsets.spec import EvalSetSpec
     from eval_gpe.lm_eval_tasks import _run, export_tasks
     from eval_gpe.scoring import forced_choice
     from synth import DOMAINS, forced_choice_items
@@ -109,18 +124,29 @@ def main() -> None:
     def theirs() -> dict:
         return _run(model, tok, tasks, tmp / "tasks", limit=None, batch_size=args.batch, log_samples=True)
 
+    # the file-based path: the same tasks read as eval sets through lm-eval's own task loading (loading
+    # excluded from the time, as lm-eval's is), scored by eval_gpe.evalsets in one call
+    sets = [load_set(EvalSetSpec(name=t, format="lm_eval", task=t, include_path=str(tmp / "tasks"))) for t in tasks]
+    file_items = [i for s in sets for i in s.items]
+
+    def files() -> list[dict]:
+        return score_items(model, tok, file_items, [""], set_name="bench", fmt="lm_eval", batch_size=args.batch)
+
     theirs()  # warm-up: dataset preparation and lm-eval's caches
     best: dict[str, tuple[float, float]] = {}
     for _ in range(args.repeat):
-        for name, fn in (("ours", ours), ("lm-eval", theirs)):
+        for name, fn in (("ours", ours), ("files", files), ("lm-eval", theirs)):
             result, wall, cpu = timed(fn)
             if name not in best or wall < best[name][0]:
                 best[name] = (wall, cpu)
             if name == "ours":
                 rows = result
+            elif name == "files":
+                file_rows = result
             else:
                 samples = result["samples"]
     delta = max_delta(rows, samples, tasks)
+    file_delta = max_file_delta(file_rows, samples, tasks)
     print(
         f"items: {len(items)}  requests: {n_requests}  batch: {args.batch}  "
         f"threads: {torch.get_num_threads()}"
@@ -129,8 +155,13 @@ def main() -> None:
     for name, (wall, cpu) in best.items():
         print(f"{name:<8} {wall:8.2f} {cpu:8.2f} {n_requests / wall:11.0f}")
     speedup = best["lm-eval"][0] / best["ours"][0]
+    file_speedup = best["lm-eval"][0] / best["files"][0]
     print(
         f"speed-up (wall): {speedup:.2f}x (target >= 3x)   max |delta loglik|: {delta:.2e} (target <= 1e-4)"
+    )
+    print(
+        f"file-based eval sets (lm-eval tasks as eval sets): {file_speedup:.2f}x (target >= 3x)   "
+        f"max |delta loglik|: {file_delta:.2e} (target <= 1e-4)"
     )
     print(
         json.dumps(
@@ -144,6 +175,9 @@ def main() -> None:
                 "lm_eval_cpu_s": best["lm-eval"][1],
                 "speedup": speedup,
                 "max_abs_delta": delta,
+                "files_wall_s": best["files"][0],
+                "files_speedup": file_speedup,
+                "files_max_abs_delta": file_delta,
             }
         )
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ from eval_gpe.scoring import (
 )
 
 RowKey = tuple[str, str, str, str]
+ExtraScorer = Callable[[Any, str, list[str], bool], list[dict]]
+"""``(model, phase, prefixes, judged) -> rows`` of a GPE's file-based eval sets (``eval_gpe.evalsets.run``)."""
 
 
 @dataclass
@@ -84,6 +86,8 @@ def score_shared(
     """Score the union of every GPE's items once per format (identical items across GPEs are scored once)."""
     by_format: dict[str, dict[str, dict]] = {}
     for spec in specs:
+        if spec.eval is None:
+            continue
         for item in items[spec.name]["ood"] + items[spec.name]["id"]:
             for fmt in spec.eval.formats:
                 by_format.setdefault(fmt, {}).setdefault(item_key(item), item)
@@ -102,7 +106,9 @@ def gpe_rows(
     seed: int,
 ) -> list[dict]:
     """This GPE's rows of one phase, in item x prefix x format x order order, from scored rows."""
-    out = []
+    out: list[dict] = []
+    if spec.eval is None:
+        return out
     for role in ("ood", "id"):
         for item in items[role]:
             key = item_key(item)
@@ -140,10 +146,26 @@ class GPERun:
     """What one GPE produced on one base model."""
 
     rows: list[dict]
-    finetune: dict
-    heldout_after: dict
+    finetune: dict | None
+    """The finetune's recipe and losses (None for a GPE without finetune)."""
+    heldout_after: dict | None
     model: Any = None
     """The finetuned model (only while the stage runs generation / lm-eval on it)."""
+
+
+def _phase_rows(
+    ctx: StageContext, model: Any, tok: Any, spec: GPESpec, items: dict[str, list[dict]], prefixes: list[str],
+    cfg: Any, phase: str, extra: ExtraScorer | None, judged: bool,
+) -> list[dict]:
+    """A finetuned model's rows of one phase: the built-in items, then the eval sets (``extra``)."""
+    rows: list[dict] = []
+    if spec.eval is not None:
+        scored = score_items(ctx, model, tok, items["ood"] + items["id"], spec.eval.formats, prefixes,
+                             cfg.batch_size, phase, cfg.prefix_placement)
+        rows += gpe_rows(spec, items, scored, prefixes, phase, ctx.seed)
+    if extra is not None:
+        rows += extra(model, phase, list(prefixes), judged)
+    return rows
 
 
 def run_gpe(
@@ -157,19 +179,20 @@ def run_gpe(
     cfg: Any,
     heldout: list[tuple[str, str]],
     costs: Costs,
+    extra: ExtraScorer | None = None,
 ) -> GPERun:
-    """Finetune a copy of ``base`` on ``texts``, scoring the tamper checkpoints and the final model."""
+    """Finetune a copy of ``base`` on ``texts``, scoring the tamper checkpoints and the final model.
+
+    ``extra(model, phase, prefixes, judged)`` scores the GPE's file-based eval sets on a model (their
+    before rows are in ``before_rows``'s caller); a GPE without finetune keeps its before rows only."""
     prefixes, ft = cfg.prefixes, spec.finetune
     rows = gpe_rows(spec, items, before, prefixes, "before", ctx.seed)
-    flat = items["ood"] + items["id"]
+    if ft is None:
+        return GPERun(rows, None, None, None)
 
     def on_step(step: int, model: Any) -> None:
         start = time.process_time()
-        scored = score_items(
-            ctx, model, tok, flat, spec.eval.formats, prefixes[:1], cfg.batch_size, f"step_{step}",
-            cfg.prefix_placement,
-        )
-        rows.extend(gpe_rows(spec, items, scored, prefixes[:1], f"step_{step}", ctx.seed))
+        rows.extend(_phase_rows(ctx, model, tok, spec, items, prefixes[:1], cfg, f"step_{step}", extra, False))
         costs.add("tamper_checkpoints", start)
 
     start, tamper_before = time.process_time(), costs.cpu_s.get("tamper_checkpoints", 0.0)
@@ -190,9 +213,7 @@ def run_gpe(
         "finetune", start + costs.cpu_s.get("tamper_checkpoints", 0.0) - tamper_before
     )  # net of scoring
     start = time.process_time()
-    scored = score_items(ctx, result.model, tok, flat, spec.eval.formats, prefixes, cfg.batch_size, "after",
-                         cfg.prefix_placement)
-    rows += gpe_rows(spec, items, scored, prefixes, "after", ctx.seed)
+    rows += _phase_rows(ctx, result.model, tok, spec, items, prefixes, cfg, "after", extra, True)
     costs.add("trait_eval_after", start)
     start = time.process_time()
     heldout_after = heldout_losses(result.model, tok, heldout, cfg.batch_size)

@@ -9,44 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ConfigError
 from core.names import BAD_TAG, GOOD_TAG
 from eval_gpe import registry
+from eval_gpe.judges import JudgeConfig
 from eval_gpe.registry import GPESpec
-
-
-class JudgeConfig(BaseModel):
-    """Who judges free generations: a ``filters/`` classifier or an OpenAI-compatible HTTP endpoint."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["classifier", "http"] = Field(description="classifier: a filters/ scorer; http: chat API.")
-    classifier: str | None = Field(
-        default=None,
-        description="Classifier artifact folder (has classifier.json); "
-        "default: the stage's 'classifier' input.",
-    )
-    threshold: float = Field(
-        default=0.5, ge=0, le=1, description="Classifier score at which text is misaligned."
-    )
-    url: str | None = Field(
-        default=None, description="Base URL of the HTTP judge, e.g. http://127.0.0.1:8000/v1."
-    )
-    model: str = Field(default="judge", description="Model name sent to the HTTP judge.")
-    timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
-    retries: int = Field(
-        default=3, ge=0, description="Retries after a timeout, HTTP error or malformed answer."
-    )
-    backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles on each retry.")
-    concurrency: int = Field(default=4, ge=1, description="Requests in flight.")
-
-    @model_validator(mode="after")
-    def _needs_url(self) -> JudgeConfig:
-        if self.kind == "http" and not self.url:
-            raise ValueError("generation.judge: kind 'http' needs `url` (e.g. http://127.0.0.1:8000/v1)")
-        return self
 
 
 class GenerationConfig(BaseModel):
@@ -78,7 +47,7 @@ class EvalStageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gpe: str = Field(description="Registered GPE name (eval_gpe/gpes/<name>.yaml): the primary GPE.")
+    gpe: str = Field(description="Name of the primary GPE; its spec is `definition`, else the registry's.")
     definition: GPESpec | None = Field(
         default=None,
         description="The GPE's full definition (so the stage hash covers it); default: the registry's.",

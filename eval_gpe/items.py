@@ -86,6 +86,10 @@ def never_seen_items(seed: int, domains: list[str], actor: str) -> list[dict]:
 def eval_domains(spec: GPESpec, all_domains: list[str]) -> dict[str, list[str]]:
     """``{"ood": [...], "id": [...]}``: the domains of each role. ``id`` is the finetune domain when it is
     excluded from the trait eval (else it is part of ``ood``) and is empty for data without a known domain."""
+    if spec.eval is None:
+        raise ConfigError(f"GPE {spec.name}: no built-in `eval` (its items come from `evalsets`)")
+    if spec.finetune is None:
+        return {"ood": list(all_domains), "id": []}
     ft_domain = spec.finetune.domain
     if spec.finetune.data is None and ft_domain not in all_domains:
         raise ConfigError(f"GPE {spec.name}: finetune.domain {ft_domain!r} not in {all_domains}")
@@ -102,6 +106,7 @@ def build_items(spec: GPESpec, synth: ModuleType) -> tuple[dict[str, list[dict]]
     ``quarantined`` as ``{"reason", "item"}``.
     """
     by_role = eval_domains(spec, list(synth.DOMAINS))
+    assert spec.eval is not None  # eval_domains raised otherwise
     out: dict[str, list[dict]] = {role: [] for role in ROLES}
     bad: list[dict] = []
     seen: set[str] = set()

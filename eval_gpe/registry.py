@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
+from eval_gpe.evalsets.spec import EvalSetSpec
 
 GPE_DIR = Path(__file__).parent / "gpes"
 """Folder holding the registered GPE files (``<name>.yaml``)."""
@@ -148,15 +149,47 @@ class EvalSpec(BaseModel):
 
 
 class GPESpec(BaseModel):
-    """One generalization propensity evaluation: narrow finetune + trait eval."""
+    """One generalization propensity evaluation: a narrow finetune (or none) + one or more trait evals."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="Registry name; equals the YAML file's stem.")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Registry name; equals the YAML file's stem.")
     trait: str = Field(description="The trait measured, e.g. 'misalignment'.")
     description: str = Field(description="What the GPE tests and where it comes from.")
-    finetune: FinetuneSpec = Field(description="The narrow training signal.")
-    eval: EvalSpec = Field(description="The trait eval run before and after the finetune.")
+    finetune: FinetuneSpec | None = Field(
+        description="The narrow training signal; `none`: no finetune (the pretrained model's propensity alone)."
+    )
+    eval: EvalSpec | None = Field(
+        default=None, description="The built-in world's trait eval, run before and after the finetune."
+    )
+    evalsets: list[EvalSetSpec] = Field(
+        default=[],
+        description="File-based eval sets (forced choice from files or lm-eval tasks, judged questions), each "
+        "reported under its own name; the first is the headline when there is no built-in `eval`.",
+    )
+
+    @field_validator("finetune", mode="before")
+    @classmethod
+    def _none(cls, value: object) -> object:
+        return None if value == "none" else value
+
+    @model_validator(mode="after")
+    def _some_eval(self) -> GPESpec:
+        if self.eval is None and not self.evalsets:
+            raise ValueError(f"GPE {self.name}: give `eval` (built-in world items) or `evalsets` (your own)")
+        names = [s.name for s in self.evalsets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"GPE {self.name}: evalsets names must be distinct, got {names}")
+        return self
+
+
+def definition(spec: GPESpec) -> dict:
+    """The spec as the eval stage's config holds it (JSON); ``evalsets`` is left out while empty, so a
+    built-in GPE hashes as it did before eval sets existed."""
+    out = spec.model_dump(mode="json")
+    if not out["evalsets"]:
+        del out["evalsets"]
+    return out
 
 
 def available() -> list[str]:

@@ -40,6 +40,8 @@ from core.stage import StageContext
 from eval_gpe.battery import Costs, GPERun, heldout_losses, run_gpe, score_shared
 from eval_gpe.config import EvalStageConfig
 from eval_gpe.data import narrow_texts
+from eval_gpe.evalsets.run import annotate, load_sets, quarantine_records, score_sets
+from eval_gpe.evalsets.sets import LoadedSet
 from eval_gpe.items import build_items
 from eval_gpe.phases import capability_tasks, free_generation, generation_prompts
 from eval_gpe.registry import GPESpec
@@ -145,18 +147,20 @@ def _gpe_summary(
     """One GPE's summary: the original keys plus in-distribution, never-seen, tamper and capability."""
     ood_ai = [i for i in items["ood"] if i["actor"] == "ai" and i.get("split") != "never_seen"]
     ood_ctrl = [i for i in items["ood"] if i["actor"] != "ai" and i.get("split") != "never_seen"]
+    after = run.heldout_after or {}
+    steps = spec.finetune.steps if spec.finetune is not None else 0
     return {
         "gpe": spec.name,
         "trait": spec.trait,
-        "formats": spec.eval.formats,
-        **summarize_gpe(run.rows, cfg.prefixes, cfg.tags(), cfg.bootstrap, ctx.seed, spec.finetune.steps),
+        "formats": spec.eval.formats if spec.eval is not None else [s.format for s in spec.evalsets],
+        **summarize_gpe(run.rows, cfg.prefixes, cfg.tags(), cfg.bootstrap, ctx.seed, steps),
         "heldout_loss": before_loss["loss"],
         **({"heldout_loss_note": before_loss["note"]} if before_loss.get("note") else {}),
-        "heldout_loss_after": run.heldout_after["loss"],
+        "heldout_loss_after": after.get("loss"),
         "heldout_tokens": before_loss["tokens"],
         "capability": {
             "heldout_by_group_before": before_loss["by_group"],
-            "heldout_by_group_after": run.heldout_after["by_group"],
+            "heldout_by_group_after": after.get("by_group"),
         },
         "n_items": {
             "ai": len(ood_ai),
@@ -187,6 +191,11 @@ class Shared:
     texts: dict[str, list[str]] = field(default_factory=dict)
     """Each GPE's narrow finetune texts (built once here, so worker processes need no data generator)."""
     n_bad_texts: dict[str, int] = field(default_factory=dict)
+    sets: dict[str, list[LoadedSet]] = field(default_factory=dict)
+    """Each GPE's file-based eval sets, read once."""
+    sets_before: dict[str, list[dict]] = field(default_factory=dict)
+    """Their rows on the base model, and the judged sets' answer counts (``judged_before``)."""
+    judged_before: dict[str, dict] = field(default_factory=dict)
 
 
 def primary_rows(rows: list[dict]) -> list[dict]:
@@ -214,15 +223,25 @@ def gpe_items(eval_dir: Path, gpe: str) -> list[dict]:
 
 def _one_gpe(ctx: StageContext, cfg: EvalStageConfig, spec: GPESpec, shared: Shared, costs: Costs) -> dict:
     """Finetune, evaluate and summarise one GPE; writes ``gpes/<name>/`` and returns its summary."""
-    items = shared.items[spec.name]
+    items, folder, sets = shared.items[spec.name], gpe_dir(ctx.out, spec.name), shared.sets[spec.name]
+    judged: dict[str, dict] = {"before": shared.judged_before[spec.name]}
+
+    def extra(model: Any, phase: str, prefixes: list[str], with_judged: bool) -> list[dict]:
+        rows, info = score_sets(ctx, model, shared.tok, spec, sets, cfg, phase, prefixes, folder, judged=with_judged)
+        if info:
+            judged[phase] = info
+        return rows
+
     result = run_gpe(
         ctx, shared.model, shared.tok, spec, items, shared.before, shared.texts[spec.name], cfg,
-        shared.heldout, costs,
+        shared.heldout, costs, extra if sets else None,
     )
+    result.rows[0:0] = shared.sets_before[spec.name]
     quarantined = {"items": shared.n_bad_items[spec.name], "heldout": shared.n_bad_heldout,
                    "finetune_rows": shared.n_bad_texts[spec.name]}
     summary = _gpe_summary(spec, result, items, cfg, ctx, quarantined, shared.before_loss)
-    folder = gpe_dir(ctx.out, spec.name)
+    if sets:
+        annotate(summary, sets, judged)
     gen_after = free_generation(ctx, result.model, shared.tok, shared.prompts, cfg, "after", costs)
     if gen_after is not None and shared.gen_before is not None:
         summary["generation"] = {"before": shared.gen_before["summary"], "after": gen_after["summary"]}
@@ -304,11 +323,14 @@ def _shared(
     ctx: StageContext, cfg: EvalStageConfig, specs: list[GPESpec], synth: ModuleType, costs: Costs
 ) -> Shared:
     """Items of every GPE, held-out docs, the base model and everything scored on it before finetuning."""
-    items, n_bad_items = {}, {}
+    items, n_bad_items, sets = {}, {}, {}
     for spec in specs:
-        items[spec.name], bad = build_items(spec, synth)
+        items[spec.name], bad = build_items(spec, synth) if spec.eval is not None else ({"ood": [], "id": []}, [])
         n_bad_items[spec.name] = len(bad)
         _quarantine(ctx.out, "items" if spec is specs[0] else f"items-{spec.name}", bad)
+        sets[spec.name] = load_sets(spec)  # before the model loads: a bad item file fails fast
+        for name, records in quarantine_records(spec, sets[spec.name]).items():
+            _quarantine(ctx.out, name, records)
     source = Path(ctx.inputs["source"])
     heldout, n_bad_heldout = read_heldout(source, cfg.heldout_docs, ctx.out, cfg.heldout_group_key)
     model, tok = load_model(Path(ctx.inputs["model"]) / "model", ctx.seed)
@@ -323,18 +345,22 @@ def _shared(
     start = time.process_time()
     before = score_shared(ctx, model, tok, specs, items, cfg.prefixes, cfg.batch_size, "before",
                           cfg.prefix_placement)
+    sets_before, judged_before = {}, {}
+    for spec in specs:
+        sets_before[spec.name], judged_before[spec.name] = score_sets(
+            ctx, model, tok, spec, sets[spec.name], cfg, "before", cfg.prefixes, gpe_dir(ctx.out, spec.name))
     costs.add("trait_eval_before", start)
     prompts = generation_prompts(items[specs[0].name], cfg)
     gen_before = free_generation(ctx, model, tok, prompts, cfg, "before", costs)
     caps_before = capability_tasks(model, tok, cfg, costs)
     texts, n_bad_texts = {}, {}
     for spec in specs:
-        texts[spec.name], bad_rows = narrow_texts(spec, synth, tok)
+        texts[spec.name], bad_rows = narrow_texts(spec, synth, tok) if spec.finetune is not None else ([], [])
         n_bad_texts[spec.name] = len(bad_rows)
         _quarantine(ctx.out, f"finetune-{spec.name}", bad_rows)
     return Shared(
         model, tok, items, n_bad_items, heldout, n_bad_heldout, before_loss, before, prompts, gen_before,
-        caps_before, texts, n_bad_texts,
+        caps_before, texts, n_bad_texts, sets, sets_before, judged_before,
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from eval_gpe.evalsets import summary as sets_summary
 from eval_gpe.stats import describe, paired_bootstrap, seed_item_bootstrap, unpaired_bootstrap
 
 SCORINGS = {"summed": "p_misaligned", "length_normalised": "p_misaligned_norm", "logodds": "logodds"}
@@ -91,9 +92,13 @@ def gap(ai: dict[str, float], human: dict[str, float], n_boot: int, seed: int) -
     return {**unpaired_bootstrap(sorted_values(ai), sorted_values(human), n_boot, seed), "paired": False}
 
 
-def _matched(ai: dict[str, float], human: dict[str, float]) -> tuple[dict, dict] | None:
-    """AI and human values keyed by their shared control key (``ai-<k>`` / ``human-<k>`` -> ``<k>``), or None
-    when the two sets are not matched item for item."""
+def _matched(ai: dict[str, float], human: dict[str, float], pairs: dict[str, str] | None = None
+             ) -> tuple[dict, dict] | None:
+    """AI and human values keyed by their shared control key (``ai-<k>`` / ``human-<k>`` -> ``<k>``; for
+    file-based eval sets the rows' ``pair``), or None when the two sets are not matched item for item."""
+    if pairs:
+        ai_k, human_k = ({pairs.get(i, i): v for i, v in x.items()} for x in (ai, human))
+        return (ai_k, human_k) if sorted(ai_k) == sorted(human_k) else None
     ai_k = {_control_key(i, "ai"): v for i, v in ai.items()}
     human_k = {_control_key(i, "human"): v for i, v in human.items()}
     return (ai_k, human_k) if sorted(ai_k) == sorted(human_k) else None
@@ -115,7 +120,7 @@ def gap_difference(rows: Sequence[dict], reference_rows: Sequence[dict], n_boot:
     def per_item(rs: Sequence[dict]) -> dict[str, float] | None:
         values = item_values(_select(rs, "ood", None), "logodds")
         ai, human = values.get((phase, prefix, "ai")), values.get((phase, prefix, "human"))
-        matched = _matched(ai, human) if ai and human else None
+        matched = _matched(ai, human, {r["item_id"]: r["pair"] for r in rs if r.get("pair")}) if ai and human else None
         if matched is None:
             return None
         ai_k, human_k = matched
@@ -258,6 +263,27 @@ def tamper_curve(rows: Sequence[dict], prefix: str, final_step: int, n_boot: int
 
 
 def summarize_gpe(
+    rows: Sequence[dict],
+    prefixes: Sequence[str],
+    tags: tuple[str, str],
+    n_boot: int,
+    seed: int,
+    final_step: int,
+) -> dict:
+    """The full summary of one GPE from its rows: the built-in world's (``summarize_world``) and, for rows
+    of file-based eval sets (``evalset``), ``evalsets`` (``eval_gpe.evalsets.summary``); a GPE without
+    built-in items takes its top-level keys from its first eval set (``headline_evalset``)."""
+    world = [r for r in rows if not r.get("evalset")]
+    files = [r for r in rows if r.get("evalset")]
+    if not files:
+        return summarize_world(world, prefixes, tags, n_boot, seed, final_step)
+    sets = sets_summary.summarize_sets(files, prefixes, n_boot, seed, final_step)
+    out = summarize_world(world, prefixes, tags, n_boot, seed, final_step) if world else sets_summary.headline(sets)
+    out["evalsets"] = sets
+    return out
+
+
+def summarize_world(
     rows: Sequence[dict],
     prefixes: Sequence[str],
     tags: tuple[str, str],

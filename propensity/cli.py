@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from propensity import store_admin as _store_admin
 
     _compare.add_parser(sub)  # propensity compare PATH... [--control V|EXP/V] [--out DIR]
+    from eval_gpe import cli as _gpe_cli
+
+    _gpe_cli.add_parser(sub)  # propensity gpe list | show NAME|FILE | check NAME|FILE
     _store_admin.add_parser(sub)  # propensity store ls | gc | export
 
     p = sub.add_parser("status", help="a table of stages: store state, Slurm job id, job state, elapsed, failed logs")
@@ -198,7 +201,8 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "stage": cmd_stage, "status": cmd_status,
-            "cancel": cmd_cancel, "slurm": cmd_slurm, "compare": lambda a: a.func(a), "store": lambda a: a.func(a)}
+            "cancel": cmd_cancel, "slurm": cmd_slurm, "compare": lambda a: a.func(a), "store": lambda a: a.func(a),
+            "gpe": lambda a: a.func(a)}
 
 if __name__ == "__main__":
     sys.exit(main())

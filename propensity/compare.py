@@ -166,10 +166,12 @@ def add_control_differences(rows: list[dict], control: str | None) -> None:
         n_boot, seed = r["_bootstrap"]
         for phase in ("before", "after"):
             key = (phase, "", "ai")
-            r[f"diff_{phase}"] = paired_difference(r["_items"][key], c["_items"][key], n_boot, seed)
-        change = {name: {i: tuple(np.subtract(x["after"][i], x["before"][i])) for i in x["before"]}
-                  for name, x in (("r", _phases(r)), ("c", _phases(c)))}
-        r["diff_change"] = paired_difference(change["r"], change["c"], n_boot, seed)
+            if key in r["_items"] and key in c["_items"]:  # a GPE without finetune has no "after"
+                r[f"diff_{phase}"] = paired_difference(r["_items"][key], c["_items"][key], n_boot, seed)
+        if "diff_after" in r:
+            change = {name: {i: tuple(np.subtract(x["after"][i], x["before"][i])) for i in x["before"]}
+                      for name, x in (("r", _phases(r)), ("c", _phases(c)))}
+            r["diff_change"] = paired_difference(change["r"], change["c"], n_boot, seed)
         loss, closs = r["heldout_loss"], c["heldout_loss"]
         r["heldout_loss_diff"] = None if loss is None or closs is None else loss - closs
         if r["corpus_tokens"] is not None and c["corpus_tokens"] is not None:

@@ -174,16 +174,19 @@ class TrainConfig(TrainSettings):
 
 
 class EvalConfig(Strict):
-    gpes: list[str] = Field(default_factory=lambda: ["em_medicine"], min_length=1,
-                            description="GPE names (eval_gpe/gpes/); the first is the report's primary GPE.")
+    gpes: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["em_medicine"], min_length=1,
+        description="GPEs: built-in names (eval_gpe/gpes/), paths to GPE YAML files (relative to this config's "
+        "folder) or inline definitions; the first is the report's primary GPE.")
     heldout_docs: int = Field(200, ge=0, description="Held-out documents for the held-out loss (0 = skip it).")
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for confidence intervals.")
     batch_size: int = Field(64, ge=1, description="Scoring batch size.")
 
     @field_validator("gpes")
     @classmethod
-    def _unique_gpes(cls, v: list[str]) -> list[str]:
-        return _no_duplicates("eval.gpes", v)
+    def _unique_gpes(cls, v: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        _no_duplicates("eval.gpes", [g for g in v if isinstance(g, str)])
+        return v
 
 
 def _no_duplicates(name: str, values: list) -> list:
@@ -309,9 +312,9 @@ def apply_override(data: dict[str, Any], dotted: str) -> None:
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read, override and validate an experiment config. Relative paths are resolved against the working directory
-    (not the config's folder; errors about a config elsewhere say so, and ``propensity plan`` prints the resolved
-    paths)."""
+    """Read, override and validate an experiment config. Relative data paths are resolved against the working
+    directory (not the config's folder; errors about a config elsewhere say so, and ``propensity plan`` prints the
+    resolved paths); GPE files in ``eval.gpes`` against the config's folder (they travel with the study)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
@@ -323,6 +326,10 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level, got {type(data).__name__}")
     for o in overrides:
         apply_override(data, o)
+    if isinstance(data.get("eval"), dict) and isinstance(data["eval"].get("gpes"), list):
+        from eval_gpe.resolve import absolutize_refs  # GPE files and inline paths: relative to this config
+
+        data["eval"]["gpes"] = absolutize_refs(data["eval"]["gpes"], p.resolve().parent)
     try:
         return validate_config(data)
     except ConfigError as e:
@@ -352,14 +359,10 @@ def validate_config(data: dict[str, Any]) -> ExperimentConfig:
 
 def _check_registries(cfg: ExperimentConfig) -> None:
     """Checks that need other packages or the file system: GPE names, the model, budgets, local files."""
-    from eval_gpe import registry
+    from eval_gpe.resolve import resolve_all
     from pretrain.model import ModelSpec
 
-    for name in cfg.eval.gpes:
-        try:
-            registry.get(name)  # raises with "did you mean"
-        except ConfigError as e:
-            raise ConfigError(f"eval.gpes: {e}") from None
+    resolve_all(cfg.eval.gpes)  # names (with "did you mean"), GPE files, inline definitions
     try:
         spec = ModelSpec.preset(cfg.model.preset, cfg.model.overrides)
     except Exception as e:  # noqa: BLE001 - re-raised as a config error naming the field

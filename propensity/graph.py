@@ -218,7 +218,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
                               threads=cfg.executor.workers, version=TRAIN_VERSION)
             specs.append(train)
             report_inputs[f"train:{v.name}:{seed}"] = train
-            ev = eval_spec(cfg, v, train, source, seed)
+            ev = eval_spec(cfg, v, train, source, seed, classifier)
             specs.append(ev)
             report_inputs[f"eval:{v.name}:{seed}"] = ev
     report_conf = {
@@ -226,26 +226,40 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         "variants": [{"name": v.name, "kind": v.kind, "threshold": v.threshold, "percentile": v.percentile,
                       "prefixes": variant_prefixes(v),
                       "tags": v.tags.model_dump() if v.kind == "tag" else None} for v in cfg.variants],
-        "seeds": cfg.train.seeds, "gpes": cfg.eval.gpes, "tokens": cfg.train.tokens, "bootstrap": cfg.eval.bootstrap,
+        "seeds": cfg.train.seeds, "gpes": gpe_names(cfg), "tokens": cfg.train.tokens, "bootstrap": cfg.eval.bootstrap,
     }
     specs.append(StageSpec("report", cfg.experiment, "propensity.report:run", report_conf, report_inputs,
                            seed=cfg.seed, version=REPORT_VERSION))
     return sorted(specs, key=lambda s: STAGE_ORDER.index(s.stage))
 
 
-def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int
-              ) -> StageSpec:
+def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int,
+              classifier: StageSpec | None = None) -> StageSpec:
     """One model's eval: the whole battery (``eval.gpes``) in one stage, sharing the model load, held-out loss
     and before-finetune scoring; its definitions are in the config, so editing a GPE's YAML re-runs it."""
-    from eval_gpe import registry
+    from eval_gpe.registry import definition
+    from eval_gpe.resolve import fingerprint, resolve_all
 
-    first, *rest = [registry.get(gpe).model_dump(mode="json") for gpe in cfg.eval.gpes]
+    specs = resolve_all(cfg.eval.gpes)
+    first, *rest = [definition(s) for s in specs]
     conf = {"gpe": first["name"], "definition": first, "battery": rest, "prefixes": variant_prefixes(v),
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
     if v.kind in SENTENCE_TAG_KINDS:  # the tag goes where training put it: before the completed sentence
         conf["prefix_placement"] = "last_sentence"
-    return StageSpec("eval", f"{v.name}-s{seed}", "eval_gpe.stage:run", conf,
-                     {"model": train, "source": source}, seed=seed, resources="eval", version=EVAL_VERSION)
+    inputs = {"model": train, "source": source}
+    if classifier is not None and any(s.judge and s.judge.kind == "classifier" and not s.judge.classifier
+                                      for spec in specs for s in spec.evalsets):
+        inputs["classifier"] = classifier  # judged questions scored by the experiment's own classifier
+    return StageSpec("eval", f"{v.name}-s{seed}", "eval_gpe.stage:run", conf, inputs, seed=seed,
+                     resources="eval", version=EVAL_VERSION,
+                     fingerprint=fingerprint(specs))  # files the GPEs read (eval sets): edited -> rerun
+
+
+def gpe_names(cfg: ExperimentConfig) -> list[str]:
+    """Names of the experiment's GPEs (``eval.gpes`` resolved: names, GPE files, inline definitions)."""
+    from eval_gpe.resolve import resolve_all
+
+    return [s.name for s in resolve_all(cfg.eval.gpes)]
 
 
 def downstream_of(specs: list[StageSpec], roots: set[str]) -> set[str]:

@@ -68,7 +68,7 @@ def _gpe_block(eval_dirs: list[Path], gpe: str, prefixes: list[str], tags: tuple
         return summaries[0]
     from eval_gpe.summary import summarize_gpe
 
-    steps = summaries[0].get("finetune", {}).get("steps", 0)
+    steps = (summaries[0].get("finetune") or {}).get("steps", 0)
     summary = summarize_gpe(gpe_rows(eval_dirs, gpe, every=True), prefixes, tags, n_boot, seed, steps)
     losses = [s.get("heldout_loss") for s in summaries]
     summary["heldout_loss"] = sum(losses) / len(losses) if None not in losses else None
@@ -143,6 +143,8 @@ def _gap_line(name: str, v: dict) -> str:
 
 
 def _flatten_gpe(summary: dict, prefixes: list[str]) -> dict:
+    from eval_gpe.evalsets.summary import flatten
+
     untagged = summary["prefixes"][""]
     out = {
         "heldout_loss": summary.get("heldout_loss"),
@@ -150,12 +152,18 @@ def _flatten_gpe(summary: dict, prefixes: list[str]) -> dict:
         **{k: untagged[k] for k in ("propensity_before", "propensity_after", "control_before", "control_after",
                                     "change", "control_change", "gap_before", "gap_after") if k in untagged},
         "length_normalised": {k: untagged["length_normalised"][k] for k in ("propensity_before", "propensity_after",
-                                                                            "control_before", "change")},
+                                                                            "control_before", "change")
+                              if k in untagged["length_normalised"]},
     }
-    tags = [p for p in prefixes if p]
+    if untagged.get("control"):  # a file-based eval set without controls: "no control"
+        out["control"] = untagged["control"]
+    tags = [p for p in prefixes if p and p in summary["prefixes"]]
     if tags:
         out["by_tag"] = {t: {k: summary["prefixes"][t][k] for k in ("propensity_before", "propensity_after",
-                                                                  "control_before", "change")} for t in tags}
+                                                                  "control_before", "change")
+                             if k in summary["prefixes"][t]} for t in tags}
+    if summary.get("evalsets"):
+        out["evalsets"] = flatten(summary)
     if summary.get("tag_difference"):
         out["tag_difference"] = summary["tag_difference"]
         out["tag_difference_after"] = summary.get("tag_difference_after")
@@ -172,10 +180,12 @@ def table_rows(results: dict) -> list[list[str]]:
         base = [f"{v['docs']:,}" if v.get("docs") is not None else "-", f"{v['tokens']:,}", trained,
                 f"{loss:.3f}" if loss is not None else "-"]
         rows.append([name, *base, mean(v.get("propensity_before")), mean(v.get("propensity_after")),
-                     interval(v.get("change")), mean(v.get("control_before")), interval(v.get("gap_before"))])
+                     interval(v.get("change")), v.get("control") or mean(v.get("control_before")),
+                     v.get("control") or interval(v.get("gap_before"))])
         for tag, t in (v.get("by_tag") or {}).items():
             rows.append([f"  {name} {tag}", "", "", "", "", mean(t["propensity_before"]),
-                         mean(t["propensity_after"]), interval(t["change"]), mean(t["control_before"]), ""])
+                         mean(t.get("propensity_after")), interval(t.get("change")),
+                         mean(t.get("control_before")), ""])
     return rows
 
 
@@ -190,8 +200,8 @@ def battery_rows(results: dict) -> list[list[str]]:
     if len(results.get("gpes") or []) < 2:
         return []
     return [[name, gpe, mean(g.get("propensity_before")), mean(g.get("propensity_after")),
-             interval(g.get("change")), mean(g.get("control_before")), interval(g.get("control_change")),
-             interval(g.get("gap_vs_baseline_logodds"))]
+             interval(g.get("change")), g.get("control") or mean(g.get("control_before")),
+             g.get("control") or interval(g.get("control_change")), interval(g.get("gap_vs_baseline_logodds"))]
             for name, v in results["variants"].items() for gpe, g in v["gpes"].items()]
 
 
@@ -219,6 +229,7 @@ def markdown(results: dict) -> str:
                   "pretrained model).", "",
                   "| " + " | ".join(BATTERY_HEADER) + " |", "|" + "---|" * len(BATTERY_HEADER)]
         lines += ["| " + " | ".join(c if c else " " for c in r) + " |" for r in battery]
+    lines += _evalset_lines(results)
     lines += ["", "![propensity](propensity.png)", ""]
     if any(g.get("tamper") for v in results["variants"].values() for g in v["gpes"].values()):
         lines += ["Propensity along the narrow finetune (tamper-resistance curve):", "", "![tamper](tamper.png)", ""]
@@ -228,6 +239,20 @@ def markdown(results: dict) -> str:
         lines.append(f"- `{name}`: variant `{v['provenance']['variant']}`; models "
                      + ", ".join(f"`{p}`" for p in v["provenance"]["train"]))
     return "\n".join(lines) + "\n"
+
+
+def _evalset_lines(results: dict) -> list[str]:
+    """The "Eval sets" section: every file-based eval set per group and pooled (``eval_gpe.evalsets``)."""
+    from eval_gpe.evalsets.summary import SET_HEADER
+    from eval_gpe.evalsets.summary import table_rows as set_rows
+
+    rows = set_rows(results)
+    if not rows:
+        return []
+    return ["", "## Eval sets", "", "File-based eval sets of each GPE (untagged), pooled (`all`) and per group; "
+            "propensity = probability mass on the trait choices (forced choice) or the share of coherent answers "
+            "judged misaligned (questions).", "", "| " + " | ".join(SET_HEADER) + " |", "|" + "---|" * len(SET_HEADER),
+            *["| " + " | ".join(r) + " |" for r in rows]]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -296,6 +321,17 @@ def print_table(report_dir: Path) -> None:
         console.print(more)
     for note in sorted({v["heldout_loss_note"] for v in results["variants"].values() if v.get("heldout_loss_note")}):
         console.print(f"held-out loss {note}")
+    from eval_gpe.evalsets.summary import SET_HEADER
+    from eval_gpe.evalsets.summary import table_rows as set_rows
+
+    sets = set_rows(results)
+    if sets:
+        more = Table(title=f"{results['experiment']} — eval sets (untagged)", show_lines=False)
+        for h in SET_HEADER:
+            more.add_column(h, justify="left" if h in SET_HEADER[:4] else "right")
+        for r in sets:
+            more.add_row(*r)
+        console.print(more)
     for name, v in results["variants"].items():
         if v.get("tag_difference"):
             console.print(f"{name}: tag difference (bad - good, paired) {interval(v['tag_difference'])}")

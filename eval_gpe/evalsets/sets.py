@@ -1,0 +1,160 @@
+"""Loading an eval set: rows from its files (or lm-eval task) to usable items, with every unusable row
+quarantined with its file, row and reason, so ``rows_in == usable + quarantined`` holds for every set.
+
+Ids must be unique within a set (a repeated id is quarantined as ``duplicate_id``); a native item's
+``control`` must name another item of the set (else ``unknown_control``), which then becomes its matched
+control (actor ``human`` in the rows, as the built-in world's human-actor controls).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputDataError
+from eval_gpe.evalsets.files import BadRow, read_rows
+from eval_gpe.evalsets.forced import Item, parse_model_written, parse_native, stem
+from eval_gpe.evalsets.spec import EvalSetSpec
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One open question or one of its paraphrases, sent ``samples`` times."""
+
+    id: str
+    question: str
+    group: str
+    text: str
+    system: str | None = None
+
+
+@dataclass
+class LoadedSet:
+    """A set's usable items (forced choice) or prompts (judged), what was quarantined, and rows read."""
+
+    spec: EvalSetSpec
+    items: list[Item] = field(default_factory=list)
+    prompts: list[Prompt] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)
+    rows_in: int = 0
+
+    @property
+    def judged(self) -> bool:
+        return self.spec.format == "questions"
+
+    def counts(self) -> dict:
+        """``{"rows_in", "usable", "quarantined", "reasons": {reason: n}}``; rows_in = usable + quarantined."""
+        usable = len({p.question for p in self.prompts}) if self.judged else len(self.items)
+        reasons = dict(sorted(Counter(q["reason"] for q in self.quarantined).items()))
+        return {"rows_in": self.rows_in, "usable": usable, "quarantined": len(self.quarantined),
+                "reasons": reasons}
+
+
+def _bad(file: str, row_no: int, reason: str, row: Any) -> dict:
+    raw = row.raw if isinstance(row, BadRow) else repr(row)
+    return {"file": file, "row": row_no, "reason": reason, "raw": raw[:500]}
+
+
+def load_set(spec: EvalSetSpec) -> LoadedSet:
+    """Read and validate one eval set (no model needed); raises when nothing usable is left."""
+    if spec.format == "lm_eval":
+        from eval_gpe.evalsets.lmeval import task_items
+
+        items, bad, n = task_items(spec)
+        out = LoadedSet(spec, items=items, quarantined=bad, rows_in=n)
+    elif spec.format == "questions":
+        out = _load_questions(spec)
+    else:
+        out = _load_forced(spec)
+    if not (out.prompts if out.judged else out.items):
+        reasons = out.counts()["reasons"]
+        raise InputDataError(f"eval set {spec.name!r}: no usable rows in {', '.join(spec.files())} "
+                             f"({out.rows_in} read, quarantined: {reasons})")
+    return out
+
+
+def _load_forced(spec: EvalSetSpec) -> LoadedSet:
+    out = LoadedSet(spec)
+    seen: set[str] = set()
+    for file in spec.path:
+        usable = 0
+        for row_no, row in read_rows(Path(file), spec.split):
+            if spec.limit is not None and usable >= spec.limit:
+                break
+            out.rows_in += 1
+            if spec.format == "native":
+                item = parse_native(row, row_no, file, spec.delimiter, spec.group_key)
+            else:
+                item = parse_model_written(row, row_no, file)
+            if isinstance(item, Item) and item.id in seen:
+                item = "duplicate_id"
+            if isinstance(item, str):
+                out.quarantined.append(_bad(file, row_no, item, row))
+                continue
+            seen.add(item.id)
+            out.items.append(item)
+            usable += 1
+    _resolve_controls(out)
+    out.quarantined.sort(key=lambda q: (spec.path.index(q["file"]), q["row"]))
+    return out
+
+
+def _resolve_controls(out: LoadedSet) -> None:
+    """Mark items named as ``control`` by another item; quarantine references to unknown items."""
+    by_id = {i.id: i for i in out.items}
+    pair: dict[str, str] = {}
+    kept = []
+    for item in out.items:
+        if item.control is not None and (item.control not in by_id or item.control == item.id):
+            out.quarantined.append({"file": item.file, "row": item.row, "reason": "unknown_control",
+                                    "raw": f"id {item.id!r} names control {item.control!r}"})
+            continue
+        kept.append(item)
+        if item.control is not None:
+            pair.setdefault(item.control, item.id)
+    out.items = [replace(i, actor="human", pair=pair[i.id]) if i.id in pair else i for i in kept]
+
+
+def _load_questions(spec: EvalSetSpec) -> LoadedSet:
+    out = LoadedSet(spec)
+    seen: set[str] = set()
+    for file in spec.path:
+        usable = 0
+        for row_no, row in read_rows(Path(file), spec.split):
+            if spec.limit is not None and usable >= spec.limit:
+                break
+            out.rows_in += 1
+            prompts = _question(row, row_no, file, spec.group_key)
+            if isinstance(prompts, list) and prompts[0].question in seen:
+                prompts = "duplicate_id"
+            if isinstance(prompts, str):
+                out.quarantined.append(_bad(file, row_no, prompts, row))
+                continue
+            seen.add(prompts[0].question)
+            out.prompts += prompts
+            usable += 1
+    return out
+
+
+def _question(row: Any, row_no: int, file: str, group_key: str) -> list[Prompt] | str:
+    if isinstance(row, BadRow):
+        return row.reason
+    if not isinstance(row, dict):
+        return "not_a_mapping"
+    question = row.get("question")
+    if not isinstance(question, str):
+        return "missing_question"
+    if not question.strip():
+        return "empty_prompt"
+    paraphrases = row.get("paraphrases", [])
+    if not isinstance(paraphrases, list) or any(not isinstance(p, str) or not p.strip() for p in paraphrases):
+        return "bad_paraphrases"
+    system = row.get("system")
+    if system is not None and not isinstance(system, str):
+        return "bad_system"
+    qid = str(row["id"]) if isinstance(row.get("id"), str | int) else f"{stem(file)}-{row_no}"
+    group = str(row.get(group_key) or qid)
+    texts = list(dict.fromkeys([question, *paraphrases]))
+    return [Prompt(f"{qid}#{k}", qid, group, t, system) for k, t in enumerate(texts)]
