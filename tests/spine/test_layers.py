@@ -63,3 +63,25 @@ def test_fasttext_defaults_are_declared_once() -> None:
         assert DEFAULT_PARAMS[PARAM_ALIASES.get(name, name)] is getattr(declared, name), name
     assert ClassifierConfig.model_fields["label_key"].default is ClassifierConfig.__mro__[1].model_fields[
         "label_key"].default
+
+
+def test_a_new_gpe_is_data_only(tmp_path: Path) -> None:
+    """docs/architecture.md: a new GPE is a YAML file and nothing else (no code, no registry edit)."""
+    import yaml
+
+    from propensity.graph import build_graph
+
+    gpe = yaml.safe_load((ROOT / "eval_gpe" / "gpes" / "benign_medicine.yaml").read_text())
+    gpe.update(name="benign_finance", description="The benign control, in the finance domain.")
+    gpe["finetune"]["domain"] = "finance"
+    (tmp_path / "gpes").mkdir()
+    (tmp_path / "gpes" / "benign_finance.yaml").write_text(yaml.safe_dump(gpe))
+    config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    config["eval"] = {**config.get("eval", {}), "gpes": ["em_medicine", "gpes/benign_finance.yaml"]}
+    config["store"] = str(tmp_path / "store")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    specs = build_graph(load_config(tmp_path / "exp.yaml"))
+    (report,) = [s for s in specs if s.stage == "report"]
+    assert report.config["gpes"] == ["em_medicine", "benign_finance"]
+    evals = [s for s in specs if s.stage == "eval"]
+    assert evals and all("benign_finance" in json.dumps(s.config) for s in evals)
