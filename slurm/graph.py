@@ -40,7 +40,7 @@ from core.usage import USAGE_DIR
 from slurm.errors import SlurmError
 from slurm.jobs import JobSpec, Resources, TorchRun
 from slurm.limits import check_request, cluster_limits
-from slurm.submit import JobState, job_states, submit_graph
+from slurm.submit import JobState, array_states, job_states, submit_graph
 from slurm.submit import cancel as scancel
 
 REQUEUE_SIGNAL_SECONDS = 60
@@ -304,6 +304,9 @@ def plan_submission(exp: Experiment, *, query: bool = True) -> Submission:
             submit.append(spec)
     if stale:
         scancel(stale)
+    if query:
+        _end_arrays([str(records[s.key]["array"]["job_id"]) for s in submit
+                     if records.get(s.key, {}).get("array")])
     jobs, keys = [], {}
     for spec in submit:
         for job in make_jobs(exp, spec, graph, sorted({i.key for i in spec.inputs.values()
@@ -311,6 +314,20 @@ def plan_submission(exp: Experiment, *, query: bool = True) -> Submission:
             jobs.append(job)
             keys[job.name] = spec.key
     return Submission([s.key for s in exp.specs if store.is_complete(s)], active, jobs, keys, graph)
+
+
+def _end_arrays(array_ids: list[str], timeout: float = 60.0) -> None:
+    """Cancel the tasks still pending or running of earlier arrays of stages about to be resubmitted, and
+    wait until they are gone, so that no part runs twice at once (the new array reruns them)."""
+    deadline = time.monotonic() + timeout
+    live = [i for i in array_ids if any(is_active(s) for s in array_states(i).values())]
+    if not live:
+        return
+    scancel(live)
+    while any(is_active(s) for i in live for s in array_states(i).values()):
+        if time.monotonic() > deadline:
+            raise SlurmError(f"tasks of earlier job arrays {live} still run {timeout:.0f} s after scancel")
+        time.sleep(0.5)
 
 
 def submit(exp: Experiment, dry_run: bool = False) -> int:
