@@ -166,7 +166,7 @@ class Store:
                     raise StageError(f"stage {spec.key} failed: {type(e).__name__}: {e}\n"
                                      f"  log: {log_path}\n  work folder kept for resume: {work}") from e
             finished = time.time()
-            result_usage = total_usage(work, meter.read(work))
+            result_usage = total_usage(work, meter.read(work) | {"workers": spec.threads or workers})
             self._write_manifest(spec, work, result, started, finished, result_usage)
             (work / MARKER).write_text(f"{spec.key}\n")
             os.replace(work, final)

@@ -324,4 +324,7 @@ def print_table(report_dir: Path) -> None:
     for name, v in results["variants"].items():
         if v.get("gap_vs_baseline_logodds"):
             console.print(_gap_line(name, v))
+    from propensity.costs import print_costs
+
+    print_costs(report_dir, console)
     console.print(f"report: {report_dir / 'report.md'}\nplot:   {report_dir / 'propensity.png'}")
