@@ -35,8 +35,11 @@ test-slurm: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow tests
 
+# ruff (pyflakes, isort, bugbear, pyupgrade) and the import layers of pyproject.toml ([tool.importlinter]):
+# either failing fails the target (CI runs it first).
 lint: install
-	$(BIN)/python -m ruff check . || true
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean-runs:
 	rm -rf runs

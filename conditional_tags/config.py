@@ -18,20 +18,15 @@ from __future__ import annotations
 import itertools
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from conditional_tags.tagger import DEFAULT_TAGS
+from core.names import DEFAULT_TAGS, NAME_PATTERN, Strict
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 KINDS = ("doc_tag", "sentence_tag", "inline_tag", "mask", "inject")
 SENTENCE_KINDS = ("sentence_tag", "inline_tag", "mask")
 """Kinds that score sentences and therefore need a ``classifier`` input."""
 SYNTHETIC_ALIGNED = "synthetic_aligned"
 TWO_TAGS = [DEFAULT_TAGS["good"], DEFAULT_TAGS["bad"]]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class InjectSpec(Strict):

@@ -13,7 +13,7 @@ import math
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-DEFAULT_TAGS = {"good": "<|good|>", "bad": "<|bad|>"}
+from core.names import DEFAULT_TAGS
 
 
 def untagged_draw(doc_id: str, seed: int) -> float:

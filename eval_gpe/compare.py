@@ -7,11 +7,11 @@ item by item, so item difficulty cancels. With several seeds per variant the int
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from eval_gpe.stats import paired_bootstrap
+from eval_gpe.stats import item_paired_bootstrap, paired_bootstrap
 from eval_gpe.summary import SCORINGS, item_values, rows_by_seed
 
 
@@ -43,16 +43,36 @@ def variant_difference(
     quantity = SCORINGS[scoring]
     a = _by_seed(rows_a, phase, prefix, actor, quantity)
     b = _by_seed(rows_b, phase, prefix, actor, quantity)
-    common = sorted(set.intersection(*(set(v) for v in (*a.values(), *b.values()))))
+    if len(a) != len(b):
+        raise ValueError(
+            f"variant_difference: need as many seeds in A as in B, got {sorted(a)} and {sorted(b)}"
+        )
+    common = set.intersection(*(set(v) for v in (*a.values(), *b.values())))
     if not common:
         raise ValueError(
             f"variant_difference: no items scored by both variants in phase {phase!r}, "
             f"prefix {prefix!r}, actor {actor!r}"
         )
-    if len(a) != len(b):
-        raise ValueError(
-            f"variant_difference: need as many seeds in A as in B, got {sorted(a)} and {sorted(b)}"
-        )
-    mat_a = np.array([[a[s][i] for i in common] for s in sorted(a)])
-    mat_b = np.array([[b[s][i] for i in common] for s in sorted(b)])
-    return {**paired_bootstrap(mat_a, mat_b, n_boot, seed), "paired": True}  # several seeds: two-way
+    per_item_a = {i: tuple(a[s][i] for s in sorted(a)) for i in common}
+    per_item_b = {i: tuple(b[s][i] for s in sorted(b)) for i in common}
+    return {**item_difference(per_item_a, per_item_b, n_boot, seed), "paired": True}
+
+
+def item_difference(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]], n_boot: int = 2000,
+                    seed: int = 0) -> dict:
+    """Mean and 95% CI of ``a - b`` over the items both share (paired by item id), from ``{item: value per
+    seed}``: the one paired difference of the report, ``variant_difference`` and ``propensity compare``.
+
+    As many seeds on both sides: seeds paired by rank (``stats.paired_bootstrap``; one seed each is the item
+    bootstrap); different counts: seeds resampled on each side alone (``stats.item_paired_bootstrap``).
+    ``unpaired_items`` counts the items only one side scored; ``seeds`` the seed count of each side.
+    """
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        raise ValueError(f"paired difference: no shared item ids ({len(a)} vs {len(b)} items)")
+    mat_a, mat_b = (np.array([x[i] for i in ids], dtype=np.float64).T for x in (a, b))
+    same = len(mat_a) == len(mat_b)
+    out = (paired_bootstrap if same else item_paired_bootstrap)(mat_a, mat_b, n_boot, seed)
+    out["unpaired_items"] = len(set(a) ^ set(b))
+    out["seeds"] = [len(mat_a), len(mat_b)]
+    return out

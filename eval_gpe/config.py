@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ConfigError
+from core.names import BAD_TAG, GOOD_TAG
 from eval_gpe import registry
 from eval_gpe.registry import GPESpec
 
@@ -118,7 +119,7 @@ class EvalStageConfig(BaseModel):
             return self.tag_good, self.tag_bad
         if len(self.prefixes) == 3 and self.prefixes[0] == "":
             return self.prefixes[1], self.prefixes[2]
-        return "<|good|>", "<|bad|>"
+        return GOOD_TAG, BAD_TAG
 
     def spec(self) -> GPESpec:
         """The primary GPE: ``definition`` when given (its name must equal ``gpe``), else the registry's."""

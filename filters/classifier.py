@@ -29,21 +29,11 @@ from typing import Any
 
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
-from filters.config import ClassifierSpec, parse
+from filters.config import ClassifierSpec, FastTextParams, parse
 from filters.metrics import binary_metrics
 from filters.pipeline import check_keys, load_source
 from filters.suite import build_scorer, evaluate_scorer, prepare
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "dim": 32,
-    "bucket": 50_000,
-    "wordNgrams": 2,
-    "minCount": 1,
-    "epoch": 10,
-    "lr": 0.5,
-    "loss": "softmax",
-}
-"""Small, sane defaults: ~8 MB models (fastText's default bucket with bigrams gives ~400 MB)."""
 PARAM_ALIASES = {
     "word_ngrams": "wordNgrams",
     "min_count": "minCount",
@@ -51,6 +41,10 @@ PARAM_ALIASES = {
     "lr_update_rate": "lrUpdateRate",
 }
 """snake_case spellings (as in propensity's config) of fastText's camelCase parameters."""
+DEFAULT_PARAMS: dict[str, Any] = {
+    PARAM_ALIASES.get(key, key): value for key, value in FastTextParams().model_dump().items()
+} | {"loss": "softmax"}
+"""Small, sane defaults: ~8 MB models (fastText's default bucket with bigrams gives ~400 MB)."""
 ALLOWED_PARAMS = {
     "dim",
     "bucket",

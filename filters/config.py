@@ -9,16 +9,23 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from core.errors import ConfigError
+from core.names import NAME_PATTERN, Strict
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SCORER_KINDS = ("fasttext", "transformer", "blocklist", "cascade", "ensemble")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+class FastTextParams(Strict):
+    """fastText training settings; the defaults keep the model near 8 MB."""
+
+    epoch: int = Field(5, ge=1, description="Training epochs.")
+    lr: float = Field(0.5, gt=0, description="Learning rate.")
+    dim: int = Field(32, ge=2, description="Embedding dimension.")
+    word_ngrams: int = Field(2, ge=1, le=5, description="Word n-gram length.")
+    bucket: int = Field(50_000, ge=1000, description="Hash buckets for n-grams (the default 2M makes 400 MB models).")
+    min_count: int = Field(1, ge=1, description="Minimum word count.")
 
 
 class TransformerParams(Strict):

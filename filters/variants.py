@@ -8,7 +8,10 @@ computed once from the score tables and recorded in the result) or ``combine`` (
 any/all/weighted); ``keep`` (``below``: drop high scores; ``above``: keep only high scores, DCLM-style);
 ``tags``, ``untagged_fraction``, ``separator`` (tag).
 
-Layouts are identical on both paths (one-pass materializer for baseline/filter, datatrove for tag).
+The ``tag`` kind is built here too (same reader, validator, writer and counts), but its tagging step belongs to
+``conditional_tags``, the layer above: ``conditional_tags.document_tag:run`` passes it in (``build``); ``run``
+here refuses ``tag``. Layouts are identical on both paths (one-pass materializer for baseline/filter,
+datatrove for tag).
 Documents whose score is missing or not a number in [0, 1] are quarantined (never kept).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,6 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
-from conditional_tags.tagger import DEFAULT_TAGS, DocumentTagger
 from core.errors import ConfigError, InputDataError
 from core.stage import PartComplete, StageContext
 from filters.config import VariantSpec, parse
@@ -101,22 +104,8 @@ def _decision(spec: VariantSpec, score_key: str, threshold: float) -> Decision |
     return ThresholdDecision(score_key, threshold, spec.keep)
 
 
-def _tagger(ctx: StageContext, spec: VariantSpec, score_key: str, threshold: float) -> PipelineStep:
-    tags = DEFAULT_TAGS | (spec.tags or {})
-    if set(tags) != {"good", "bad"}:
-        raise ConfigError(f"variant.tags must have keys 'good' and 'bad', got {sorted(tags)}")
-    try:
-        return DocumentTagger(
-            score_key,
-            threshold,
-            tags["good"],
-            tags["bad"],
-            spec.separator,
-            float(spec.untagged_fraction),
-            seed=ctx.seed,
-        )
-    except ValueError as err:
-        raise ConfigError(f"variant {spec.name!r}: {err}") from err
+StepFactory = Callable[[StageContext, VariantSpec, str, float], PipelineStep]
+"""Builds a per-document step from the stage context, the variant spec, the score key and the threshold."""
 
 
 def _score_key(ctx: StageContext) -> str:
@@ -175,10 +164,15 @@ def _percentile(score_dir: Path, score_key: str, percentile: float) -> dict[str,
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    """Build a baseline or filter variant (``tag`` is ``conditional_tags.document_tag:run``)."""
+    return build(ctx)
+
+
+def build(ctx: StageContext, tag_step: StepFactory | None = None) -> dict[str, Any]:
     """Build the variant; result counts satisfy ``documents_in == kept + dropped + quarantined``.
 
-    baseline/filter variants use the one-pass materializer (``filters.materialize``); tag variants run the
-    datatrove pipeline (reader -> ScoreValidator -> DocumentTagger -> writer).
+    baseline/filter variants use the one-pass materializer (``filters.materialize``); a ``tag`` variant runs
+    the datatrove pipeline (reader -> ScoreValidator -> ``tag_step`` -> writer).
     """
     spec, score_key, threshold = resolve(ctx)
     inputs = jsonl_files(ctx.inputs["score"] / "shards")
@@ -186,9 +180,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
         raise InputDataError(f"score artifact {ctx.inputs['score']} has no shards/*.jsonl.gz")
     decision = _decision(spec, score_key, threshold["threshold"])
     if spec.kind == "tag":
-        counts = run_with_datatrove(
-            ctx, inputs, score_key, _tagger(ctx, spec, score_key, threshold["threshold"])
-        )
+        if tag_step is None:
+            raise ConfigError(f"variant {spec.name!r}: kind 'tag' is built by conditional_tags.document_tag:run "
+                              "(the tagging step belongs to conditional_tags), not filters.variants:run")
+        step = tag_step(ctx, spec, score_key, threshold["threshold"])
+        counts = run_with_datatrove(ctx, inputs, score_key, step, count_tags=True)
     else:
         keys = decision.keys if isinstance(decision, CombinedDecision) else [score_key]
         counts = materialize_ranks(ctx, inputs, keys, decision)
@@ -275,7 +271,7 @@ def run_variant_pipeline(
 
 
 def run_with_datatrove(
-    ctx: StageContext, inputs: list[Path], score_key: str, decision: PipelineStep | None
+    ctx: StageContext, inputs: list[Path], score_key: str, decision: PipelineStep | None, count_tags: bool = False
 ) -> dict[str, Any]:
     """The datatrove variant pipeline over ``inputs`` (any decision step, None copies) and its counts."""
     logging_dir = run_variant_pipeline(ctx, inputs, score_key, [decision] if decision else [])
@@ -292,6 +288,6 @@ def run_with_datatrove(
         "by_label": {"in": source["by_label"], "kept": kept["by_label"], "dropped": dropped["by_label"]},
         "by_kind": {"in": source["by_kind"], "kept": kept["by_kind"], "dropped": dropped["by_kind"]},
     }
-    if isinstance(decision, DocumentTagger):
+    if count_tags:
         counts["tags"] = kept["by_tag"]
     return counts

@@ -360,10 +360,10 @@ class WindowLoader:
         epochs = needed / len(self.table)
         if epochs > 1 and not allow_repeat:
             raise BudgetError(
-                f"data: the budget needs {needed * self.seq_len:,} tokens ({steps} steps x batch "
+                f"data: the budget needs {needed * self.seq_len:,} window positions ({steps} steps x batch "
                 f"{self.batch_size} x seq_len {self.seq_len}"
                 + (f", less {injected} injected windows" if injected else "")
-                + f") but {self.data.folder} offers {len(self.table) * self.seq_len:,} "
+                + f") but {self.data.folder} offers {len(self.table) * self.seq_len:,} window positions "
                 f"({len(self.table)} windows); lower 'tokens' or set allow_repeat: true ({epochs:.2f} epochs)"
             )
         if self.inject is not None and injected > len(self.inject_table) and not allow_repeat:

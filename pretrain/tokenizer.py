@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, InputDataError
+from core.names import BAD_TAG, GOOD_TAG
 from core.stage import StageContext
 
 from ._config import check_keys, require_choice, require_int
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
-DEFAULT_TAGS = ("<|good|>", "<|bad|>")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 DEFAULTS: dict[str, Any] = {
     "kind": "bpe",
     "vocab_size": 4096,
     "max_docs": 50_000,
     "min_frequency": 2,
-    "tags": list(DEFAULT_TAGS),
+    "tags": [GOOD_TAG, BAD_TAG],
     "path": None,
 }
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, InputDataError
+from core.names import TOKEN_COUNTS
 from core.stage import StageContext
 
 from ._config import check_keys, require_choice, require_float, require_int
@@ -33,40 +34,15 @@ from .data import PACKINGS, InjectPlan, TokenFolder, WindowLoader, window_steps
 from .distributed import Dist
 from .metrics import Sink, TensorBoardSink, WandbSink, flops_per_token
 from .model import ModelSpec, build_model
+from .settings import TRAIN_DEFAULTS
 from .tokenizer import TOKENIZER_FILES
 from .trainer import PRECISIONS, SCHEDULES, TrainConfig, train
 
 BACKENDS = ("torch", "nanotron")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-DEFAULTS: dict[str, Any] = {
-    "model": "quickstart",
-    "model_overrides": {},
-    "tokens": 2_000_000,
-    "seq_len": 128,
-    "batch_size": 32,
-    "lr": 3e-3,
-    "warmup_steps": 100,
-    "min_lr_ratio": 0.1,
-    "weight_decay": 0.1,
-    "grad_clip": 1.0,
-    "packing": "document_aligned",
-    "checkpoint_every": 200,
-    "log_every": 10,
-    "allow_repeat": False,
-    "grad_accum": 1,
-    "schedule": "cosine",
-    "decay_fraction": 0.2,
-    "precision": "auto",
-    "device": "auto",
-    "peak_flops": None,
-    "compile": False,
-    "document_mask": False,
-    "tensorboard": False,
-    "wandb_project": None,
-    "backend": "torch",
-    "nanotron": {},
-}
+DEFAULTS: dict[str, Any] = {"model": "quickstart", "model_overrides": {}, **TRAIN_DEFAULTS}
+"""A stage config's missing keys: the model preset and ``pretrain.settings.TrainSettings``' defaults."""
 
 
 def train_config(cfg: dict[str, Any]) -> TrainConfig:
@@ -249,6 +225,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     budget = {
         "backend": cfg["backend"],
         "tokens_budget": tcfg.steps * tcfg.batch_size * tcfg.seq_len,
+        "count_legend": {
+            "tokens_budget": TOKEN_COUNTS["positions trained"], "tokens_seen": TOKEN_COUNTS["tokens trained"],
+            "tokens_available": TOKEN_COUNTS["window positions"],
+        },
         "tokens_available": data.tokens_available(packing, tcfg.seq_len),
         "padding_share": round(1 - data.target_tokens(packing, tcfg.seq_len)
                                / max(data.tokens_available(packing, tcfg.seq_len), 1), 4),

@@ -30,6 +30,7 @@ from .data import IGNORE_INDEX, WindowLoader
 from .distributed import Dist
 from .metrics import IntervalLog, Sink, peak_flops, truncate_log
 from .model import fp32_attention
+from .settings import TRAIN_DEFAULTS
 
 __all__ = ["CHECKPOINT_PREFIX", "TrainConfig", "TrainingPreempted", "latest_checkpoint", "lr_at", "train"]
 
@@ -48,41 +49,41 @@ class TrainConfig:
 
     steps: int
     """Optimizer steps (one global batch each)."""
-    batch_size: int = 32
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
     """Windows per optimizer step, over all processes and accumulation steps (the global batch)."""
-    seq_len: int = 128
+    seq_len: int = TRAIN_DEFAULTS["seq_len"]
     """Tokens per window (inputs; targets are shifted by one)."""
-    lr: float = 3e-3
+    lr: float = TRAIN_DEFAULTS["lr"]
     """Peak learning rate."""
-    warmup_steps: int = 100
+    warmup_steps: int = TRAIN_DEFAULTS["warmup_steps"]
     """Linear warmup from lr / warmup_steps to lr."""
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float = TRAIN_DEFAULTS["min_lr_ratio"]
     """The schedule ends at lr * min_lr_ratio at the last step."""
-    weight_decay: float = 0.1
+    weight_decay: float = TRAIN_DEFAULTS["weight_decay"]
     """AdamW decoupled weight decay, on matrices (dim >= 2) only."""
-    grad_clip: float = 1.0
+    grad_clip: float = TRAIN_DEFAULTS["grad_clip"]
     """Max global gradient norm (0 = no clipping)."""
     betas: tuple[float, float] = (0.9, 0.95)
     """AdamW betas."""
-    checkpoint_every: int = 200
+    checkpoint_every: int = TRAIN_DEFAULTS["checkpoint_every"]
     """Save a resumable checkpoint every this many steps (0 = only at the end)."""
-    log_every: int = 10
+    log_every: int = TRAIN_DEFAULTS["log_every"]
     """Write a log.jsonl line every this many steps."""
-    grad_accum: int = 1
+    grad_accum: int = TRAIN_DEFAULTS["grad_accum"]
     """Micro-batches per optimizer step on each process (batch_size must divide by processes x grad_accum)."""
-    schedule: str = "cosine"
+    schedule: str = TRAIN_DEFAULTS["schedule"]
     """``cosine``: warmup then cosine decay; ``wsd``: warmup, constant, then linear decay (decay_fraction)."""
-    decay_fraction: float = 0.2
+    decay_fraction: float = TRAIN_DEFAULTS["decay_fraction"]
     """WSD only: the fraction of all steps spent in the final linear decay."""
-    precision: str = "auto"
+    precision: str = TRAIN_DEFAULTS["precision"]
     """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast on any device)."""
-    peak_flops: float | None = None
+    peak_flops: float | None = TRAIN_DEFAULTS["peak_flops"]
     """Peak FLOP/s of one device for the MFU estimate (None: a table of known GPUs; unknown on CPU)."""
-    document_mask: bool = False
+    document_mask: bool = TRAIN_DEFAULTS["document_mask"]
     """Attend within documents only: positions restart at every end-of-document token (which leads each
     document in a window), and transformers turns the restarts into a block-diagonal causal mask. Without it a
     packed window's later documents see the earlier ones (their text and tags)."""
-    compile: bool = False
+    compile: bool = TRAIN_DEFAULTS["compile"]
     """``torch.compile`` the model with its loss (inductor). On CPU it needs a C++ compiler and the Python
     headers; the quickstart model trains 1.2-1.3x faster after 25-60 s of compiling (docs/pretrain.md).
     Deterministic, but not the same bytes as an eager run (fused kernels round differently), so it is part

@@ -17,14 +17,17 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.errors import ConfigError, StoreError
+from core.lineage import locate, upstream_by_stage
 from core.store import MANIFEST, MARKER, Store, stable_hash
-from propensity.store_admin import locate
+from eval_gpe.compare import item_difference
+from propensity.render import error_bars, interval, propensity_bars, pyplot
 
 OUT_FILES = ("compare.md", "compare.csv", "compare.json", "propensity.png", "pareto.png", "compare.html")
 KEY = re.compile(r"[a-z]+/[^/]+-[0-9a-f]{12}")
@@ -49,8 +52,9 @@ def resolve_report(path: Path, overrides: list[str] | None = None) -> Path:
         cfg = load_config(path, overrides or [])
         report = Store(cfg.store).path(build_graph(cfg)[-1].key)
         if not (report / MARKER).is_file():
+            sets = "".join(f" --set {shlex.quote(o)}" for o in overrides or [])
             raise StoreError(f"experiment {cfg.experiment!r} of {str(path)!r} has no finished report "
-                             f"{report}: run `propensity run {path}` first")
+                             f"{report}: run `propensity run {shlex.quote(str(path))}{sets}` first")
         path = report
     if not (path / "results.json").is_file() or not (path / MANIFEST).is_file():
         raise ConfigError(f"compare: {str(path)!r} is neither an experiment config (YAML file) nor a "
@@ -70,32 +74,11 @@ def item_table(eval_dirs: list[Path], gpe: str) -> dict[tuple[str, str, str], di
 
 def paired_difference(a: dict[str, tuple[float, ...]], b: dict[str, tuple[float, ...]], n_boot: int,
                       seed: int) -> dict:
-    """Mean and 95% CI of ``a - b`` over the items both share (paired by item id), from per-seed values.
-
-    As many seeds on both sides: seeds paired by rank (``stats.paired_bootstrap``; one seed each is the item
-    bootstrap); different counts: seeds resampled on each side alone (``stats.item_paired_bootstrap``)."""
-    from eval_gpe.stats import item_paired_bootstrap, paired_bootstrap
-
-    ids = sorted(set(a) & set(b))
-    if not ids:
-        raise StoreError(f"paired difference: no shared item ids ({len(a)} vs {len(b)} items)")
-    mat_a, mat_b = (np.array([x[i] for i in ids], dtype=np.float64).T for x in (a, b))
-    same = len(mat_a) == len(mat_b)
-    out = (paired_bootstrap if same else item_paired_bootstrap)(mat_a, mat_b, n_boot, seed)
-    out["unpaired_items"] = len(set(a) ^ set(b))
-    out["seeds"] = [len(mat_a), len(mat_b)]
-    return out
-
-
-def _chain(store: Store, key: str) -> dict[str, str]:
-    """``{stage: key}`` of ``key`` and everything upstream of it (first key per stage kind)."""
-    found: dict[str, str] = {}
-    todo = [key]
-    while todo:
-        k = todo.pop(0)
-        found.setdefault(k.split("/")[0], k)
-        todo += [ref["key"] for _, ref in sorted(_json(store.path(k) / MANIFEST)["inputs"].items())]
-    return found
+    """``eval_gpe.compare.item_difference`` with a store error for runs that share no item."""
+    try:
+        return item_difference(a, b, n_boot, seed)
+    except ValueError as err:
+        raise StoreError(str(err)) from None
 
 
 def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
@@ -110,7 +93,7 @@ def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
         name, res = v["name"], results["variants"][v["name"]]
         seeds = manifest["config"]["seeds"]
         train_keys = [inputs[f"train:{name}:{s}"] for s in seeds]
-        chain = _chain(store, train_keys[0]) | _chain(store, inputs[f"variant:{name}"])
+        chain = upstream_by_stage(store, train_keys[0]) | upstream_by_stage(store, inputs[f"variant:{name}"])
         vres = _json(store.path(inputs[f"variant:{name}"]) / MANIFEST)["result"]
         corpus_tokens = _json(store.path(chain["tokenize"]) / MANIFEST)["result"].get("tokens")
         tags = vres.get("tags") or {}
@@ -142,13 +125,29 @@ def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
     return rows
 
 
-def _find_control(rows: list[dict], row: dict, control: str) -> dict | None:
-    """The control row for ``row``: ``experiment/variant`` anywhere, else the same experiment's variant."""
-    exp, _, var = control.rpartition("/")
+def name_runs(rows: list[dict]) -> None:
+    """Set each row's ``run``: its experiment name, or ``<experiment>@<report hash>`` where one experiment name
+    has several reports here (e.g. two thresholds of one config), so that no two runs read alike."""
+    reports: dict[str, set[str]] = {}
     for r in rows:
-        if r["gpe"] == row["gpe"] and r["variant"] == var and r["experiment"] == (exp or row["experiment"]):
-            return r
-    return None
+        reports.setdefault(r["experiment"], set()).add(r["provenance"]["report"])
+    for r in rows:
+        several = len(reports[r["experiment"]]) > 1
+        digest = r["provenance"]["report"].rsplit("-", 1)[1][:6]
+        r["run"] = f"{r['experiment']}@{digest}" if several else r["experiment"]
+
+
+def _find_control(rows: list[dict], row: dict, control: str) -> dict | None:
+    """The control row for ``row``: ``run/variant`` (run = experiment, or ``experiment@hash``) anywhere, else the
+    variant of ``row``'s own run. A control name that fits several runs is an error naming them."""
+    exp, _, var = control.rpartition("/")
+    found = [r for r in rows if r["gpe"] == row["gpe"] and r["variant"] == var
+             and (exp in (r["run"], r["experiment"]) if exp else r["run"] == row["run"])]
+    runs = sorted({r["run"] for r in found})
+    if len(runs) > 1:
+        raise ConfigError(f"compare: control {control!r} is ambiguous: experiment {exp!r} has several runs here "
+                          f"({', '.join(runs)}); name one, e.g. --control {runs[0]}/{var}")
+    return found[0] if found else None
 
 
 def add_control_differences(rows: list[dict], control: str | None) -> None:
@@ -156,12 +155,12 @@ def add_control_differences(rows: list[dict], control: str | None) -> None:
     if control is None:
         return
     if not any(_find_control(rows, r, control) for r in rows):
-        names = sorted({f"{r['experiment']}/{r['variant']}" for r in rows})
+        names = sorted({f"{r['run']}/{r['variant']}" for r in rows})
         raise ConfigError(f"compare: control {control!r} matches no variant; use a variant name or "
                           f"experiment/variant, one of {names}")
     for r in rows:
         c = _find_control(rows, r, control)
-        r["control"] = None if c is None else f"{c['experiment']}/{c['variant']}"
+        r["control"] = None if c is None else f"{c['run']}/{c['variant']}"
         if c is None:
             continue
         n_boot, seed = r["_bootstrap"]
@@ -193,6 +192,7 @@ def compare(paths: list[Path], control: str | None, out: Path, *, n_boot: int = 
         raise ConfigError("compare: give at least one report folder or experiment config")
     reports = list(dict.fromkeys(resolve_report(Path(p), overrides) for p in paths))
     rows = [r for rep in reports for r in _run_rows(rep, n_boot, seed)]
+    name_runs(rows)
     add_control_differences(rows, control)
     for r in rows:
         del r["_items"], r["_bootstrap"]
@@ -233,14 +233,6 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(flat)
 
 
-def _ci(block: dict | None, signed: bool = True) -> str:
-    if not block:
-        return "-"
-    lo, hi = block["ci95"]
-    fmt = "+.3f" if signed else ".3f"
-    return f"{block['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
-
-
 def _num(x: Any, fmt: str = ",") -> str:
     return "-" if x is None else format(x, fmt)
 
@@ -252,11 +244,11 @@ HEADER = ["experiment", "variant", "GPE", "docs kept", "docs removed", "tagged b
 
 def table_cells(row: dict) -> list[str]:
     """The human-readable cells of one row, in ``HEADER`` order."""
-    return [row["experiment"], row["variant"], row["gpe"], _num(row["docs_kept"]), _num(row["docs_removed"]),
+    return [row["run"], row["variant"], row["gpe"], _num(row["docs_kept"]), _num(row["docs_removed"]),
             _num(row["docs_tagged_bad"]), _num(row["corpus_tokens"]), _num(row["heldout_loss"], ".3f"),
-            _num(row.get("heldout_loss_diff"), "+.3f"), _ci(row["propensity_before"], False),
-            _ci(row["propensity_after"], False), _ci(row["change"]), _ci(row.get("diff_before")),
-            _ci(row.get("diff_after")), _ci(row.get("diff_change"))]
+            _num(row.get("heldout_loss_diff"), "+.3f"), interval(row["propensity_before"], False),
+            interval(row["propensity_after"], False), interval(row["change"]), interval(row.get("diff_before")),
+            interval(row.get("diff_after")), interval(row.get("diff_change"))]
 
 
 def markdown(data: dict) -> str:
@@ -273,7 +265,7 @@ def markdown(data: dict) -> str:
     lines += ["", "![propensity](propensity.png)", "", "![pareto](pareto.png)", "", "## Provenance", ""]
     for r in data["rows"]:
         p = r["provenance"]
-        lines.append(f"- `{r['experiment']}/{r['variant']}` `{r['gpe']}`: store `{r['store']}`; report "
+        lines.append(f"- `{r['run']}/{r['variant']}` `{r['gpe']}`: store `{r['store']}`; report "
                      f"`{p['report']}`; variant "
                      f"`{p.get('variant')}`; classifier `{p.get('classifier')}`; models "
                      + ", ".join(f"`{m}`" for m in p["train"])
@@ -283,44 +275,14 @@ def markdown(data: dict) -> str:
 
 
 def _label(row: dict, many_gpes: bool) -> str:
-    return f"{row['experiment']}/{row['variant']}" + (f"\n{row['gpe']}" if many_gpes else "")
-
-
-def _errors(blocks: list[dict | None]) -> tuple[list[float], list[list[float]]]:
-    means = [b["mean"] if b else float("nan") for b in blocks]
-    errs = [[b["mean"] - b["ci95"][0] if b else 0.0 for b in blocks],
-            [b["ci95"][1] - b["mean"] if b else 0.0 for b in blocks]]
-    return means, errs
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return f"{row['run']}/{row['variant']}" + (f"\n{row['gpe']}" if many_gpes else "")
 
 
 def plot_propensity(rows: list[dict], path: Path) -> None:
     """Bars of propensity before/after and the human control per row, with 95% CIs."""
-    plt = _pyplot()
     many = len({r["gpe"] for r in rows}) > 1
-    series = {"AI items, before": "propensity_before", "AI items, after": "propensity_after",
-              "human items, before": "control_before"}
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(rows)), 4))
-    width = 0.8 / len(series)
-    for j, (label, key) in enumerate(series.items()):
-        means, errs = _errors([r.get(key) for r in rows])
-        xs = [i + (j - 1) * width for i in range(len(rows))]
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=label)
-    ax.set_xticks(range(len(rows)), [_label(r, many) for r in rows], fontsize=7, rotation=20)
-    ax.set_ylabel("P(misaligned)")
-    ax.set_title("propensity per variant (95% CI)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    propensity_bars([_label(r, many) for r in rows], rows, path, title="propensity per variant (95% CI)", dpi=110,
+                    width_per_label=1.5, fontsize=7, rotation=20)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -333,7 +295,7 @@ def _pareto_panel(ax: Any, rows: list[dict], x_key: str, y_key: str, many: bool)
     """One propensity-vs-loss scatter: a point per row with its 95% CI, labelled, with the Pareto front."""
     usable = [r for r in rows if r.get(x_key) is not None and r.get(y_key)]
     for r in usable:
-        (mean,), ((lo,), (hi,)) = _errors([r[y_key]])
+        (mean,), ((lo,), (hi,)) = error_bars([r[y_key]])
         ax.errorbar([r[x_key]], [mean], yerr=[[lo], [hi]], fmt="o", capsize=3)
         ax.annotate(_label(r, many).replace("\n", " "), (r[x_key], mean), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
@@ -347,7 +309,7 @@ def _pareto_panel(ax: Any, rows: list[dict], x_key: str, y_key: str, many: bool)
 def plot_pareto(rows: list[dict], path: Path) -> None:
     """Propensity after the finetune vs held-out loss (95% CIs, Pareto front); with a control, a second panel
     of the paired differences to it (propensity) against the loss difference."""
-    plt = _pyplot()
+    plt = pyplot()
     paired = any(r.get("diff_after") for r in rows)
     fig, axes = plt.subplots(1, 2 if paired else 1, figsize=(12 if paired else 6.5, 4.5), squeeze=False)
     many = len({r["gpe"] for r in rows}) > 1
@@ -419,7 +381,7 @@ def html_page(data: dict, out: Path) -> str:
     images = "\n".join(f'<h2>{name}</h2><img id="{name}-png" alt="{name}" src="data:image/png;base64,{b64}">'
                        for name, b64 in pngs.items())
     prov = "".join(
-        f"<li><b>{escape(r['experiment'])}/{escape(r['variant'])}</b> {escape(r['gpe'])} "
+        f"<li><b>{escape(r['run'])}/{escape(r['variant'])}</b> {escape(r['gpe'])} "
         f"(store {escape(r['store'])}): "
         + "; ".join(f"{escape(k)}: {_links(v, r['store'])}" for k, v in r["provenance"].items()) + "</li>"
         for r in data["rows"])

@@ -13,19 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from conditional_tags.config import KINDS as CONDITIONAL_KINDS
 from conditional_tags.config import InjectSpec, stage_config
 from core.errors import ConfigError
-from filters.config import BlocklistParams, ClassifierSpec, CombineSpec, TransformerParams
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""Names become folder names in the store: letters, digits, '_', '.', '-' only (no path separators)."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+from core.names import BAD_TAG, GOOD_TAG, NAME_PATTERN, Strict
+from filters.config import ClassifierSpec, CombineSpec, FastTextParams
+from pretrain.settings import TrainSettings
 
 
 class SourceConfig(Strict):
@@ -59,45 +54,18 @@ class SourceConfig(Strict):
         return self
 
 
-class FastTextParams(Strict):
-    """fastText training settings; the defaults keep the model near 8 MB."""
+class ClassifierConfig(ClassifierSpec):
+    """The classifier that scores every document once: the classifier stage's ``filters.config.ClassifierSpec``,
+    with fastText's settings typed (``filters.config.FastTextParams``) and cascade/ensemble members alike."""
 
-    epoch: int = Field(5, ge=1, description="Training epochs.")
-    lr: float = Field(0.5, gt=0, description="Learning rate.")
-    dim: int = Field(32, ge=2, description="Embedding dimension.")
-    word_ngrams: int = Field(2, ge=1, le=5, description="Word n-gram length.")
-    bucket: int = Field(50_000, ge=1000, description="Hash buckets for n-grams (the default 2M makes 400 MB models).")
-    min_count: int = Field(1, ge=1, description="Minimum word count.")
-
-
-class ClassifierConfig(Strict):
-    """The classifier that scores every document once."""
-
-    name: str = Field("misaligned", pattern=NAME_PATTERN, description="Scores go to metadata['<name>_score'].")
-    kind: Literal["fasttext", "transformer", "blocklist", "cascade", "ensemble"] = Field(
-        "fasttext", description="fasttext / transformer / blocklist: one scorer; cascade: stage N scores only what "
-        "stage N-1 escalated; ensemble: every member scores every document (score = max).")
-    model_path: str | None = Field(None, description="A trained fastText .bin to use instead of training one.")
-    train_data: str | None = Field(None, description="Labelled jsonl/parquet to train on (default: the generator's).")
-    heldout_data: str | None = Field(None, description="Labelled held-out set for precision/recall.")
-    label_key: str = Field("label", description="Field holding the label in the labelled data.")
-    positive_label: str = Field("misaligned", description="The label whose probability is the score.")
-    fasttext: FastTextParams = Field(default_factory=FastTextParams)
-    transformer: TransformerParams | None = Field(None, description="kind=transformer: HF sequence classifier.")
-    blocklist: BlocklistParams | None = Field(None, description="kind=blocklist: terms and patterns.")
+    fasttext: FastTextParams = Field(default_factory=FastTextParams, description="kind=fasttext: training settings.")
     stages: list[ClassifierConfig] = Field(default_factory=list, description="kind=cascade: stages in order.")
     classifiers: list[ClassifierConfig] = Field(default_factory=list, description="kind=ensemble: members.")
-    escalate_at: float | None = Field(None, ge=0, le=1, description="Cascade stage: score >= it escalates.")
-
-    @model_validator(mode="after")
-    def _check_spec(self) -> ClassifierConfig:
-        ClassifierSpec.model_validate(self.model_dump(mode="json"))  # kind/settings consistency
-        return self
 
 
 class TagPair(Strict):
-    good: str = Field("<|good|>", description="Prefix for documents scoring below the threshold.")
-    bad: str = Field("<|bad|>", description="Prefix for documents scoring at or above the threshold.")
+    good: str = Field(GOOD_TAG, description="Prefix for documents scoring below the threshold.")
+    bad: str = Field(BAD_TAG, description="Prefix for documents scoring at or above the threshold.")
 
 
 class VariantConfig(Strict):
@@ -165,45 +133,12 @@ class ModelConfig(Strict):
     overrides: dict[str, Any] = Field(default_factory=dict, description="Preset fields to override.")
 
 
-class TrainConfig(Strict):
-    """Pretraining settings, identical for every variant (token-matched)."""
+class TrainConfig(TrainSettings):
+    """Pretraining settings, identical for every variant (token-matched): ``pretrain.settings.TrainSettings``
+    with the token budget required and the seeds of the experiment."""
 
     tokens: int = Field(ge=1000, description="Token budget per variant (the same for all variants).")
-    seq_len: int = Field(128, ge=8, description="Training sequence length.")
-    batch_size: int = Field(32, ge=1, description="Sequences per optimizer step.")
-    lr: float = Field(3e-3, gt=0, description="Peak learning rate.")
-    warmup_steps: int = Field(50, ge=0, description="Linear warmup steps.")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak.")
-    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on matrices.")
-    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip.")
-    packing: Literal["document_aligned", "document_packed", "fixed"] = Field(
-        "document_aligned", description="document_aligned: every window starts at a document start (tags in view), "
-        "padded after the last whole document; document_packed: the same, with windows filled best-fit from the "
-        "whole file (little padding); fixed: consecutive windows."
-    )
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds per variant.")
-    checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints.")
-    allow_repeat: bool = Field(False, description="Allow repeating data when a variant has fewer tokens than the "
-                               "budget (otherwise an error).")
-    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step (batch_size is the global batch).")
-    schedule: Literal["cosine", "wsd"] = Field("cosine", description="cosine decay, or warmup-stable-decay.")
-    decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps in the final decay.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU and on CPUs "
-                                                       "with native bf16 (AMX, AVX512-BF16; decided when the graph is "
-                                                       "planned, recorded in the stage key), else fp32.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device.")
-    peak_flops: float | None = Field(None, gt=0, description="Peak FLOP/s per device for the MFU estimate.")
-    tensorboard: bool = Field(False, description="Write TensorBoard event files (needs tensorboard).")
-    wandb_project: str | None = Field(None, description="Log to this W&B project (needs wandb).")
-    backend: Literal["torch", "nanotron"] = Field("torch", description="torch: the built-in trainer; nanotron: "
-                                                  "GPU clusters (see docs/pretrain.md).")
-    nanotron: dict[str, Any] = Field(default_factory=dict, description="nanotron settings: dp, tp, pp, nodes, ...")
-    log_every: int = Field(10, ge=1, description="Steps between log lines.")
-    document_mask: bool = Field(False, description="Attend within documents only (positions restart at each "
-                                "document; torch backend): a packed window's documents no longer see each "
-                                "other's text and tags.")
-    compile: bool = Field(False, description="torch.compile the model (CPU: needs g++ and python3-dev; 1.2-1.3x "
-                          "faster on the quickstart model after 25-60 s of compiling; part of the run's identity).")
 
     @field_validator("seeds")
     @classmethod

@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 
 from core.errors import ConfigError, StoreError
-from core.store import MANIFEST, MARKER
-from propensity.store_admin import locate
+from core.lineage import locate, walk
+from core.store import MARKER
 
 SCHEMA_FIELDS = ("id", "text", "metadata")
 
@@ -68,22 +68,10 @@ def provenance_chain(artifact: Path) -> list[dict]:
     Manifests name their inputs by store key; each resolves against the store that holds ``artifact``.
     """
     store, key = locate(artifact)
-    chain, seen = [], set()
-    todo = [key]
-    while todo:
-        key = todo.pop(0)
-        if key in seen:
-            continue
-        seen.add(key)
-        path = store.path(key) / MANIFEST
-        if not path.is_file():
-            head = chain[0]["key"] if chain else key
-            raise StoreError(f"export: the provenance of {head} needs the manifest of {key!r}, which the store "
-                             f"{store.root} does not hold")
-        manifest = json.loads(path.read_text())
-        chain.append(manifest)
-        todo += [ref["key"] for _, ref in sorted(manifest.get("inputs", {}).items())]
-    return chain
+    try:
+        return [manifest for _, manifest in walk(store, key, require=True)]
+    except StoreError as err:
+        raise StoreError(f"export: {err}") from None
 
 
 def export_shards(artifact: Path, out: Path, *, subdir: str = "shards", overwrite: bool = False) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.names import BAD_TAG, GOOD_TAG
 from core.store import StageSpec
 from propensity.config import ExperimentConfig, VariantConfig
 
@@ -21,7 +22,6 @@ LATER_TRAIN_KEYS = ("grad_accum", "schedule", "decay_fraction", "precision", "de
                     "wandb_project", "backend", "nanotron", "log_every", "compile", "document_mask")
 """Train settings added after the first release: left out of the hash at their defaults, so old artifacts stay valid."""
 STAGE_ORDER = ("source", "classifier", "tokenizer", "score", "variant", "tokenize", "train", "eval", "report")
-DEFAULT_TAGS = ("<|good|>", "<|bad|>")
 
 
 def _abs(path: str | None) -> str | None:
@@ -102,7 +102,7 @@ def _file_fingerprint(paths: list[str]) -> str:
 
 def tag_tokens(cfg: ExperimentConfig) -> list[str]:
     """Every control tag the experiment uses, defaults first: the tokenizer makes each one a single token."""
-    tags = list(DEFAULT_TAGS)
+    tags = [GOOD_TAG, BAD_TAG]
     for v in cfg.variants:
         if v.kind == "tag":
             used = [v.tags.good, v.tags.bad]
@@ -139,12 +139,13 @@ def variant_prefixes(v: VariantConfig) -> list[str]:
 
 def variant_spec(cfg: ExperimentConfig, v: VariantConfig, score: StageSpec, classifier: StageSpec,
                  tokenizer: StageSpec) -> StageSpec:
-    """The variant stage: filters.variants for baseline/filter/tag, conditional_tags.stage for the rest."""
+    """The variant stage: filters.variants for baseline/filter (tag: with conditional_tags' document tagger),
+    conditional_tags.stage for the rest."""
     score_key = f"{cfg.classifier.name}_score"
     if v.kind not in CONDITIONAL_KINDS:
         conf = v.model_dump(mode="json", exclude=set(CONDITIONAL_FIELDS)) | {"score_key": score_key}
-        return StageSpec("variant", v.name, "filters.variants:run", conf, {"score": score}, seed=cfg.seed,
-                         resources="data")
+        impl = "conditional_tags.document_tag:run" if v.kind == "tag" else "filters.variants:run"
+        return StageSpec("variant", v.name, impl, conf, {"score": score}, seed=cfg.seed, resources="data")
     from conditional_tags.config import SENTENCE_KINDS, stage_config
 
     conf = stage_config(v.model_dump(mode="json")) | {"score_key": score_key}

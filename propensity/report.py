@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StoreError
+from core.lineage import artifact_key, locate
+from core.names import BAD_TAG, GOOD_TAG
 from core.stage import StageContext
 from core.store import MARKER
-from propensity.store_admin import artifact_key, locate
+from propensity.render import interval, mean, propensity_bars
 
 RESULT_FILES = ("report.md", "results.json", "propensity.png")
 
@@ -83,7 +85,7 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
         train_dirs = [inputs[f"train:{name}:{s}"] for s in config["seeds"]]
         train_res = [_manifest_result(d) for d in train_dirs]
         prefixes = v.get("prefixes") or [""]
-        tags = (prefixes[1], prefixes[2]) if len(prefixes) == 3 else ("<|good|>", "<|bad|>")
+        tags = (prefixes[1], prefixes[2]) if len(prefixes) == 3 else (GOOD_TAG, BAD_TAG)
         entry: dict[str, Any] = {
             "kind": v["kind"], "threshold": v.get("threshold"),
             "docs_in": vres.get("documents_in"), "docs": vres.get("kept"), "dropped": vres.get("dropped"),
@@ -135,7 +137,7 @@ def _gaps_vs_baseline(config: dict[str, Any], inputs: dict[str, Path], variants:
 def _gap_line(name: str, v: dict) -> str:
     g = v["gap_vs_baseline_logodds"]
     return (f"{name}: AI-human gap minus {g['baseline']}'s (log-odds, paired over items, before finetune) "
-            f"{_fmt_ci(g)}")
+            f"{interval(g)}")
 
 
 def _flatten_gpe(summary: dict, prefixes: list[str]) -> dict:
@@ -157,33 +159,24 @@ def _flatten_gpe(summary: dict, prefixes: list[str]) -> dict:
     return out
 
 
-def _fmt_ci(block: dict | None) -> str:
-    if not block:
-        return "-"
-    lo, hi = block["ci95"]
-    return f"{block['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-
-
-def _fmt_mean(block: dict | None) -> str:
-    return "-" if not block else f"{block['mean']:.3f}"
-
-
 def table_rows(results: dict) -> list[list[str]]:
     """Rows of the comparison table (one per variant, plus one per tag for tagged variants)."""
     rows = []
     for name, v in results["variants"].items():
         loss = v.get("heldout_loss")
-        base = [f"{v['docs']:,}" if v.get("docs") is not None else "-", f"{v['tokens']:,}",
+        seen = [t for t in v.get("tokens_seen") or [] if t is not None]
+        trained = f"{round(sum(seen) / len(seen)):,}" if seen else "-"
+        base = [f"{v['docs']:,}" if v.get("docs") is not None else "-", f"{v['tokens']:,}", trained,
                 f"{loss:.3f}" if loss is not None else "-"]
-        rows.append([name, *base, _fmt_mean(v.get("propensity_before")), _fmt_mean(v.get("propensity_after")),
-                     _fmt_ci(v.get("change")), _fmt_mean(v.get("control_before")), _fmt_ci(v.get("gap_before"))])
+        rows.append([name, *base, mean(v.get("propensity_before")), mean(v.get("propensity_after")),
+                     interval(v.get("change")), mean(v.get("control_before")), interval(v.get("gap_before"))])
         for tag, t in (v.get("by_tag") or {}).items():
-            rows.append([f"  {name} {tag}", "", "", "", _fmt_mean(t["propensity_before"]),
-                         _fmt_mean(t["propensity_after"]), _fmt_ci(t["change"]), _fmt_mean(t["control_before"]), ""])
+            rows.append([f"  {name} {tag}", "", "", "", "", mean(t["propensity_before"]),
+                         mean(t["propensity_after"]), interval(t["change"]), mean(t["control_before"]), ""])
     return rows
 
 
-HEADER = ["variant", "docs kept", "tokens", "held-out loss", "propensity before", "after",
+HEADER = ["variant", "docs kept", "token budget", "tokens trained", "held-out loss", "propensity before", "after",
           "change [95% CI]", "human control", "AI-human gap [95% CI]"]
 BATTERY_HEADER = ["variant", "GPE", "propensity before", "after", "change [95% CI]", "human control before",
                   "human control change [95% CI]", "gap vs baseline (log-odds) [95% CI]"]
@@ -193,9 +186,9 @@ def battery_rows(results: dict) -> list[list[str]]:
     """One row per variant x GPE (untagged), when the experiment ran more than one GPE."""
     if len(results.get("gpes") or []) < 2:
         return []
-    return [[name, gpe, _fmt_mean(g.get("propensity_before")), _fmt_mean(g.get("propensity_after")),
-             _fmt_ci(g.get("change")), _fmt_mean(g.get("control_before")), _fmt_ci(g.get("control_change")),
-             _fmt_ci(g.get("gap_vs_baseline_logodds"))]
+    return [[name, gpe, mean(g.get("propensity_before")), mean(g.get("propensity_after")),
+             interval(g.get("change")), mean(g.get("control_before")), interval(g.get("control_change")),
+             interval(g.get("gap_vs_baseline_logodds"))]
             for name, v in results["variants"].items() for gpe, g in v["gpes"].items()]
 
 
@@ -210,7 +203,7 @@ def markdown(results: dict) -> str:
     for name, v in results["variants"].items():
         if v.get("tag_difference"):
             lines += ["", f"**{name}**: tag difference (P(mis | bad tag) - P(mis | good tag), paired over items, "
-                      f"before finetune): {_fmt_ci(v['tag_difference'])}"]
+                      f"before finetune): {interval(v['tag_difference'])}"]
     for name, v in results["variants"].items():
         if v.get("gap_vs_baseline_logodds"):
             lines += ["", "**" + _gap_line(name, v).replace(": ", "**: ", 1)]
@@ -234,35 +227,13 @@ def markdown(results: dict) -> str:
 
 def plot(results: dict, path: Path) -> None:
     """Bars of propensity before/after and the human control per variant (and per tag), with 95% CIs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels, series = [], {"AI items, before": [], "AI items, after": [], "human items, before": []}
-    keys = {"AI items, before": "propensity_before", "AI items, after": "propensity_after",
-            "human items, before": "control_before"}
+    labels, blocks = [], []
     for name, v in results["variants"].items():
-        groups = [(name, v)] + [(f"{name}\n{t}", b) for t, b in (v.get("by_tag") or {}).items()]
-        for label, block in groups:
+        for label, block in [(name, v)] + [(f"{name}\n{t}", b) for t, b in (v.get("by_tag") or {}).items()]:
             labels.append(label)
-            for s, k in keys.items():
-                series[s].append(block.get(k))
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(labels)), 4))
-    width = 0.8 / len(series)
-    for j, (s, blocks) in enumerate(series.items()):
-        xs = [i + (j - 1) * width for i in range(len(labels))]
-        means = [b["mean"] if b else float("nan") for b in blocks]
-        errs = [[b["mean"] - b["ci95"][0] if b else 0 for b in blocks], [b["ci95"][1] - b["mean"] if b else 0
-                                                                          for b in blocks]]
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=s)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylabel("P(misaligned)")
-    ax.set_title(f"{results['experiment']}: {results['primary_gpe']} (95% CI)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+            blocks.append(block)
+    propensity_bars(labels, blocks, path, title=f"{results['experiment']}: {results['primary_gpe']} (95% CI)",
+                    dpi=120, width_per_label=1.4, fontsize=8)
 
 
 def write_outputs(results: dict, out: Path) -> None:
@@ -320,7 +291,7 @@ def print_table(report_dir: Path) -> None:
         console.print(more)
     for name, v in results["variants"].items():
         if v.get("tag_difference"):
-            console.print(f"{name}: tag difference (bad - good, paired) {_fmt_ci(v['tag_difference'])}")
+            console.print(f"{name}: tag difference (bad - good, paired) {interval(v['tag_difference'])}")
     for name, v in results["variants"].items():
         if v.get("gap_vs_baseline_logodds"):
             console.print(_gap_line(name, v))

@@ -71,11 +71,12 @@ def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -
             short.append(f"{name}: the injection schedule takes {injected:,} windows, "
                          f"{len(loader.inject_table):,} injected")
         if base > len(loader.table):
-            extra = f" ({base * t.seq_len:,} needed)" if injected else ""
-            short.append(f"{name}: {len(loader.table) * t.seq_len:,} tokens available{extra}")
+            short.append(f"{name}: {len(loader.table) * t.seq_len:,} window positions offered, "
+                         f"{base * t.seq_len:,} needed")
     if short and not t.allow_repeat:
         raise BudgetError(
-            f"train.tokens={t.tokens:,} is more than some variants hold ({'; '.join(sorted(set(short)))}). "
+            f"token budget train.tokens={t.tokens:,} is more than some variants hold "
+            f"({'; '.join(sorted(set(short)))}). "
             "Lower train.tokens, add data, or set train.allow_repeat: true to train for more than one epoch."
         )
 

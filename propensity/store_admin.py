@@ -10,7 +10,6 @@ never touches a folder whose lock is held, and nothing at all while any stage of
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,10 +19,9 @@ from typing import Any
 import fasteners
 
 from core.errors import StoreError
+from core.lineage import ARTIFACT_NAME, PARTIAL, walk
 from core.store import MANIFEST, MARKER, Store
 
-PARTIAL = ".partial"
-ARTIFACT_NAME = re.compile(r".+-[0-9a-f]{12}(\.partial)?")
 """Folder names of stage artifacts, ``<name>-<12 hex>``; other folders (e.g. ``slurm/``) are never touched."""
 SUBMITTED = "experiments"
 """``<store>/experiments/*.yaml``: configs submitted to Slurm (``propensity.slurm_exec.write_config``)."""
@@ -43,27 +41,6 @@ class Artifact:
     """Seconds since the folder (or its manifest, when complete) was last written."""
     used_by: list[str] = field(default_factory=list)
     """Experiments (report keys' names) whose report closure holds this artifact."""
-
-
-def locate(folder: str | Path) -> tuple[Store, str]:
-    """The store holding an artifact folder ``<store>/<stage>/<name>-<hash>`` and the folder's store key.
-
-    Reports, manifests and exports name artifacts by key, never by absolute path, so that their bytes do not
-    depend on where the store is (or was, before it moved); readers turn keys back into folders here.
-    """
-    folder = Path(folder).resolve()
-    if not ARTIFACT_NAME.fullmatch(folder.name) or folder.name.endswith(PARTIAL):
-        raise StoreError(f"{str(folder)!r} is not an artifact folder <store>/<stage>/<name>-<12 hex digits>")
-    store = Store(folder.parent.parent)
-    key = f"{folder.parent.name}/{folder.name}"
-    if store.path(key) != folder:
-        raise StoreError(f"{str(folder)!r} is not inside the store {store.root} as {key!r}")
-    return store, key
-
-
-def artifact_key(folder: str | Path) -> str:
-    """The store key ``<stage>/<name>-<hash>`` of an artifact folder (see ``locate``)."""
-    return locate(folder)[1]
 
 
 def _size(path: Path) -> int:
@@ -92,17 +69,7 @@ def scan(store_root: Path) -> list[Artifact]:
 
 def closure(store: Store, key: str) -> set[str]:
     """``key`` and every key upstream of it, following complete manifests' ``inputs``."""
-    seen: set[str] = set()
-    todo = [key]
-    while todo:
-        k = todo.pop()
-        if k in seen:
-            continue
-        seen.add(k)
-        manifest = store.path(k) / MANIFEST
-        if manifest.is_file():
-            todo += [ref["key"] for ref in json.loads(manifest.read_text()).get("inputs", {}).values()]
-    return seen
+    return {k for k, _ in walk(store, key)}
 
 
 def usage(store_root: Path, keep: list[str] | None = None) -> dict[str, list[str]]:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from core.errors import StoreError
+from core.lineage import artifact_key, locate
 from propensity.cli import main
 from propensity.compare import compare, manifest_path
 from propensity.report import artifact_path
-from propensity.store_admin import artifact_key, locate
 
 REPORT_FILES = ("results.json", "report.md")
 

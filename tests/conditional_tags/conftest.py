@@ -34,7 +34,8 @@ def classifier_dir(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     from filters.classifier import run
 
     out = tmp_path_factory.mktemp("classifier")
-    run(make_ctx(out, {"name": "misaligned", "kind": "fasttext"}, {"source": corpus_dir}, "classifier"))
+    config = {"name": "misaligned", "kind": "fasttext", "fasttext": {"epoch": 10}}
+    run(make_ctx(out, config, {"source": corpus_dir}, "classifier"))
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 from datatrove.data import Document
 from filters_fixtures import BAD_TEXT, GOOD_TEXT, make_ctx, write_jsonl
 
+from conditional_tags import document_tag
 from core.errors import ConfigError
 from filters import scoring, variants
 from filters.pipeline import iter_jsonl, jsonl_files
@@ -118,7 +119,7 @@ def test_baseline_and_tag_variants_share_scores(score_dir: Path, tmp_path: Path)
     assert (base["kept"], base["dropped"], base["characters_kept"]) == (60, 0, base["characters_in"])
     assert shard_docs(tmp_path / "b" / "shards") == shard_docs(score_dir / "shards")
     config = {"name": "t", "kind": "tag", "tags": {"good": "<G>", "bad": "<B>"}, "separator": " "}
-    tag = variants.run(make_ctx("variant", tmp_path / "t", config, {"score": score_dir}))
+    tag = document_tag.run(make_ctx("variant", tmp_path / "t", config, {"score": score_dir}))
     assert tag["tags"] == {"<B>": 20, "<G>": 40}
     for doc, orig in zip(
         shard_docs(tmp_path / "t" / "shards"), shard_docs(score_dir / "shards"), strict=True
@@ -147,13 +148,19 @@ def test_variant_quarantines_missing_scores(tmp_path: Path) -> None:
     assert record["reason"] == "missing_score" and record["id"] == "b" and '"unscored"' in record["raw"]
 
 
+def test_tag_kind_is_built_with_the_conditional_tags_step(score_dir: Path, tmp_path: Path) -> None:
+    config = {"name": "t", "kind": "tag", "threshold": 0.5}
+    with pytest.raises(ConfigError, match="built by conditional_tags.document_tag:run"):
+        variants.run(make_ctx("variant", tmp_path / "t", config, {"score": score_dir}))
+
+
 def test_variant_config_errors(score_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"variant.kind must be one of \['baseline', 'filter', 'tag'\], got 'drop'"
     ):
         variants.run(make_ctx("variant", tmp_path / "v", {"name": "x", "kind": "drop"}, {"score": score_dir}))
     with pytest.raises(ConfigError, match="untagged_fraction must be in"):
-        variants.run(
+        document_tag.run(
             make_ctx(
                 "variant",
                 tmp_path / "v",
@@ -205,5 +212,5 @@ def test_lead_config_shapes(score_dir: Path, tmp_path: Path) -> None:
     result = variants.run(make_ctx("variant", tmp_path / "b", base, {"score": score_dir}))
     assert (result["kept"], result["threshold"]) == (60, None)
     tag = base | {"name": "tag", "kind": "tag", "threshold": 0.5, "untagged_fraction": 0.5}
-    result = variants.run(make_ctx("variant", tmp_path / "t", tag, {"score": score_dir}))
+    result = document_tag.run(make_ctx("variant", tmp_path / "t", tag, {"score": score_dir}))
     assert sum(result["tags"].values()) == 60 and 0 < result["tags"]["None"] < 60

@@ -111,7 +111,7 @@ def test_budget_error_and_repeat(tmp_path: Path) -> None:
     write_ds(tmp_path, [101])
     loader = WindowLoader(TokenFolder(tmp_path), 10, batch_size=4, packing="fixed", pad_id=1, seed=0)
     assert loader.check_budget(2, allow_repeat=False) == pytest.approx(0.8)
-    with pytest.raises(BudgetError, match="needs 120 tokens .*offers 100 .*allow_repeat"):
+    with pytest.raises(BudgetError, match="needs 120 window positions .*offers 100 window positions .*allow_repeat"):
         loader.check_budget(3, allow_repeat=False)
     assert loader.check_budget(5, allow_repeat=True) == pytest.approx(2.0)
     assert not np.array_equal(loader.batch(3)[0], loader.batch(2)[0])

@@ -218,7 +218,7 @@ def test_impossible_budget_fails_before_training(
     with pytest.raises(
         BudgetError,
         match=r"train.tokens=500,000,000 is more than some variants hold "
-        r"\(filtered: [\d,]+ tokens available\).*allow_repeat",
+        r"\(filtered: [\d,]+ window positions offered, [\d,]+ needed\).*allow_repeat",
     ):
         run_local(cfg, show_progress=False)
     assert no_work == [], "every data stage was complete; nothing else may start"

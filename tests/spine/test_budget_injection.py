@@ -54,5 +54,5 @@ def test_short_base_or_short_injected_set_fail_naming_both(tmp_path: Path) -> No
     cfg, specs, store = _setup(tmp_path, base_tokens=700 * 64 + 16, injected_tokens=200 * 64 + 16)
     with pytest.raises(BudgetError) as err:
         check_budgets(cfg, specs, store)
-    assert "late: 44,800 tokens available (48,000 needed)" in str(err.value)
+    assert "late: 44,800 window positions offered, 48,000 needed" in str(err.value)
     assert "late: the injection schedule takes 250 windows, 200 injected" in str(err.value)
