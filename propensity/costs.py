@@ -84,14 +84,18 @@ def flavour(stage: str, config: dict[str, Any], classifier: str | None = None) -
     return ""
 
 
+def _documents(result: dict[str, Any]) -> float | None:
+    """A result's document count (the synthetic source records one per group and a ``total``)."""
+    docs = result.get("documents")
+    return docs.get("total") if isinstance(docs, dict) else docs
+
+
 def _units(m: dict[str, Any]) -> float | None:
     r = m.get("result", {})
     if m["stage"] in ("score", "variant"):
         return r.get("documents_in")
-    if m["stage"] == "tokenize":
-        return r.get("documents")
-    if m["stage"] == "source":
-        return r.get("documents")
+    if m["stage"] in ("tokenize", "source"):
+        return _documents(r)
     if m["stage"] == "train":
         return r.get("tokens_seen") or m["config"].get("tokens")
     return 1.0
@@ -126,14 +130,14 @@ def corpus_documents(cfg: ExperimentConfig, store: Store, corpus_tokens: float |
     if corpus_tokens:
         return corpus_tokens / tokens_per_doc, f"--corpus-tokens {corpus_tokens:.3g} / {tokens_per_doc:g}"
     source = build_graph(cfg)[0]
-    if store.is_complete(source) and store.manifest(source)["result"].get("documents"):
-        return float(store.manifest(source)["result"]["documents"]), "source manifest"
+    if store.is_complete(source) and _documents(store.manifest(source)["result"]):
+        return float(_documents(store.manifest(source)["result"])), "source manifest"
     if cfg.source.kind == "synthetic":
         from synth.config import QUICKSTART_TOKENS, SyntheticSourceConfig
 
         scale = SyntheticSourceConfig.model_validate(cfg.source.synthetic).scale
-        seen = [(m["result"]["documents"], m["config"]["scale"]) for m in _walk(store)
-                if m["stage"] == "source" and m.get("result", {}).get("documents") and m["config"].get("scale")]
+        seen = [(_documents(m["result"]), m["config"]["scale"]) for m in _walk(store)
+                if m["stage"] == "source" and _documents(m.get("result", {})) and m["config"].get("scale")]
         if seen:
             return scale * sum(d for d, _ in seen) / sum(s for _, s in seen), "synthetic scale x measured docs"
         return scale * QUICKSTART_TOKENS / DEFAULTS["synthetic_tokens_per_doc"], "synthetic scale x default docs"
@@ -204,8 +208,8 @@ def estimate(cfg: ExperimentConfig, store: Store | None = None, *, corpus_tokens
 
     store = store or Store(cfg.store)
     rates = measured_rates(store)
-    measured_tpd = [m["result"]["tokens"] / m["result"]["documents"] for m in _walk(store)
-                    if m["stage"] == "tokenize" and m.get("result", {}).get("documents")]
+    measured_tpd = [m["result"]["tokens"] / _documents(m["result"]) for m in _walk(store)
+                    if m["stage"] == "tokenize" and _documents(m.get("result", {}))]
     fallback = DEFAULTS["synthetic_tokens_per_doc" if cfg.source.kind == "synthetic" and not corpus_tokens
                         else "tokens_per_doc"]
     tpd = tokens_per_doc or (sum(measured_tpd) / len(measured_tpd) if measured_tpd and not corpus_tokens
@@ -299,7 +303,7 @@ def print_costs(report_dir: Path, console: Any) -> None:
     """Print the cost table of the report in ``report_dir`` (nothing for stores made before usage was kept)."""
     from rich.table import Table
 
-    from propensity.store_admin import locate
+    from core.lineage import locate
 
     store, key = locate(report_dir)
     rows = cost_rows(store, store.manifest(key))
