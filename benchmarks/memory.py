@@ -108,10 +108,46 @@ def measure(folder: Path, scale: int, base: list[Path], model: Path) -> dict[str
     return out
 
 
+RUN_TOKENIZE = """
+import json, sys
+from pathlib import Path
+from core.stage import StageContext
+from core.usage import UsageMeter
+import pretrain.tokenize as tokenize
+variant, tokenizer, out, batch = sys.argv[1:5]
+tokenize.BATCH_DOCS = int(batch)
+meter = UsageMeter()
+tokenize.run(StageContext("tokenize", "bench", {}, {"variant": Path(variant), "tokenizer": Path(tokenizer)},
+                          Path(out), workers=1, show_progress=False))
+print(json.dumps(meter.read()))
+"""
+
+
+def tokenize_with_batch(folder: Path, scale: int, batch: int) -> dict:
+    """The tokenize stage of ``scale`` again, in a fresh process, with ``batch`` documents per tokenizer call
+    (datatrove's default is 10,000): what the stage used before ``BATCH_DOCS`` bounded it."""
+    from core.store import Store
+    from propensity.config import load_config
+    from propensity.graph import build_graph
+
+    cfg = load_config(folder / f"memory-{scale}x.yaml")
+    spec = next(s for s in build_graph(cfg) if s.stage == "tokenize")
+    store, out = Store(cfg.store), folder / f"tokenize-{scale}x-batch{batch}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-c", RUN_TOKENIZE, str(store.path(spec.inputs["variant"].key)),
+                           str(store.path(spec.inputs["tokenizer"].key)), str(out), str(batch)],
+                          check=True, env=env, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temporary)")
+    parser.add_argument("--tokenize-batch", type=int, default=None, metavar="N",
+                        help="also run tokenize with N documents per tokenizer call (10000: datatrove's default)")
     args = parser.parse_args()
     folder = Path(args.keep or tempfile.mkdtemp(prefix="memory-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,6 +162,14 @@ def main() -> None:
         ratio = (results[args.scales[-1]][name]["peak_rss_mb"] / results[args.scales[0]][name]["peak_rss_mb"]
                  if len(args.scales) > 1 else None)
         print(f"{name:<10}{cells}" + (f"{ratio:>8.2f}" if ratio else ""))
+    if args.tokenize_batch:
+        before = {s: tokenize_with_batch(folder, s, args.tokenize_batch) for s in args.scales}
+        cells = "".join(f"{'':>12}{before[s]['peak_rss_mb']:>10.0f}{before[s]['cpu_seconds']:>10.1f}"
+                        for s in args.scales)
+        ratio = before[args.scales[-1]]["peak_rss_mb"] / before[args.scales[0]]["peak_rss_mb"]
+        print(f"{'tokenize':<10}{cells}" + (f"{ratio:>8.2f}" if len(args.scales) > 1 else "")
+              + f"  <- {args.tokenize_batch} documents per tokenizer batch")
+        results["tokenize_batch"] = {"batch": args.tokenize_batch, **before}  # type: ignore[index]
     (folder / "memory.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.keep is None:
         shutil.rmtree(folder, ignore_errors=True)
