@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from core.store import Store  # noqa: E402
 from propensity.config import load_config  # noqa: E402
-from propensity.slurm_exec import wait_experiment  # noqa: E402
+from propensity.slurm_exec import experiment  # noqa: E402
 from slurm.cluster import LocalCluster  # noqa: E402
+from slurm.graph_status import wait_experiment  # noqa: E402
 
 
 def _propensity() -> list[str]:
@@ -64,7 +65,7 @@ def run_slurm(config: Path, store: Path, timeout: float) -> float:
     t0 = time.monotonic()
     subprocess.run([*_propensity(), "run", str(config), "--executor", "slurm", "--set", f"store={store}"],
                    check=True, stdout=subprocess.DEVNULL)
-    states = wait_experiment(load_config(config, [f"store={store}"]), timeout, poll=0.5)
+    states = wait_experiment(experiment(load_config(config, [f"store={store}"])), timeout, poll=0.5)
     bad = {k: s.state for k, s in states.items() if s.state != "COMPLETED"}
     if bad:
         raise SystemExit(f"slurm jobs did not complete: {bad} (see `propensity status {config} "

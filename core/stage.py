@@ -43,9 +43,34 @@ class StageContext:
     progress_file: Any = None
     """Where progress bars go (the terminal, while the stage's own stderr goes to its ``stage.log``)."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("propensity"))
+    part: tuple[int, int] | None = None
+    """``(index, count)`` when this process is one task of a job array running the stage's ranks in parts:
+    the stage runs only the ranks of :func:`part_ranks` and then raises :class:`PartComplete`; the
+    finishing run (``part`` None) skips the ranks already complete and writes the whole result."""
+
+    def ranks(self, total: int) -> range:
+        """The ranks of ``total`` this process runs: all of them, or this part's contiguous share."""
+        return part_ranks(total, self.part)
 
     def progress(self, it: Iterable[T] | None = None, *, total: int | None = None, desc: str = "") -> tqdm:
         """A progress bar labelled with this stage (disabled when progress display is off)."""
         label = f"{self.stage}/{self.name}" + (f" {desc}" if desc else "")
         return tqdm(it, total=total, desc=label, disable=not self.show_progress, leave=False, dynamic_ncols=True,
                     file=self.progress_file)
+
+
+class PartComplete(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a stage running one part of its ranks (``ctx.part``) once those ranks are complete."""
+
+
+def part_ranks(total: int, part: tuple[int, int] | None) -> range:
+    """Ranks ``[total * i // n, total * (i + 1) // n)`` of part ``(i, n)``; every rank when ``part`` is None.
+
+    Parts are contiguous and cover ``range(total)`` exactly once, whatever ``total`` turns out to be when
+    the stage runs (an array may have more tasks than ranks: the extra parts are empty)."""
+    if part is None:
+        return range(total)
+    index, count = part
+    if not 0 <= index < count:
+        raise ValueError(f"part index {index} is not in 0..{count - 1}")
+    return range(total * index // count, total * (index + 1) // count)

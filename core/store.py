@@ -33,7 +33,8 @@ from typing import Any
 import fasteners
 
 from core.errors import StageError, StoreError
-from core.stage import StageContext
+from core.stage import PartComplete, StageContext
+from core.usage import UsageMeter, total_usage, write_part_usage
 
 MARKER = ".complete"
 STAGE_LOG = "stage.log"
@@ -156,6 +157,7 @@ class Store:
             work.mkdir(exist_ok=True)
             log_path = work / STAGE_LOG
             started = time.time()
+            meter = UsageMeter()
             with capture_stderr(log_path) as terminal, warnings_to(terminal, spec.key):
                 ctx = self._context(spec, work, workers, show_progress, terminal)
                 try:
@@ -165,7 +167,8 @@ class Store:
                     raise StageError(f"stage {spec.key} failed: {type(e).__name__}: {e}\n"
                                      f"  log: {log_path}\n  work folder kept for resume: {work}") from e
             finished = time.time()
-            self._write_manifest(spec, work, result, started, finished)
+            result_usage = total_usage(work, meter.read(work) | {"workers": spec.threads or workers})
+            self._write_manifest(spec, work, result, started, finished, result_usage)
             (work / MARKER).write_text(f"{spec.key}\n")
             os.replace(work, final)
         return final
@@ -208,15 +211,54 @@ class Store:
                 raise StageError(f"stage {spec.key} failed on rank {rank}: {type(e).__name__}: {e}") from e
         return final
 
-    def _write_manifest(self, spec: StageSpec, work: Path, result: dict, started: float, finished: float) -> None:
+    def run_part(self, spec: StageSpec, index: int, count: int, *, workers: int = 1) -> Path:
+        """Run part ``index`` of ``count`` of a ranked stage (one task of a job array) in its work folder.
+
+        Parts run at the same time, so none takes the stage's lock, writes its manifest or renames the
+        folder: each runs its share of the ranks (datatrove marks each finished rank in ``completions/``)
+        and records its usage; the finishing run (:meth:`run`) skips the finished ranks, sums the counts,
+        writes the manifest and marker and renames the folder into place. Returns the work folder (or the
+        final folder when the stage is already complete).
+        """
+        final = self.path(spec.key)
+        if (final / MARKER).is_file():
+            return final
+        missing = [s.key for s in spec.inputs.values() if not self.is_complete(s)]
+        if missing:
+            raise StageError(f"{spec.key}: inputs not complete: {missing}")
+        work = final.with_name(final.name + ".partial")
+        work.mkdir(parents=True, exist_ok=True)
+        meter = UsageMeter()
+        log_path = work / f"stage.part{index}.log"
+        with capture_stderr(log_path) as terminal:
+            ctx = self._context(spec, work, workers, False, terminal)
+            ctx.part = (index, count)
+            try:
+                spec.load_impl()(ctx)
+            except PartComplete:
+                pass
+            except Exception as e:
+                logging.getLogger("propensity").exception("stage %s part %d failed", spec.key, index)
+                raise StageError(f"stage {spec.key} part {index}/{count} failed: {type(e).__name__}: {e}\n"
+                                 f"  log: {log_path}\n  work folder kept for resume: {work}") from e
+            else:
+                raise StageError(f"stage {spec.key} ({spec.impl}) does not run in parts: it returned "
+                                 "without raising PartComplete")
+        write_part_usage(work, index, meter.read() | {"of": count})
+        return work
+
+    def _write_manifest(self, spec: StageSpec, work: Path, result: dict, started: float, finished: float,
+                        usage: dict[str, Any] | None = None) -> None:
         manifest = {
             "key": spec.key, "stage": spec.stage, "name": spec.name, "hash": spec.hash, "impl": spec.impl,
             "version": spec.version, "seed": spec.seed, "config": spec.config, "fingerprint": spec.fingerprint,
             "inputs": {role: {"key": s.key, "hash": s.hash} for role, s in sorted(spec.inputs.items())},
             "versions": package_versions(), "result": result,
             "timings": {"started": _iso(started), "finished": _iso(finished), "seconds": round(finished - started, 3)},
-            "host": socket.gethostname(),
+            "host": socket.gethostname(), "machine": machine_class(),
         }
+        if usage is not None:
+            manifest["usage"] = usage
         tmp = work / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
         os.replace(tmp, work / MANIFEST)
@@ -266,6 +308,19 @@ def warnings_to(terminal: Any, key: str) -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
+
+
+def machine_class() -> str:
+    """This kind of machine, for throughputs measured here: ``<arch>-<cores>c-<cpu model>`` (no host name)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}-{os.cpu_count()}c-{model}"
 
 
 def launcher_rank() -> int:

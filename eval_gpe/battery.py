@@ -30,7 +30,7 @@ from eval_gpe.scoring import (
 
 RowKey = tuple[str, str, str, str]
 ExtraScorer = Callable[[Any, str, list[str], bool], list[dict]]
-"""``(model, phase, prefixes, judged) -> rows`` of a GPE's file-based eval sets (``eval_gpe.evalsets.run``)."""
+"""``(model, phase, prefixes, judged) -> rows`` of a GPE's file-based eval sets (``eval_gpe.evalset_run``)."""
 
 
 @dataclass

@@ -40,12 +40,12 @@ from core.stage import StageContext
 from eval_gpe.battery import Costs, GPERun, heldout_losses, run_gpe, score_shared
 from eval_gpe.config import EvalStageConfig
 from eval_gpe.data import narrow_texts
-from eval_gpe.evalsets.run import annotate, load_sets, quarantine_records, score_sets
+from eval_gpe.evalset_run import annotate, load_sets, quarantine_records, score_sets
 from eval_gpe.evalsets.sets import LoadedSet
+from eval_gpe.gpe_summary import summarize_gpe
 from eval_gpe.items import build_items
 from eval_gpe.phases import capability_tasks, free_generation, generation_prompts
 from eval_gpe.registry import GPESpec
-from eval_gpe.summary import summarize_gpe
 
 __all__ = ["EvalStageConfig", "gpe_dir", "gpe_items", "load_model", "primary_rows", "read_heldout", "run"]
 

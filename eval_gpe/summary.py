@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval_gpe.evalsets import summary as sets_summary
 from eval_gpe.stats import describe, paired_bootstrap, seed_item_bootstrap, unpaired_bootstrap
 
 SCORINGS = {"summed": "p_misaligned", "length_normalised": "p_misaligned_norm", "logodds": "logodds"}
@@ -260,27 +259,6 @@ def tamper_curve(rows: Sequence[dict], prefix: str, final_step: int, n_boot: int
             point["control"] = describe(sorted_values(human), n_boot, seed)
         curve.append(point)
     return curve
-
-
-def summarize_gpe(
-    rows: Sequence[dict],
-    prefixes: Sequence[str],
-    tags: tuple[str, str],
-    n_boot: int,
-    seed: int,
-    final_step: int,
-) -> dict:
-    """The full summary of one GPE from its rows: the built-in world's (``summarize_world``) and, for rows
-    of file-based eval sets (``evalset``), ``evalsets`` (``eval_gpe.evalsets.summary``); a GPE without
-    built-in items takes its top-level keys from its first eval set (``headline_evalset``)."""
-    world = [r for r in rows if not r.get("evalset")]
-    files = [r for r in rows if r.get("evalset")]
-    if not files:
-        return summarize_world(world, prefixes, tags, n_boot, seed, final_step)
-    sets = sets_summary.summarize_sets(files, prefixes, n_boot, seed, final_step)
-    out = summarize_world(world, prefixes, tags, n_boot, seed, final_step) if world else sets_summary.headline(sets)
-    out["evalsets"] = sets
-    return out
 
 
 def summarize_world(

@@ -105,8 +105,10 @@ def _parse(line: bytes, seen: set[str]) -> dict[str, Any] | str:
     return record
 
 
-def materialize(shards: list[Path], plans: list[VariantPlan], progress: Any = None) -> list[dict[str, Any]]:
-    """Write every plan's variant in one pass over ``shards``; return per-plan counts (see ``_result``)."""
+def materialize(shards: list[Path], plans: list[VariantPlan], progress: Any = None, first_rank: int = 0
+                ) -> list[dict[str, Any]]:
+    """Write every plan's variant in one pass over ``shards`` (``shards[i]`` is rank ``first_rank + i``);
+    return per-plan counts (see ``_result``)."""
     source = _tally()
     for plan in plans:
         plan.counts = {
@@ -118,7 +120,7 @@ def materialize(shards: list[Path], plans: list[VariantPlan], progress: Any = No
         }
     sinks = _Sinks()
     try:
-        for rank, shard in enumerate(shards):
+        for rank, shard in enumerate(shards, start=first_rank):
             seen: set[str] = set()
             outputs = [_Outputs(plan.out, f"{rank:05d}") for plan in plans]
             with gzip.open(shard, "rb") as handle:

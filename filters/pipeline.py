@@ -16,7 +16,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from core.documents import SOURCE_JSON, SourceSpec, load_source
 from core.errors import ConfigError, InputDataError
-from core.stage import StageContext
+from core.stage import PartComplete, StageContext
 
 __all__ = ["SOURCE_JSON", "SourceSpec", "check_keys", "iter_jsonl", "jsonl_files", "load_source", "quarantine_counts",
            "run_datatrove", "step_stats"]
@@ -37,18 +37,26 @@ def run_datatrove(ctx: StageContext, pipeline: list[PipelineStep], tasks: int) -
 
     The logging folder lives inside the (hash-keyed) stage folder, so a re-attempt of the same stage skips
     ranks datatrove already marked complete, and a changed config never reuses another config's ranks.
+    With ``ctx.part`` set (one task of a job array) only that part's ranks run, then :class:`PartComplete`
+    is raised: the finishing run skips them.
     """
     logging_dir = ctx.out / "logs"
-    executor = LocalPipelineExecutor(
-        pipeline=pipeline,
-        tasks=tasks,
-        workers=max(1, min(ctx.workers, tasks)),
-        logging_dir=str(logging_dir),
-    )
-    executor.run()
-    incomplete = [rank for rank in range(tasks) if not executor.is_rank_completed(rank)]
-    if incomplete:
-        raise InputDataError(f"datatrove ranks {incomplete} did not complete; see {logging_dir}/logs")
+    ranks = ctx.ranks(tasks)
+    if len(ranks):
+        executor = LocalPipelineExecutor(
+            pipeline=pipeline,
+            tasks=tasks,
+            workers=max(1, min(ctx.workers, len(ranks))),
+            logging_dir=str(logging_dir),
+            local_tasks=len(ranks),
+            local_rank_offset=ranks.start,
+        )
+        executor.run()
+        incomplete = [rank for rank in ranks if not executor.is_rank_completed(rank)]
+        if incomplete:
+            raise InputDataError(f"datatrove ranks {incomplete} did not complete; see {logging_dir}/logs")
+    if ctx.part is not None:
+        raise PartComplete
     return logging_dir
 
 

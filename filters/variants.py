@@ -29,7 +29,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from core.errors import ConfigError, InputDataError
-from core.stage import StageContext
+from core.stage import PartComplete, StageContext
 from filters.config import VariantSpec, parse
 from filters.decisions import (
     SCORE_TABLES,
@@ -187,8 +187,7 @@ def build(ctx: StageContext, tag_step: StepFactory | None = None) -> dict[str, A
         counts = run_with_datatrove(ctx, inputs, score_key, step, count_tags=True)
     else:
         keys = decision.keys if isinstance(decision, CombinedDecision) else [score_key]
-        plan = VariantPlan(ctx.out, keys, decision)
-        (counts,) = materialize(inputs, [plan], progress=ctx.progress)
+        counts = materialize_ranks(ctx, inputs, keys, decision)
     kept, dropped, quarantined = counts["kept"], counts["dropped"], counts["quarantined"]
     if counts["documents_in"] != kept + dropped + sum(quarantined.values()):
         raise InputDataError(
@@ -203,6 +202,51 @@ def build(ctx: StageContext, tag_step: StepFactory | None = None) -> dict[str, A
         **({"combine": spec.combine.model_dump()} if spec.combine else {}),
         **counts,
     }
+
+
+def materialize_ranks(ctx: StageContext, inputs: list[Path], keys: list[str], decision: Decision | None
+                      ) -> dict[str, Any]:
+    """One-pass materialization of a baseline/filter variant, rank by rank when the stage runs in parts.
+
+    Run whole (no ``ctx.part`` and no ``ranks/`` left by parts) it is one :func:`materialize` call. A part of
+    a job array materializes its ranks (shard ``i`` -> rank ``i``, the same files) and records each rank's
+    counts in ``ranks/<rank>.json`` after the rank's files are closed; the finishing run adds them up and
+    materializes only the ranks no part finished. The counts add: every field is a sum over documents.
+    """
+    done_dir = ctx.out / "ranks"
+    if ctx.part is None and not done_dir.is_dir():
+        (counts,) = materialize(inputs, [VariantPlan(ctx.out, keys, decision)], progress=ctx.progress)
+        return counts
+    per_rank = []
+    for rank in ctx.ranks(len(inputs)):
+        path = done_dir / f"{rank:05d}.json"
+        if path.is_file():
+            per_rank.append(json.loads(path.read_text()))
+            continue
+        (counts,) = materialize([inputs[rank]], [VariantPlan(ctx.out, keys, decision)], progress=ctx.progress,
+                                first_rank=rank)
+        done_dir.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(counts, sort_keys=True))
+        tmp.replace(path)
+        per_rank.append(counts)
+    if ctx.part is not None:
+        raise PartComplete
+    return add_counts(per_rank)
+
+
+def add_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sum of per-rank materializer counts (numbers add, nested dicts add key by key, keys sorted)."""
+    def add(a: Any, b: Any) -> Any:
+        if isinstance(a, dict) or isinstance(b, dict):
+            a, b = a or {}, b or {}
+            return {k: add(a.get(k), b.get(k)) for k in sorted(set(a) | set(b))}
+        return (a or 0) + (b or 0)
+
+    total: dict[str, Any] = {}
+    for part in parts:
+        total = add(total, part)
+    return total
 
 
 def run_variant_pipeline(

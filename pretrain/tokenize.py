@@ -24,7 +24,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.tokens.tokenizer import DocumentTokenizer
 
 from core.errors import ConfigError, InputDataError
-from core.stage import StageContext
+from core.stage import PartComplete, StageContext
 
 from ._config import check_keys
 
@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {"save_loss_metadata": "auto", "shuffle": True}
 SAVE_NAME = "tokens"
 INJECT_DIR = "tokens_inject"
 SCHEDULE_FILE = "schedule.json"
+BATCH_DOCS = 1000
+"""Documents tokenized per ``encode_batch`` call. datatrove's default (10,000) holds 10,000 documents' text
+and ``Encoding`` objects (ids, offsets, tokens: ~100 bytes per token) at once, so a rank's peak memory grew
+with its shard up to that many documents; 1,000 bounds it. The tokens do not depend on it."""
 
 
 EMPTY_FLAG = "_propensity_empty_text"
@@ -151,12 +155,17 @@ def _run_pipelines(
             save_loss_metadata=loss,
             seed=ctx.seed,
             shuffle_documents=shuffle,
+            batch_size=BATCH_DOCS,
         ),
     ]
-    tasks = len(shards)
-    LocalPipelineExecutor(
-        pipeline, tasks=tasks, workers=min(max(ctx.workers, 1), tasks), logging_dir=str(logs / "tokenize")
-    ).run()
+    ranks = ctx.ranks(len(shards))
+    if len(ranks):
+        LocalPipelineExecutor(
+            pipeline, tasks=len(shards), workers=min(max(ctx.workers, 1), len(ranks)),
+            logging_dir=str(logs / "tokenize"), local_tasks=len(ranks), local_rank_offset=ranks.start,
+        ).run()
+    if ctx.part is not None:  # one task of a job array: the finishing run merges
+        return
     merger = DocumentTokenizerMerger(
         input_folder=str(ranks_dir),
         output_folder=str(ctx.out / save_dir),
@@ -180,9 +189,11 @@ def _relativize_metadata(tokens_dir: Path, tokenizer: Path) -> None:
 
 
 def _quarantine_counts(logs: Path) -> dict[str, int]:
-    stats = json.loads((logs / "tokenize" / "stats.json").read_text())
+    """Dropped documents per reason, summed over every rank's stats (``stats.json`` only covers the ranks
+    the last run ran, not those a job array or an earlier attempt finished)."""
+    steps = [s for f in sorted((logs / "tokenize" / "stats").glob("*.json")) for s in json.loads(f.read_text())]
     counts: dict[str, int] = {}
-    for step in stats:
+    for step in steps:
         for key, value in step.get("stats", {}).items():
             if key.startswith("dropped_"):
                 reason = key.removeprefix("dropped_")
@@ -210,12 +221,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     loss = with_loss(shards)
     _run_pipelines(ctx, shards, tokenizer, eos, loss, cfg["shuffle"])
-    result = _tokenized(ctx.out / SAVE_NAME, tokenizer, f"variant {variant}")
-    result.update(loss_metadata=loss, quarantined=_quarantine_counts(ctx.out / "logs"))
-    if (variant / SCHEDULE_FILE).is_file():  # windowed injection: the trainer mixes tokens_inject/ in
+    injected = (variant / SCHEDULE_FILE).is_file()  # windowed injection: the trainer mixes tokens_inject/ in
+    if injected:
         inj = _variant_shards(variant, "inject")
         inj_loss = with_loss(inj)
         _run_pipelines(ctx, inj, tokenizer, eos, inj_loss, cfg["shuffle"], INJECT_DIR)
+    if ctx.part is not None:  # one task of a job array: its ranks are done, the finishing run merges
+        raise PartComplete
+    result = _tokenized(ctx.out / SAVE_NAME, tokenizer, f"variant {variant}")
+    result.update(loss_metadata=loss, quarantined=_quarantine_counts(ctx.out / "logs"))
+    if injected:
         schedule = json.loads((variant / SCHEDULE_FILE).read_text())["inject"]
         shutil.copyfile(variant / SCHEDULE_FILE, ctx.out / SCHEDULE_FILE)
         result["inject"] = {

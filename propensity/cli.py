@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="print the stage graph with reuse/resume/run per stage, and the resolved config")
     _add_config_args(p)
     p.add_argument("--show-config", action="store_true", help="also print the resolved config")
+    p.add_argument("--estimate", action="store_true", help="also print CPU-hours, GPU-hours, disk and wall time "
+                   "per stage and in total, from throughputs measured in the store (or documented defaults)")
+    p.add_argument("--corpus-tokens", type=float, default=None, metavar="N",
+                   help="with --estimate: size the corpus at N tokens instead of the configured source")
+    p.add_argument("--tokens-per-doc", type=float, default=None, metavar="N",
+                   help="with --estimate: tokens per document (default: measured, else 1000)")
 
     p = sub.add_parser("report", help="rebuild report.md, results.json and the plot of a finished run")
     p.add_argument("path", help="a report folder (<store>/report/<name>-<hash>) or an experiment config")
@@ -124,6 +130,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(dump_config(cfg))
     print(format_plan(plan(cfg, store), store))
     print("\n".join(inputs))
+    if args.estimate:
+        from propensity.costs import estimate, format_estimate
+
+        rows, how = estimate(cfg, store, corpus_tokens=args.corpus_tokens, tokens_per_doc=args.tokens_per_doc)
+        print(format_estimate(cfg, rows, how))
     return 0
 
 

@@ -207,6 +207,11 @@ class SlurmResources(Strict):
     extra_sbatch: list[str] = Field(default_factory=list, description="Extra '#SBATCH' options, e.g. '--exclusive'.")
     setup: list[str] = Field(default_factory=list, description="Shell lines run before the stage "
                              "(module load, source venv/bin/activate).")
+    array_tasks: int = Field(1, ge=1, description="Data stages (score, variant, tokenize): run as a job array of "
+                             "this many tasks, each a contiguous share of the stage's ranks (one per input shard), "
+                             "then a finishing job; 1 = one job. Other stages ignore it in 'default'.")
+    array_throttle: int | None = Field(None, ge=1, description="At most this many array tasks run at once "
+                                       "(sbatch --array=...%N); unset: as many as the cluster schedules.")
 
 
 class ExecutorConfig(Strict):

@@ -66,7 +66,7 @@ def _gpe_block(eval_dirs: list[Path], gpe: str, prefixes: list[str], tags: tuple
     summaries = [_read_json(gpe_dir(d, gpe) / "summary.json") for d in eval_dirs]
     if len(eval_dirs) == 1:
         return summaries[0]
-    from eval_gpe.summary import summarize_gpe
+    from eval_gpe.gpe_summary import summarize_gpe
 
     steps = (summaries[0].get("finetune") or {}).get("steps", 0)
     summary = summarize_gpe(gpe_rows(eval_dirs, gpe, every=True), prefixes, tags, n_boot, seed, steps)
@@ -338,4 +338,7 @@ def print_table(report_dir: Path) -> None:
     for name, v in results["variants"].items():
         if v.get("gap_vs_baseline_logodds"):
             console.print(_gap_line(name, v))
+    from propensity.costs import print_costs
+
+    print_costs(report_dir, console)
     console.print(f"report: {report_dir / 'report.md'}\nplot:   {report_dir / 'propensity.png'}")

@@ -43,7 +43,7 @@ SKIPPED_DIRS = ("logs",)
 VOLATILE_FILES = ("stage.log",)
 UNCOMPARED_BYTES = ("checkpoints",)
 """Names compared, bytes not: a checkpoint records the wall-clock training seconds."""
-MANIFEST_VOLATILE = ("timings", "host", "versions")
+MANIFEST_VOLATILE = ("timings", "host", "versions", "usage", "machine")
 TIMING_FILES = ("cost.json",)
 TEXT_SUFFIXES = (".md", ".json", ".jsonl", ".txt")
 """JSON files that record resource use (the eval stage's CPU/wall seconds): compared without timing keys."""

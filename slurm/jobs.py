@@ -26,6 +26,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}\Z|\d+-\d+\Z")
 _MEM = re.compile(r"\d+[KMGT]?\Z")
 _JOB_ID = re.compile(r"\d+(_\d+)?\Z")
+_ARRAY = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*(%[1-9]\d*)?\Z")
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ class JobSpec:
     latest checkpoint instead of being killed for good. ``None``: no signal."""
     torchrun: TorchRun | None = None
     """Launch ``command`` on every node with ``srun`` + ``torchrun`` (multi-node / multi-GPU training)."""
+    array: str | None = None
+    """Submit as a job array (``--array``): task indices and an optional throttle, e.g. ``0-7%2`` (eight
+    tasks, at most two at once) or ``1,3%2``. Each task sees ``SLURM_ARRAY_TASK_ID``; logs are
+    ``<name>-<array id>_<task>.out``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -177,6 +182,9 @@ class JobSpec:
             raise ConfigError(f"job {self.name!r}: requeue_before_timeout must be an integer in 1..65535 "
                               f"seconds and needs requeue=True, got {self.requeue_before_timeout!r} "
                               f"(requeue={self.requeue})")
+        if self.array is not None and not (isinstance(self.array, str) and _ARRAY.match(self.array)):
+            raise ConfigError(f"job {self.name!r}: array {self.array!r} is not a Slurm array spec "
+                              "(allowed: indices and ranges with an optional throttle, e.g. 0-7%2 or 1,3%2)")
         if "\0" in "".join((self.name, *self.command, *self.setup, *self.env.values())):
             raise ConfigError(f"job {self.name!r}: NUL bytes are not allowed in names, commands or values")
 
@@ -190,8 +198,13 @@ class JobSpec:
 
     @property
     def log_pattern(self) -> Path:
-        """The ``--output`` path; ``%j`` becomes the job id (other ``%`` are escaped)."""
-        return self.log_dir.absolute() / f"{self.slug}-%j.out"
+        """The ``--output`` path; ``%j`` becomes the job id (``%A_%a`` the array and task ids)."""
+        return self.log_dir.absolute() / f"{self.slug}-{'%A_%a' if self.array else '%j'}.out"
+
+    def log_file(self, job_id: str, task: int | None = None) -> Path:
+        """The log Slurm writes for this job once it has id ``job_id`` (of array task ``task``)."""
+        suffix = f"{job_id}_{task}" if self.array is not None and task is not None else job_id
+        return self.log_dir.absolute() / f"{self.slug}-{suffix}.out"
 
 
 def sbatch_quote(value: str, *, what: str) -> str:
@@ -217,8 +230,10 @@ def render_sbatch(job: JobSpec, dependency_ids: Sequence[str] = ()) -> str:
     for job_id in dependency_ids:
         if not _JOB_ID.match(str(job_id)):
             raise ConfigError(f"job {job.name!r}: dependency id {job_id!r} is not a Slurm job id")
-    log = str(job.log_dir.absolute()).replace("%", "%%") + f"/{job.slug}-%j.out"
+    log = str(job.log_dir.absolute()).replace("%", "%%") + "/" + job.log_pattern.name
     options = [f"--job-name={job.name}", f"--output={log}", *job.resources.sbatch_options()]
+    if job.array is not None:
+        options.append(f"--array={job.array}")
     if job.workdir is not None:
         options.append(f"--chdir={job.workdir.absolute()}")
     if job.requeue:

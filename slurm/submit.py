@@ -251,10 +251,14 @@ def _from_scontrol(job_id: str, env: Mapping[str, str] | None) -> JobState | Non
     proc = _run(["scontrol", "show", "job", "-o", job_id], env, check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
         return None  # "Invalid job id specified": purged after MinJobAge
-    line = proc.stdout.strip().splitlines()[0]
+    return _scontrol_line(job_id, proc.stdout.strip().splitlines()[0])[0]
+
+
+def _scontrol_line(job_id: str, line: str) -> tuple[JobState, dict[str, str]]:
+    """The state in one ``scontrol show job -o`` line, and the line's fields."""
     # the job name is free text: parse only what follows it (" UserId=name(uid) GroupId=")
     tail = re.split(r" UserId=\S*\(\d+\) GroupId=", line)[-1]
-    f = _fields(tail)
+    f = _fields(tail) | {k: v for k, v in _fields(line.split(" JobName=", 1)[0]).items()}
     state = f.get("JobState", "UNKNOWN")
     code, sig = _exit(f.get("ExitCode"))
     done = state in TERMINAL_STATES
@@ -264,7 +268,54 @@ def _from_scontrol(job_id: str, env: Mapping[str, str] | None) -> JobState | Non
     never_ran = f.get("StartTime") == "Unknown" or f.get("NodeList", "") in ("", "(null)")
     elapsed = None if never_ran else _seconds(f.get("RunTime"))
     return JobState(job_id, state, code if done else None, sig if done else None, elapsed,
-                    f.get("Reason") if f.get("Reason") not in (None, "None") else None, restarts, "scontrol")
+                    f.get("Reason") if f.get("Reason") not in (None, "None") else None, restarts,
+                    "scontrol"), f
+
+
+def _indices(spec: str) -> list[int]:
+    """Task indices of an ``ArrayTaskId`` value: ``3``, ``2-3%2``, ``1,4-5``."""
+    out: list[int] = []
+    for part in spec.split("%", 1)[0].split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit():
+            out += list(range(int(low), int(high or low) + 1))
+    return out
+
+
+def array_states(array_id: str, *, env: Mapping[str, str] | None = None) -> dict[int, JobState]:
+    """States of the tasks of job array ``array_id`` by task index (sacct, else ``scontrol show job``).
+
+    Tasks still pending as one record (``ArrayTaskId=2-3%2``) each get that record's state. Without sacct a
+    finished array is known only while ``scontrol`` remembers it (``MinJobAge``); then this returns {}.
+    """
+    array_id = str(array_id)
+    fmt = "--format=JobID,JobIDRaw,State,ExitCode,ElapsedRaw,Reason"
+    proc = _run(["sacct", "-n", "-P", "-X", "-j", array_id, fmt], env, check=False)
+    found: dict[int, JobState] = {}
+    if proc.returncode == 0:
+        for line in proc.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) < 5 or not parts[0].startswith(f"{array_id}_"):
+                continue
+            code, sig = _exit(parts[3])
+            state = parts[2].split()[0] if parts[2] else "UNKNOWN"
+            for index in _indices(parts[0].split("_", 1)[1].strip("[]")):
+                found[index] = JobState(parts[1], state, code if state in TERMINAL_STATES else None, sig,
+                                        float(parts[4]) if parts[4].isdigit() else None,
+                                        (parts[5] if len(parts) > 5 else None) or None, None, "sacct")
+        if found:
+            return found
+    proc = _run(["scontrol", "show", "job", "-o", array_id], env, check=False)
+    if proc.returncode != 0:
+        return {}
+    for line in proc.stdout.strip().splitlines():
+        job = re.match(r"JobId=(\d+)", line)
+        if not job:
+            continue
+        state, fields = _scontrol_line(job.group(1), line)
+        for index in _indices(fields.get("ArrayTaskId", "")):
+            found[index] = state
+    return found
 
 
 def _jobcomp_path(env: Mapping[str, str] | None) -> Path | None:

@@ -6,7 +6,7 @@ import json
 import math
 import random
 
-from eval_gpe.summary import summarize_gpe
+from eval_gpe.gpe_summary import summarize_gpe
 from propensity import compare, report
 
 

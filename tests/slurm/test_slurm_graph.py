@@ -17,27 +17,15 @@ from core.errors import ConfigError
 from core.store import Store
 from propensity.config import ExperimentConfig, load_config
 from propensity.graph import build_graph
-from propensity.slurm_exec import (
-    cancel,
-    collect_status,
-    jobs_file,
-    load_graph,
-    load_jobs,
-    log_tail,
-    make_job,
-    plan_submission,
-    run_slurm,
-    run_stage,
-    stage_resources,
-    status,
-    wait_experiment,
-    write_config,
-    write_graph,
-)
-from slurm import SlurmError
+from propensity.slurm_exec import cancel, experiment, run_slurm, stage_resources, status, write_config
+from slurm import SlurmError, graph_status
+from slurm import graph as sgraph
 from slurm import wait as slurm_wait
 from slurm.cluster import LocalCluster
+from slurm.graph import load_graph
+from slurm.graph_status import log_tail
 from slurm.jobs import render_sbatch
+from slurm.stage_job import run_stage
 from slurm.submit import job_states
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +44,37 @@ def tiny(store: Path, *overrides: str) -> ExperimentConfig:
 
 def _slurm_cfg(tmp_path: Path, slurm: str) -> ExperimentConfig:
     return tiny(tmp_path / "store", f"executor.slurm={slurm}")
+
+
+# the executor (slurm.graph) takes an Experiment; these build it from a config as `propensity` does
+def jobs_file(cfg: ExperimentConfig) -> Path:
+    return experiment(cfg).jobs_file
+
+
+def load_jobs(cfg: ExperimentConfig) -> dict:
+    return sgraph.load_jobs(experiment(cfg))
+
+
+def collect_status(cfg: ExperimentConfig) -> list[graph_status.StageStatus]:
+    return graph_status.collect_status(experiment(cfg))
+
+
+def wait_experiment(cfg: ExperimentConfig, timeout: float, poll: float = 1.0) -> dict:
+    return graph_status.wait_experiment(experiment(cfg), timeout, poll)
+
+
+def write_graph(cfg: ExperimentConfig, specs: list, config_path: Path) -> Path:
+    exp = experiment(cfg, config_path)
+    exp.specs = specs
+    return sgraph.write_graph(exp)
+
+
+def make_job(cfg: ExperimentConfig, spec, path: Path, deps: list[str]):  # noqa: ANN001, ANN201
+    return sgraph.make_job(experiment(cfg), spec, path, deps)
+
+
+def plan_submission(cfg: ExperimentConfig, config_path: Path, *, query: bool = True) -> sgraph.Submission:
+    return sgraph.plan_submission(experiment(cfg, config_path), query=query)
 
 
 # ---- job construction (no cluster) ---------------------------------------------------------------------
@@ -88,7 +107,7 @@ def test_train_job_requeues_and_signals_other_jobs_do_not(tmp_path: Path) -> Non
                  "--cpus-per-task=2"):
         assert f'#SBATCH "{line}"' in script
     assert "trap '" in script and 'scontrol requeue "$SLURM_JOB_ID"' in script
-    assert f"{sys.executable} -m propensity.slurm_exec stage {path} {train.key} &" in script
+    assert f"{sys.executable} -m slurm.stage_job stage {path} {train.key} &" in script
     assert "source /opt/venv/bin/activate" in script
     assert tjob.dependencies == (f"tiny:{train.inputs['tokenize'].key}",)
     sjob = render_sbatch(make_job(cfg, score, path, []))
@@ -108,7 +127,7 @@ def test_multinode_gpu_training_renders_srun_torchrun(tmp_path: Path) -> None:
     assert "--ntasks-per-node=1" in launch and "--nproc_per_node 4" in launch
     assert '--nnodes "$SLURM_NNODES"' in launch and "--rdzv_backend c10d" in launch
     assert '--rdzv_endpoint "$first_node:29500"' in launch
-    assert f"--no-python {sys.executable} -m propensity.slurm_exec stage " in launch
+    assert f"--no-python {sys.executable} -m slurm.stage_job stage " in launch
     assert launch.endswith(f"{train.key} &")
     eval_spec = next(s for s in specs if s.stage == "eval")  # only train stages go through torchrun
     assert "torchrun" not in render_sbatch(make_job(cfg, eval_spec, write_config(cfg), []))
@@ -208,7 +227,7 @@ def test_run_stage_runs_a_frozen_stage_on_its_inputs(tmp_path: Path,
 def test_stage_entry_point_reports_errors_with_exit_code_2(tmp_path: Path) -> None:
     cfg = tiny(tmp_path / "store")
     plan = plan_submission(cfg, write_config(cfg), query=False)
-    proc = subprocess.run([sys.executable, "-m", "propensity.slurm_exec", "stage", str(plan.graph),
+    proc = subprocess.run([sys.executable, "-m", "slurm.stage_job", "stage", str(plan.graph),
                            "train/nope-000000000000"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2, proc.stderr
     assert "error: stage 'train/nope-000000000000' is not in graph file" in proc.stderr
