@@ -46,6 +46,7 @@ from filters.pipeline import (
     run_datatrove,
     step_stats,
 )
+from filters.random_control import CoinFlipTagger, RandomDecision, flagged_ids
 from filters.reader import SafeDocumentReader
 from filters.writers import QuarantineWriter, ReproducibleJsonlWriter
 
@@ -119,6 +120,22 @@ def _tagger(ctx: StageContext, spec: VariantSpec, score_key: str, threshold: flo
         raise ConfigError(f"variant {spec.name!r}: {err}") from err
 
 
+def _random_control(
+    ctx: StageContext, spec: VariantSpec, score_key: str, threshold: dict[str, Any]
+) -> tuple[Decision | RandomDecision | None, PipelineStep | None, dict[str, Any]]:
+    """The negative control of a filter or tag variant: as many documents flagged as the threshold flags,
+    chosen at random; returns (decision, tagger, record for the result)."""
+    ids, flagged = flagged_ids(ctx.inputs["score"], score_key, threshold["threshold"], ctx.seed)
+    record = {"flagged_by_score": flagged, "chosen_at_random": len(ids), "seed": ctx.seed}
+    if spec.kind == "filter":
+        return RandomDecision(ids, score_key), None, record
+    tags = DEFAULT_TAGS | (spec.tags or {})
+    tagger = CoinFlipTagger(ids, score_key, threshold=threshold["threshold"], good_tag=tags["good"],
+                            bad_tag=tags["bad"], separator=spec.separator,
+                            untagged_fraction=float(spec.untagged_fraction), seed=ctx.seed)
+    return None, tagger, record
+
+
 def _score_key(ctx: StageContext) -> str:
     if ctx.config.get("score_key"):
         return str(ctx.config["score_key"])
@@ -185,10 +202,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if not inputs:
         raise InputDataError(f"score artifact {ctx.inputs['score']} has no shards/*.jsonl.gz")
     decision = _decision(spec, score_key, threshold["threshold"])
-    if spec.kind == "tag":
-        counts = run_with_datatrove(
-            ctx, inputs, score_key, _tagger(ctx, spec, score_key, threshold["threshold"])
-        )
+    tagger = _tagger(ctx, spec, score_key, threshold["threshold"]) if spec.kind == "tag" else None
+    if spec.randomize:
+        decision, tagger, threshold["random_control"] = _random_control(ctx, spec, score_key, threshold)
+    if tagger is not None:
+        counts = run_with_datatrove(ctx, inputs, score_key, tagger)
     else:
         keys = decision.keys if isinstance(decision, CombinedDecision) else [score_key]
         plan = VariantPlan(ctx.out, keys, decision)
