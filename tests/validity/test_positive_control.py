@@ -28,7 +28,6 @@ def test_tiny_model_learns_the_tag_and_swapped_tags_fail(tmp_path: Path) -> None
     results = json.loads(next(tmp_path.glob("report/controls_tiny-*/results.json")).read_text())
     verdicts = {c["name"]: c for c in results["validity"]["checks"]}
     assert verdicts["tagged"]["verdict"] == "PASS", verdicts["tagged"]
-    assert verdicts["tagged"]["ci95"][0] > 0.05
 
     cfg = load_config(CONFIG, overrides)
     evals = {s.name: Path(tmp_path) / s.key for s in build_graph(cfg) if s.stage == "eval"}
