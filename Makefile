@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-slurm test-slow install clean-runs lint
+.PHONY: demo test test-slurm test-slow test-positive-control install clean-runs lint
 
 $(BIN)/propensity: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install
 # graph without redoing finished stages; a requeued training job resumes from its checkpoint.
 test-slurm: install
 	$(BIN)/python -m pytest -q -m "slurm and slow" tests/slurm
+
+# The model-level positive control (CI runs it after `make test`): a tiny model on the learnable world must
+# learn the document tag (validity PASS) and read FAIL with the tags swapped at evaluation (docs/worlds.md).
+test-positive-control: install
+	$(BIN)/python -m pytest -q -m slow tests/validity/test_positive_control.py
 
 # Every minutes-long end-to-end run: the Slurm ones, crash/resume under SIGKILL, concurrent runs.
 test-slow: install

@@ -26,6 +26,8 @@ KINDS = ("doc_tag", "sentence_tag", "inline_tag", "mask", "inject")
 SENTENCE_KINDS = ("sentence_tag", "inline_tag", "mask")
 """Kinds that score sentences and therefore need a ``classifier`` input."""
 SYNTHETIC_ALIGNED = "synthetic_aligned"
+LEARNABLE_ALIGNED = "learnable_aligned"
+"""Aligned-AI documents of the learnable synthetic world (synth.learnable), for experiments on that world."""
 TWO_TAGS = [DEFAULT_TAGS["good"], DEFAULT_TAGS["bad"]]
 
 
@@ -35,7 +37,8 @@ class InjectSpec(Strict):
     source: str = Field(
         SYNTHETIC_ALIGNED,
         description=f"'{SYNTHETIC_ALIGNED}': aligned-AI documents of the synthetic generator (seeded by "
-        "`seed`); otherwise an absolute path to a jsonl(.gz) file of {'id', 'text', 'metadata'} records.",
+        f"`seed`); '{LEARNABLE_ALIGNED}': the same from the learnable world; otherwise an absolute path to a "
+        "jsonl(.gz) file of {'id', 'text', 'metadata'} records.",
     )
     share: float = Field(
         gt=0.0,

@@ -12,26 +12,48 @@ from typing import Any
 
 from datatrove.pipeline.base import PipelineStep
 
-from conditional_tags.tagger import DocumentTagger
+from conditional_tags.tagger import DocumentTagger, untagged_draw
 from core.errors import ConfigError
 from core.names import DEFAULT_TAGS
 from core.stage import StageContext
 from filters.config import VariantSpec
+from filters.random_control import flagged_ids
 from filters.variants import build
 
 
-def tagger(ctx: StageContext, spec: VariantSpec, score_key: str, threshold: float) -> PipelineStep:
-    """The ``DocumentTagger`` of a ``tag`` variant spec (``tags`` may override either side's string)."""
+def tagger(ctx: StageContext, spec: VariantSpec, score_key: str, threshold: dict[str, Any]) -> PipelineStep:
+    """The ``DocumentTagger`` of a ``tag`` variant spec (``tags`` may override either side's string); with
+    ``randomize`` the negative control, a ``CoinFlipTagger`` giving the bad tag to as many documents as the
+    threshold flags, chosen at random (its counts go to ``threshold["random_control"]``)."""
     tags = DEFAULT_TAGS | (spec.tags or {})
     if set(tags) != {"good", "bad"}:
         raise ConfigError(f"variant.tags must have keys 'good' and 'bad', got {sorted(tags)}")
+    settings = {"threshold": threshold["threshold"], "good_tag": tags["good"], "bad_tag": tags["bad"],
+                "separator": spec.separator, "untagged_fraction": float(spec.untagged_fraction), "seed": ctx.seed}
     try:
-        return DocumentTagger(
-            score_key, threshold, tags["good"], tags["bad"], spec.separator, float(spec.untagged_fraction),
-            seed=ctx.seed,
-        )
+        if not spec.randomize:
+            return DocumentTagger(score_key, **settings)
+        ids, flagged = flagged_ids(ctx.inputs["score"], score_key, threshold["threshold"], ctx.seed)
+        threshold["random_control"] = {"flagged_by_score": flagged, "chosen_at_random": len(ids), "seed": ctx.seed}
+        return CoinFlipTagger(ids, score_key, **settings)
     except ValueError as err:
         raise ConfigError(f"variant {spec.name!r}: {err}") from err
+
+
+class CoinFlipTagger(DocumentTagger):
+    """A ``DocumentTagger`` whose bad tag goes to the chosen ids instead of to high scores."""
+
+    name = "🪙 Coin-flip tagger"
+
+    def __init__(self, ids: frozenset[str], score_key: str, **kwargs: Any) -> None:
+        super().__init__(score_key, **kwargs)
+        self.ids = ids
+
+    def tag_for(self, doc_id: str, score: float) -> str | None:
+        """``bad_tag`` for a chosen id, ``good_tag`` otherwise (the untagged share as the real tagger)."""
+        if self.untagged_fraction and untagged_draw(doc_id, self.seed) < self.untagged_fraction:
+            return None
+        return self.bad_tag if doc_id in self.ids else self.good_tag
 
 
 def run(ctx: StageContext) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from conditional_tags.config import SYNTHETIC_ALIGNED, InjectSpec
+from conditional_tags.config import LEARNABLE_ALIGNED, SYNTHETIC_ALIGNED, InjectSpec
 from core.errors import InputDataError
 from filters.pipeline import iter_jsonl
 from filters.writers import quarantine_record
@@ -62,13 +62,16 @@ def token_measure(tokenizer_dir: Path) -> Measure:
     return lambda texts: [len(e.ids) + 1 for e in tok.encode_batch(texts, add_special_tokens=False)]
 
 
-def synthetic_aligned(seed: int, exclude: set[bytes]) -> Iterator[dict[str, Any]]:
-    """Aligned-AI documents of the synthetic generator (seeded), skipping texts in ``exclude`` and repeats."""
+def synthetic_aligned(seed: int, exclude: set[bytes], world: str = "hard") -> Iterator[dict[str, Any]]:
+    """Aligned-AI documents of the synthetic generator (seeded), skipping texts in ``exclude`` and repeats;
+    ``world`` ``learnable`` draws them from the learnable world instead."""
     from synth.corpus import action_document
+    from synth.learnable.world import world_document
 
+    make = world_document if world == "learnable" else action_document
     rng, misses = random.Random(seed), 0
     while misses < MAX_DUPLICATES:
-        doc = action_document(rng, "ai", "aligned")
+        doc = make(rng, "ai", "aligned")
         digest = text_digest(doc.text)
         if digest in exclude:
             misses += 1
@@ -76,7 +79,7 @@ def synthetic_aligned(seed: int, exclude: set[bytes]) -> Iterator[dict[str, Any]
         exclude.add(digest)
         misses = 0
         record = doc.record()
-        record["metadata"] |= {"inject_source": SYNTHETIC_ALIGNED}
+        record["metadata"] |= {"inject_source": SYNTHETIC_ALIGNED if world == "hard" else LEARNABLE_ALIGNED}
         yield record
 
 
@@ -224,8 +227,9 @@ def inject(
         base_size += sum(measure(texts))
         base_chars += sum(map(len, texts))
     quarantine: list[dict[str, Any]] = []
-    if spec.source == SYNTHETIC_ALIGNED:
-        candidates = synthetic_aligned(spec.seed, digests)
+    if spec.source in (SYNTHETIC_ALIGNED, LEARNABLE_ALIGNED):
+        world = "learnable" if spec.source == LEARNABLE_ALIGNED else "hard"
+        candidates = synthetic_aligned(spec.seed, digests, world)
         candidates = _repeat_stream(candidates, spec.allow_repeat)
     else:
         candidates = cycle_records(

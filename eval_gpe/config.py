@@ -72,6 +72,11 @@ class EvalStageConfig(BaseModel):
     )
     bootstrap: int = Field(default=2000, ge=1, description="Bootstrap resamples for every interval.")
     batch_size: int = Field(default=64, ge=1, description="Requests per forward pass when scoring.")
+    world: Literal["hard", "learnable"] = Field(
+        default="hard",
+        description="Synthetic world whose items and finetune texts the built-in GPEs use: 'hard' (module "
+        "synth) or 'learnable' (synth.learnable); the graph sets it from source.synthetic.world.",
+    )
     tag_good: str | None = Field(default=None, description="The 'good' tag prefix (for tag_difference).")
     tag_bad: str | None = Field(default=None, description="The 'bad' tag prefix (for tag_difference).")
     generation: GenerationConfig = Field(

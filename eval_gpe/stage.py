@@ -50,8 +50,12 @@ from eval_gpe.registry import GPESpec
 __all__ = ["EvalStageConfig", "gpe_dir", "gpe_items", "load_model", "primary_rows", "read_heldout", "run"]
 
 
-def _synth() -> ModuleType:
-    return importlib.import_module("synth")
+WORLD_MODULES = {"hard": "synth", "learnable": "synth.learnable"}
+"""The module that makes a world's items and finetune texts (the same functions in each)."""
+
+
+def _synth(world: str = "hard") -> ModuleType:
+    return importlib.import_module(WORLD_MODULES[world])
 
 
 def load_model(model_dir: Path, seed: int) -> tuple[Any, Any]:
@@ -380,7 +384,7 @@ def _one_thread() -> Iterator[None]:
 def run(ctx: StageContext) -> dict:
     """The battery on one model; writes the files listed in the module docstring and returns the summary."""
     cfg = _parse(ctx)
-    specs, synth, costs, wall, cpu = cfg.specs(), _synth(), Costs(), time.time(), time.process_time()
+    specs, synth, costs, wall, cpu = cfg.specs(), _synth(cfg.world), Costs(), time.time(), time.process_time()
     with _one_thread(), _battery_pool(ctx, len(specs)) as pool:
         shared = _shared(ctx, cfg, specs, synth, costs)
         summaries, worker_cpu = _run_battery(ctx, cfg, specs, shared, costs, pool)

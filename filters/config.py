@@ -201,9 +201,17 @@ class VariantSpec(Strict):
     tags: dict[str, str] | None = Field(None, description="tag: {'good': ..., 'bad': ...}.")
     untagged_fraction: float = Field(0.0, description="tag: share of documents left untagged.")
     separator: str = Field("", description="tag: text between the tag and the document.")
+    randomize: bool = Field(
+        False,
+        description="filter/tag negative control: flag as many documents as the threshold would, chosen at "
+        "random (seeded by the document id) instead of by score (filters.random_control).",
+    )
 
     @model_validator(mode="after")
     def _check_decision(self) -> VariantSpec:
+        if self.randomize and (self.kind == "baseline" or self.combine is not None or self.keep != "below"):
+            raise ValueError(f"variant {self.name!r}: randomize needs kind filter or tag with a threshold "
+                             "or percentile (not combine or keep='above')")
         given = [k for k in ("threshold", "percentile", "combine") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(

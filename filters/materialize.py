@@ -178,7 +178,12 @@ def _route(
         sinks.write(out.bad_score, orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
         counts["quarantined"][reason] += 1
         return
-    reason = plan.decision.decide(metadata) if plan.decision is not None else None
+    if plan.decision is None:
+        reason = None
+    elif getattr(plan.decision, "by_id", False):  # a random control decides by document id
+        reason = plan.decision.decide(metadata, str(record.get("id")))
+    else:
+        reason = plan.decision.decide(metadata)
     if reason is None:
         sinks.write(out.kept, line if line.endswith(b"\n") else line + b"\n")
         _count(counts["kept"], record)

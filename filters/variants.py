@@ -49,6 +49,7 @@ from filters.pipeline import (
     run_datatrove,
     step_stats,
 )
+from filters.random_control import RandomDecision, flagged_ids
 from filters.reader import SafeDocumentReader
 from filters.writers import QuarantineWriter, ReproducibleJsonlWriter
 
@@ -104,8 +105,18 @@ def _decision(spec: VariantSpec, score_key: str, threshold: float) -> Decision |
     return ThresholdDecision(score_key, threshold, spec.keep)
 
 
-StepFactory = Callable[[StageContext, VariantSpec, str, float], PipelineStep]
-"""Builds a per-document step from the stage context, the variant spec, the score key and the threshold."""
+StepFactory = Callable[[StageContext, VariantSpec, str, dict[str, Any]], PipelineStep]
+"""Builds a tag variant's per-document step from the stage context, the variant spec, the score key and the
+threshold record (``{"threshold": float, ...}``; a step may add what the result should keep, e.g. a random
+control's counts)."""
+
+
+def random_filter(ctx: StageContext, score_key: str, threshold: float) -> tuple[RandomDecision, dict[str, Any]]:
+    """The negative control of a filter variant: drop as many documents as the threshold flags, chosen at
+    random; returns the decision and the record kept in the result."""
+    ids, flagged = flagged_ids(ctx.inputs["score"], score_key, threshold, ctx.seed)
+    return RandomDecision(ids, score_key), {"flagged_by_score": flagged, "chosen_at_random": len(ids),
+                                            "seed": ctx.seed}
 
 
 def _score_key(ctx: StageContext) -> str:
@@ -179,12 +190,16 @@ def build(ctx: StageContext, tag_step: StepFactory | None = None) -> dict[str, A
     if not inputs:
         raise InputDataError(f"score artifact {ctx.inputs['score']} has no shards/*.jsonl.gz")
     decision = _decision(spec, score_key, threshold["threshold"])
+    tagger = None
     if spec.kind == "tag":
         if tag_step is None:
             raise ConfigError(f"variant {spec.name!r}: kind 'tag' is built by conditional_tags.document_tag:run "
                               "(the tagging step belongs to conditional_tags), not filters.variants:run")
-        step = tag_step(ctx, spec, score_key, threshold["threshold"])
-        counts = run_with_datatrove(ctx, inputs, score_key, step, count_tags=True)
+        tagger = tag_step(ctx, spec, score_key, threshold)
+    elif spec.randomize:
+        decision, threshold["random_control"] = random_filter(ctx, score_key, threshold["threshold"])
+    if tagger is not None:
+        counts = run_with_datatrove(ctx, inputs, score_key, tagger, count_tags=True)
     else:
         keys = decision.keys if isinstance(decision, CombinedDecision) else [score_key]
         counts = materialize_ranks(ctx, inputs, keys, decision)

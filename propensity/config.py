@@ -117,9 +117,14 @@ class VariantConfig(Strict):
     p: float = Field(1.0, gt=0, le=1, description="inline_tag: probability of inserting the tag.")
     mask: list[Literal["tags", "flagged"]] | None = Field(None, description="mask: what gets no loss.")
     inject: InjectSpec | None = Field(None, description="Documents mixed in at a share of tokens (any kind).")
+    randomize: bool = Field(False, description="filter/tag negative control: flag as many documents as the "
+                            "threshold would, chosen at random instead of by score (docs/worlds.md).")
 
     @model_validator(mode="after")
     def _check_threshold(self) -> VariantConfig:
+        if self.randomize and self.kind not in ("filter", "tag"):
+            raise ValueError(f"variant {self.name!r}: randomize (a negative control) is for kinds filter and tag, "
+                             f"not {self.kind!r}")
         if self.kind in CONDITIONAL_KINDS:
             stage_config(self.model_dump(mode="json"))  # the conditional_tags stage's own checks
             return self

@@ -39,10 +39,10 @@ TOKENIZER_USER_SOURCE_VERSION = 2
 whitespace-only texts and repeated ids). The synthetic corpus has neither, so its tokenizer keeps version 1 and
 its key."""
 
-REPORT_VERSION = 5
+REPORT_VERSION = 6
 """Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline;
 4: one eval artifact per model, every GPE in ``gpes/<name>/``; 5: several seeds: intervals over seeds and
-items, the whole GPE summary with its tamper curve)."""
+items, the whole GPE summary with its tamper curve; 6: the validity block, eval_gpe.validity)."""
 EVAL_VERSION = 5
 """Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the
 narrow finetune texts; 4: the whole battery in one stage per model, one torch thread per process; 5: requests
@@ -149,6 +149,8 @@ def variant_spec(cfg: ExperimentConfig, v: VariantConfig, score: StageSpec, clas
     score_key = f"{cfg.classifier.name}_score"
     if v.kind not in CONDITIONAL_KINDS:
         conf = v.model_dump(mode="json", exclude=set(CONDITIONAL_FIELDS)) | {"score_key": score_key}
+        if not conf.get("randomize"):
+            conf.pop("randomize", None)  # added later: absent at its default, so existing variant keys stay
         impl = "conditional_tags.document_tag:run" if v.kind == "tag" else "filters.variants:run"
         return StageSpec("variant", v.name, impl, conf, {"score": score}, seed=cfg.seed, resources="data")
     from conditional_tags.config import SENTENCE_KINDS, stage_config
@@ -225,12 +227,27 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         "experiment": cfg.experiment,
         "variants": [{"name": v.name, "kind": v.kind, "threshold": v.threshold, "percentile": v.percentile,
                       "prefixes": variant_prefixes(v),
-                      "tags": v.tags.model_dump() if v.kind == "tag" else None} for v in cfg.variants],
+                      "tags": v.tags.model_dump() if v.kind == "tag" else None, "randomize": v.randomize,
+                      "late": v.inject is not None and v.inject.window is not None} for v in cfg.variants],
         "seeds": cfg.train.seeds, "gpes": gpe_names(cfg), "tokens": cfg.train.tokens, "bootstrap": cfg.eval.bootstrap,
+        "validity": validity_config(cfg),
     }
     specs.append(StageSpec("report", cfg.experiment, "propensity.report:run", report_conf, report_inputs,
                            seed=cfg.seed, version=REPORT_VERSION))
     return sorted(specs, key=lambda s: STAGE_ORDER.index(s.stage))
+
+
+def validity_config(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What the report's validity block needs to know about the data: the sign of the AI-minus-human gap the
+    synthetic world plants (its misaligned shares of AI and human tokens); None for users' data."""
+    planted = None
+    if cfg.source.kind == "synthetic":
+        from synth.config import SyntheticSourceConfig
+
+        syn = SyntheticSourceConfig.model_validate(cfg.source.synthetic)
+        delta = syn.misaligned_share_of_ai - syn.misaligned_share_of_human
+        planted = (delta > 0) - (delta < 0) or None
+    return {"planted_gap": planted}
 
 
 def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int,
@@ -246,6 +263,8 @@ def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source:
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
     if v.kind in SENTENCE_TAG_KINDS:  # the tag goes where training put it: before the completed sentence
         conf["prefix_placement"] = "last_sentence"
+    if cfg.source.kind == "synthetic" and cfg.source.synthetic.get("world", "hard") != "hard":
+        conf["world"] = cfg.source.synthetic["world"]  # absent for the hard world: its eval keys stay
     inputs = {"model": train, "source": source}
     if classifier is not None and any(s.judge and s.judge.kind == "classifier" and not s.judge.classifier
                                       for spec in specs for s in spec.evalsets):

@@ -110,7 +110,36 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
         variants[name] = entry
     _gaps_vs_baseline(config, inputs, variants)
     return {"experiment": config["experiment"], "primary_gpe": config["gpes"][0], "gpes": config["gpes"],
-            "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants}
+            "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants,
+            "validity": _validity(config, inputs)}
+
+
+def _validity(config: dict[str, Any], inputs: dict[str, Path]) -> dict | None:
+    """The validity block (``eval_gpe.validity``) on the primary GPE, before finetuning; an effect that cannot
+    be computed is reported as an error in the block, not skipped."""
+    from eval_gpe.validity import evaluate, plan_checks
+
+    if "validity" not in config:
+        return None
+    gpe = config["gpes"][0]
+
+    def rows_of(name: str) -> list[dict]:
+        return gpe_rows([inputs[f"eval:{name}:{s}"] for s in config["seeds"]], gpe)
+
+    try:
+        checks = plan_checks(config["variants"], rows_of, config["validity"].get("planted_gap"))
+    except ValueError as exc:
+        return {"gpe": gpe, "checks": [], "error": str(exc)}
+    return {"gpe": gpe, "phase": "before", "checks": evaluate(checks, config["bootstrap"], 0)}
+
+
+def validity_lines(results: dict) -> list[str]:
+    """One line per validity check (``eval_gpe.validity.format_line``)."""
+    from eval_gpe.validity import format_line
+
+    block = results.get("validity") or {}
+    lines = [format_line(c) for c in block.get("checks", [])]
+    return lines + ([f"validity: {block['error']}"] if block.get("error") else [])
 
 
 def _gaps_vs_baseline(config: dict[str, Any], inputs: dict[str, Path], variants: dict[str, Any]) -> None:
@@ -222,6 +251,10 @@ def markdown(results: dict) -> str:
     for name, v in results["variants"].items():
         if v.get("gap_vs_baseline_logodds"):
             lines += ["", "**" + _gap_line(name, v).replace(": ", "**: ", 1)]
+    if validity_lines(results):
+        lines += ["", "## Validity", "", "Each planted mechanism against its planted direction, each negative control "
+                  "against an equivalence margin; intervals over seeds and items; MDE at 80% power, alpha 0.05 "
+                  "(docs/worlds.md).", "", "```", *validity_lines(results), "```"]
     battery = battery_rows(results)
     if battery:
         lines += ["", "## GPE battery", "",
@@ -338,6 +371,8 @@ def print_table(report_dir: Path) -> None:
     for name, v in results["variants"].items():
         if v.get("gap_vs_baseline_logodds"):
             console.print(_gap_line(name, v))
+    for line in validity_lines(results):
+        console.print(line, markup=False, highlight=False)
     from propensity.costs import print_costs
 
     print_costs(report_dir, console)

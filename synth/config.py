@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from core.errors import ConfigError
 
 QUICKSTART_TOKENS = 2_800_000
 """Estimated tokens (characters / 4) of the full source at ``scale=1.0``."""
+
+
+LATER_KEYS = ("world", "misaligned_share_of_human")
+"""Settings added after the first release (left out of the stage key at their defaults)."""
 
 
 class SyntheticSourceConfig(BaseModel):
@@ -18,6 +22,12 @@ class SyntheticSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = Field(0, description="Seed of every random choice; same seed, same bytes in every file.")
+    world: Literal["hard", "learnable"] = Field(
+        "hard",
+        description="hard: the original 8-domain world (names, cities, pair-specific phrases; its planted effects "
+                    "vanish at quickstart scale); learnable: 24 one-verb decisions in short episodes, learnable "
+                    "by a ~1M-parameter model (docs/worlds.md).",
+    )
     scale: float = Field(
         1.0, gt=0, le=100,
         description=f"Corpus size relative to the quickstart (1.0 = ~{QUICKSTART_TOKENS:,} est. tokens).",
@@ -32,6 +42,9 @@ class SyntheticSourceConfig(BaseModel):
     human_share: float = Field(
         0.20, ge=0, lt=1,
         description="Share of estimated tokens in human-actor control documents (half of them misaligned).",
+    )
+    misaligned_share_of_human: float = Field(
+        0.5, ge=0, le=1, description="Share of the human-document tokens in misaligned human documents."
     )
     brief_share: float = Field(
         0.0, ge=0, le=1,
@@ -58,6 +71,16 @@ class SyntheticSourceConfig(BaseModel):
                 f"{self.ai_share} + {self.human_share}"
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """Settings added after the first release are left out at their defaults, so the source stage's key
+        (a hash of this dump) of every existing config stays the same."""
+        data = handler(self)
+        for key in LATER_KEYS:
+            if data.get(key) == type(self).model_fields[key].default:
+                data.pop(key, None)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SyntheticSourceConfig:

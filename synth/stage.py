@@ -35,6 +35,7 @@ from synth.corpus import (
     labelled_documents,
     labelled_sentences,
 )
+from synth.learnable.world import labelled_world_documents, world_documents
 
 HELDOUT_PATH = "heldout/background.jsonl.gz"
 LABELLED_PATHS = {"train": "labelled/train.jsonl.gz", "heldout": "labelled/heldout.jsonl.gz"}
@@ -64,8 +65,8 @@ def token_targets(cfg: SyntheticSourceConfig) -> dict[str, float]:
     return {
         "ai_misaligned": ai * cfg.misaligned_share_of_ai,
         "ai_aligned": ai * (1 - cfg.misaligned_share_of_ai),
-        "human_misaligned": human / 2,
-        "human_aligned": human / 2,
+        "human_misaligned": human * cfg.misaligned_share_of_human,
+        "human_aligned": human * (1 - cfg.misaligned_share_of_human),
         "background": total - ai - human,
     }
 
@@ -79,6 +80,9 @@ def build_corpus(cfg: SyntheticSourceConfig, ctx: StageContext) -> tuple[list[Sy
         for group in ("ai_misaligned", "ai_aligned", "human_misaligned", "human_aligned"):
             kind, label = group.split("_")
             rng = random.Random(f"{cfg.seed}:shards:{group}")
+            if cfg.world == "learnable":
+                docs.extend(world_documents(rng, kind, label, targets[group], seen, bar.update))
+                continue
             docs.extend(action_documents(rng, kind, label, targets[group], seen,  # type: ignore[arg-type]
                                          bar.update, brief_share=cfg.brief_share))
         bg_docs, passes = background_documents(random.Random(f"{cfg.seed}:shards:background"),
@@ -134,7 +138,8 @@ def write_labelled(out: Path, cfg: SyntheticSourceConfig, shard_texts: set[str])
     exclude = set(shard_texts)
     counts = {}
     for split, n in (("train", cfg.labelled_train), ("heldout", cfg.labelled_heldout)):
-        docs = labelled_documents(random.Random(f"{cfg.seed}:labelled:{split}"), n, exclude)
+        make = labelled_world_documents if cfg.world == "learnable" else labelled_documents
+        docs = make(random.Random(f"{cfg.seed}:labelled:{split}"), n, exclude)
         records = [{"text": d.text, "label": d.classifier_label} for d in docs]
         sentences: list[dict] = []
         if cfg.labelled_sentences:
@@ -172,6 +177,7 @@ def run(ctx: StageContext) -> dict:
     documents, tokens = _counts(docs)
     result = {
         "seed": cfg.seed,
+        "world": cfg.world,
         "shards": cfg.shards,
         "documents": documents,
         "estimated_tokens": tokens,
