@@ -28,6 +28,7 @@ from typing import Any
 from core.store import MANIFEST, StageSpec, Store, machine_class
 from propensity.config import ExperimentConfig
 from propensity.graph import STAGE_ORDER, build_graph
+from propensity.slurm_exec import source_shards, stage_jobs
 
 DATA_STAGES = ("source", "score", "variant", "tokenize")
 DEFAULTS: dict[str, float] = {
@@ -81,6 +82,8 @@ def flavour(stage: str, config: dict[str, Any], classifier: str | None = None) -
         return classifier or "fasttext"
     if stage == "train":
         return f"{config.get('model')}/{config.get('device', 'auto')}"
+    if stage == "variant":
+        return str(config.get("kind", ""))
     return ""
 
 
@@ -153,8 +156,6 @@ def _parallel(cfg: ExperimentConfig, spec: StageSpec, shards: int) -> int:
         return workers
     if cfg.executor.kind != "slurm":
         return max(1, min(workers, shards))
-    from propensity.slurm_exec import stage_jobs
-
     sj = stage_jobs(cfg, spec.stage)
     tasks = max(1, min(sj.array_tasks, shards))
     running = min(tasks, sj.array_throttle or tasks)
@@ -194,8 +195,6 @@ def _gpus_at_once(cfg: ExperimentConfig, spec: StageSpec, shards: int) -> int:
     """GPUs working on the stage at once: per job (or array part) x parts running together."""
     if cfg.executor.kind != "slurm":
         return 1
-    from propensity.slurm_exec import stage_jobs
-
     sj = stage_jobs(cfg, spec.stage)
     tasks = max(1, min(sj.array_tasks, shards)) if spec.stage in ("score", "variant", "tokenize") else 1
     return max(1, min(tasks, sj.array_throttle or tasks) * (sj.resources.gpus or 1) * (sj.resources.nodes or 1))
@@ -204,8 +203,6 @@ def _gpus_at_once(cfg: ExperimentConfig, spec: StageSpec, shards: int) -> int:
 def estimate(cfg: ExperimentConfig, store: Store | None = None, *, corpus_tokens: float | None = None,
              tokens_per_doc: float | None = None) -> tuple[list[StageCost], str]:
     """Every stage's estimated cost, and how the corpus size was found."""
-    from propensity.slurm_exec import source_shards
-
     store = store or Store(cfg.store)
     rates = measured_rates(store)
     measured_tpd = [m["result"]["tokens"] / _documents(m["result"]) for m in _walk(store)

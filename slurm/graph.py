@@ -45,9 +45,6 @@ from slurm.submit import cancel as scancel
 
 REQUEUE_SIGNAL_SECONDS = 60
 """Requeueable jobs get USR1 this many seconds before their time limit and requeue themselves."""
-FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
-                           "CANCELLED", "PREEMPTED", "REVOKED", "SPECIAL_EXIT"})
-"""Terminal job states that did not complete the stage."""
 
 
 @dataclass(frozen=True)
@@ -371,7 +368,7 @@ def _record(exp: Experiment, plan: Submission, ids: dict[str, str]) -> None:
         job, key = by_name[name], plan.keys[name]
         if job.array is not None:
             data["jobs"][key]["array"] = {"job_id": job_id, "spec": job.array, "count": int(job.command[-1]),
-                                          "log": str(job.log_file(job_id, 0)).replace(f"{job_id}_0", "%A_%a")}
+                                          "log": str(job.log_pattern)}
     data["submissions"].append({"time": now, "config": str(exp.config_path), "graph": str(plan.graph),
                                 "jobs": {plan.keys[n]: i for n, i in ids.items() if by_name[n].array is None},
                                 "arrays": {plan.keys[n]: i for n, i in ids.items() if by_name[n].array},

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from core.store import Store
 from slurm.errors import SlurmError
-from slurm.graph import FAILED_STATES, Experiment, is_active, load_jobs, parts_done, record_states
-from slurm.submit import JobState, array_states
+from slurm.graph import Experiment, is_active, load_jobs, parts_done, record_states
+from slurm.submit import FAILED_STATES, JobState, array_states
 from slurm.submit import cancel as scancel
 from slurm.submit import wait as slurm_wait
 

@@ -27,6 +27,8 @@ log = logging.getLogger("propensity.slurm")
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
                              "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
 """Job states after which a job does not run again without intervention."""
+FAILED_STATES = TERMINAL_STATES - {"COMPLETED"}
+"""Terminal states of a job that did not complete its work."""
 
 
 @dataclass(frozen=True)
