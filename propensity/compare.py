@@ -128,12 +128,15 @@ def _run_rows(report_dir: Path, n_boot: int, seed: int) -> list[dict]:
 def name_runs(rows: list[dict]) -> None:
     """Set each row's ``run``: its experiment name, or ``<experiment>@<report hash>`` where one experiment name
     has several reports here (e.g. two thresholds of one config), so that no two runs read alike."""
+    def report_of(r: dict) -> str:
+        return (r.get("provenance") or {}).get("report", "")
+
     reports: dict[str, set[str]] = {}
     for r in rows:
-        reports.setdefault(r["experiment"], set()).add(r["provenance"]["report"])
+        reports.setdefault(r["experiment"], set()).add(report_of(r))
     for r in rows:
         several = len(reports[r["experiment"]]) > 1
-        digest = r["provenance"]["report"].rsplit("-", 1)[1][:6]
+        digest = report_of(r).rsplit("-", 1)[-1][:6]
         r["run"] = f"{r['experiment']}@{digest}" if several else r["experiment"]
 
 
@@ -154,6 +157,8 @@ def add_control_differences(rows: list[dict], control: str | None) -> None:
     """Paired differences (row - control) per GPE and the held-out loss / token differences, in place."""
     if control is None:
         return
+    if any("run" not in r for r in rows):
+        name_runs(rows)
     if not any(_find_control(rows, r, control) for r in rows):
         names = sorted({f"{r['run']}/{r['variant']}" for r in rows})
         raise ConfigError(f"compare: control {control!r} matches no variant; use a variant name or "

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import StoreError
 from core.store import MANIFEST, StageSpec, Store, machine_class
 from propensity.config import ExperimentConfig
 from propensity.graph import STAGE_ORDER, build_graph
@@ -302,7 +303,10 @@ def print_costs(report_dir: Path, console: Any) -> None:
 
     from core.lineage import locate
 
-    store, key = locate(report_dir)
+    try:
+        store, key = locate(report_dir)
+    except StoreError:  # a report folder outside a store (copied away): its inputs' usage is not at hand
+        return
     rows = cost_rows(store, store.manifest(key))
     if not rows or not any(r["measured"] for r in rows):
         return
