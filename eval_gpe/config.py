@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ConfigError
-from core.names import BAD_TAG, GOOD_TAG
+from core.names import BAD_TAG, GOOD_TAG, Strict
 from eval_gpe import registry
 from eval_gpe.judges import JudgeConfig
 from eval_gpe.registry import GPESpec
@@ -42,10 +42,16 @@ class LmEvalConfig(BaseModel):
     batch_size: int = Field(default=16, ge=1, description="lm-eval batch size.")
 
 
-class EvalStageConfig(BaseModel):
-    """Config of one ``eval`` stage (``ctx.config``)."""
+class EvalSettings(Strict):
+    """The eval settings an experiment sets for every model (``propensity.config.EvalConfig`` adds its GPEs)."""
 
-    model_config = ConfigDict(extra="forbid")
+    heldout_docs: int = Field(default=200, ge=0, description="Held-out documents for the loss (0 = skip).")
+    bootstrap: int = Field(default=2000, ge=100, description="Bootstrap resamples for every interval.")
+    batch_size: int = Field(default=64, ge=1, description="Requests per forward pass when scoring.")
+
+
+class EvalStageConfig(EvalSettings):
+    """Config of one ``eval`` stage (``ctx.config``)."""
 
     gpe: str = Field(description="Name of the primary GPE; its spec is `definition`, else the registry's.")
     definition: GPESpec | None = Field(
@@ -64,14 +70,11 @@ class EvalStageConfig(BaseModel):
         description="Where a conditioning prefix goes: 'start' of the prompt (document tags) or before the "
         "last sentence of the item's context (sentence and inline tags: right before what they describe).",
     )
-    heldout_docs: int = Field(default=200, ge=0, description="Held-out documents for the loss (0 = skip).")
     heldout_group_key: str = Field(
         default="domain",
         description="metadata key that groups held-out documents for per-domain loss "
         "(fallback: metadata.kind, else 'all').",
     )
-    bootstrap: int = Field(default=2000, ge=1, description="Bootstrap resamples for every interval.")
-    batch_size: int = Field(default=64, ge=1, description="Requests per forward pass when scoring.")
     world: Literal["hard", "learnable"] = Field(
         default="hard",
         description="Synthetic world whose items and finetune texts the built-in GPEs use: 'hard' (module "

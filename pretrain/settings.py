@@ -52,3 +52,16 @@ class TrainSettings(Strict):
 
 TRAIN_DEFAULTS: dict[str, Any] = TrainSettings().model_dump(mode="json")
 """Every setting at its default, as plain data (what the stage fills in)."""
+
+
+class TokenizerSettings(Strict):
+    """The tokenizer stage's settings: train a byte-level BPE on the source, or adopt a pretrained tokenizer."""
+
+    kind: Literal["bpe", "pretrained"] = Field("bpe", description="bpe: train one on the source; pretrained: load.")
+    vocab_size: int = Field(4096, ge=300, le=262_144, description="BPE vocabulary size (kind=bpe).")
+    max_docs: int = Field(20_000, ge=10, description="Documents sampled to train the BPE (kind=bpe).")
+    path: str | None = Field(None, description="Tokenizer folder or hub id (kind=pretrained).")
+
+
+TOKENIZER_DEFAULTS: dict[str, Any] = TokenizerSettings().model_dump(mode="json")
+"""Every tokenizer setting at its default, as plain data (what the stage fills in)."""

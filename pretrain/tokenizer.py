@@ -22,18 +22,14 @@ from core.names import BAD_TAG, GOOD_TAG
 from core.stage import StageContext
 
 from ._config import check_keys, require_choice, require_int
+from .settings import TOKENIZER_DEFAULTS
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-DEFAULTS: dict[str, Any] = {
-    "kind": "bpe",
-    "vocab_size": 4096,
-    "max_docs": 50_000,
-    "min_frequency": 2,
-    "tags": [GOOD_TAG, BAD_TAG],
-    "path": None,
-}
+DEFAULTS: dict[str, Any] = {**TOKENIZER_DEFAULTS, "min_frequency": 2, "tags": [GOOD_TAG, BAD_TAG]}
+"""A stage config's missing keys: ``pretrain.settings.TokenizerSettings``' defaults, the BPE's minimum pair
+frequency and the control tags kept whole as special tokens."""
 
 
 def iter_source_texts(source_dir: Path, reader: DocumentReader | None = None) -> Iterator[tuple[str, str]]:

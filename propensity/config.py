@@ -19,8 +19,9 @@ from conditional_tags.config import KINDS as CONDITIONAL_KINDS
 from conditional_tags.config import InjectSpec, stage_config
 from core.errors import ConfigError
 from core.names import BAD_TAG, GOOD_TAG, NAME_PATTERN, Strict
+from eval_gpe.config import EvalSettings
 from filters.config import ClassifierSpec, CombineSpec, FastTextParams
-from pretrain.settings import TrainSettings
+from pretrain.settings import TokenizerSettings, TrainSettings
 
 
 class SourceConfig(Strict):
@@ -145,11 +146,8 @@ class VariantConfig(Strict):
         return self
 
 
-class TokenizerConfig(Strict):
-    kind: Literal["bpe", "pretrained"] = Field("bpe", description="bpe: train one on the source; pretrained: load.")
-    vocab_size: int = Field(4096, ge=300, le=262_144, description="BPE vocabulary size (kind=bpe).")
-    max_docs: int = Field(20_000, ge=10, description="Documents sampled to train the BPE (kind=bpe).")
-    path: str | None = Field(None, description="Tokenizer folder or hub id (kind=pretrained).")
+class TokenizerConfig(TokenizerSettings):
+    """The tokenizer: ``pretrain.settings.TokenizerSettings``, with the settings a kind does not read refused."""
 
     @model_validator(mode="after")
     def _check_path(self) -> TokenizerConfig:
@@ -178,14 +176,13 @@ class TrainConfig(TrainSettings):
         return _no_duplicates("train.seeds", v)
 
 
-class EvalConfig(Strict):
+class EvalConfig(EvalSettings):
+    """The GPE battery every model gets: ``eval_gpe.config.EvalSettings`` plus the GPEs."""
+
     gpes: list[str | dict[str, Any]] = Field(
         default_factory=lambda: ["em_medicine"], min_length=1,
         description="GPEs: built-in names (eval_gpe/gpes/), paths to GPE YAML files (relative to this config's "
         "folder) or inline definitions; the first is the report's primary GPE.")
-    heldout_docs: int = Field(200, ge=0, description="Held-out documents for the held-out loss (0 = skip it).")
-    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for confidence intervals.")
-    batch_size: int = Field(64, ge=1, description="Scoring batch size.")
 
     @field_validator("gpes")
     @classmethod

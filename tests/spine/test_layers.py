@@ -96,3 +96,23 @@ def test_a_new_gpe_is_data_only(tmp_path: Path) -> None:
     assert report.config["gpes"] == ["em_medicine", "benign_finance"]
     evals = [s for s in specs if s.stage == "eval"]
     assert evals and all("benign_finance" in json.dumps(s.config) for s in evals)
+
+
+def test_tokenizer_defaults_are_declared_once() -> None:
+    from pretrain import tokenizer as tokenizer_stage
+    from pretrain.settings import TOKENIZER_DEFAULTS, TokenizerSettings
+    from propensity.config import TokenizerConfig
+
+    for name, field in TokenizerSettings.model_fields.items():
+        assert TokenizerConfig.model_fields[name].default is field.default, name
+        assert tokenizer_stage.DEFAULTS[name] is TOKENIZER_DEFAULTS[name], name
+    assert TokenizerConfig().max_docs == tokenizer_stage.DEFAULTS["max_docs"] == 20_000
+
+
+def test_eval_defaults_are_declared_once() -> None:
+    from eval_gpe.config import EvalSettings, EvalStageConfig
+    from propensity.config import EvalConfig
+
+    for name, field in EvalSettings.model_fields.items():
+        assert EvalConfig.model_fields[name].default is field.default, name
+        assert EvalStageConfig.model_fields[name].default is field.default, name
