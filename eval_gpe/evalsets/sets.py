@@ -9,14 +9,17 @@ control (actor ``human`` in the rows, as the built-in world's human-actor contro
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.errors import InputDataError
 from eval_gpe.evalsets.files import BadRow, read_rows
 from eval_gpe.evalsets.forced import Item, parse_model_written, parse_native, stem
 from eval_gpe.evalsets.spec import EvalSetSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,11 @@ def load_set(spec: EvalSetSpec) -> LoadedSet:
     return out
 
 
-def _load_forced(spec: EvalSetSpec) -> LoadedSet:
-    out = LoadedSet(spec)
+def _usable_rows(spec: EvalSetSpec, out: LoadedSet, parse: Callable[[Any, int, str], T | str],
+                 key: Callable[[T], str]) -> list[T]:
+    """Every usable parsed row of the set's files (at most ``limit`` per file), counted in ``out.rows_in``;
+    a row ``parse`` rejects (it returns the reason) or whose ``key`` repeats an earlier one is quarantined."""
+    found: list[T] = []
     seen: set[str] = set()
     for file in spec.path:
         usable = 0
@@ -84,18 +90,27 @@ def _load_forced(spec: EvalSetSpec) -> LoadedSet:
             if spec.limit is not None and usable >= spec.limit:
                 break
             out.rows_in += 1
-            if spec.format == "native":
-                item = parse_native(row, row_no, file, spec.delimiter, spec.group_key)
-            else:
-                item = parse_model_written(row, row_no, file)
-            if isinstance(item, Item) and item.id in seen:
-                item = "duplicate_id"
-            if isinstance(item, str):
-                out.quarantined.append(_bad(file, row_no, item, row))
+            parsed = parse(row, row_no, file)
+            if not isinstance(parsed, str) and key(parsed) in seen:
+                parsed = "duplicate_id"
+            if isinstance(parsed, str):
+                out.quarantined.append(_bad(file, row_no, parsed, row))
                 continue
-            seen.add(item.id)
-            out.items.append(item)
+            seen.add(key(parsed))
+            found.append(parsed)
             usable += 1
+    return found
+
+
+def _load_forced(spec: EvalSetSpec) -> LoadedSet:
+    out = LoadedSet(spec)
+
+    def parse(row: Any, row_no: int, file: str) -> Item | str:
+        if spec.format == "native":
+            return parse_native(row, row_no, file, spec.delimiter, spec.group_key)
+        return parse_model_written(row, row_no, file)
+
+    out.items = _usable_rows(spec, out, parse, lambda item: item.id)
     _resolve_controls(out)
     out.quarantined.sort(key=lambda q: (spec.path.index(q["file"]), q["row"]))
     return out
@@ -119,22 +134,9 @@ def _resolve_controls(out: LoadedSet) -> None:
 
 def _load_questions(spec: EvalSetSpec) -> LoadedSet:
     out = LoadedSet(spec)
-    seen: set[str] = set()
-    for file in spec.path:
-        usable = 0
-        for row_no, row in read_rows(Path(file), spec.split):
-            if spec.limit is not None and usable >= spec.limit:
-                break
-            out.rows_in += 1
-            prompts = _question(row, row_no, file, spec.group_key)
-            if isinstance(prompts, list) and prompts[0].question in seen:
-                prompts = "duplicate_id"
-            if isinstance(prompts, str):
-                out.quarantined.append(_bad(file, row_no, prompts, row))
-                continue
-            seen.add(prompts[0].question)
-            out.prompts += prompts
-            usable += 1
+    asked = _usable_rows(spec, out, lambda row, row_no, file: _question(row, row_no, file, spec.group_key),
+                         lambda prompts: prompts[0].question)
+    out.prompts = [p for prompts in asked for p in prompts]
     return out
 
 
