@@ -135,6 +135,11 @@ class Store:
             raise StoreError(f"no manifest for {key}: the stage has not completed")
         return json.loads(f.read_text())
 
+    def _require_inputs(self, spec: StageSpec) -> None:
+        missing = [s.key for s in spec.inputs.values() if not self.is_complete(s)]
+        if missing:
+            raise StageError(f"{spec.key}: inputs not complete: {missing}")
+
     def has_partial(self, spec: StageSpec) -> bool:
         return self.path(spec.key).with_name(self.path(spec.key).name + ".partial").exists()
 
@@ -143,9 +148,7 @@ class Store:
         final = self.path(spec.key)
         if (final / MARKER).is_file():
             return final
-        missing = [s.key for s in spec.inputs.values() if not self.is_complete(s)]
-        if missing:
-            raise StageError(f"{spec.key}: inputs not complete: {missing}")
+        self._require_inputs(spec)
         final.parent.mkdir(parents=True, exist_ok=True)
         if launcher_rank() > 0:
             return self._run_follower(spec, final, workers)
@@ -223,9 +226,7 @@ class Store:
         final = self.path(spec.key)
         if (final / MARKER).is_file():
             return final
-        missing = [s.key for s in spec.inputs.values() if not self.is_complete(s)]
-        if missing:
-            raise StageError(f"{spec.key}: inputs not complete: {missing}")
+        self._require_inputs(spec)
         work = final.with_name(final.name + ".partial")
         work.mkdir(parents=True, exist_ok=True)
         meter = UsageMeter()

@@ -29,6 +29,13 @@ class BadRow:
     raw: str
 
 
+def row_problem(row: Any) -> str | None:
+    """Why a read row cannot be an item at all (unreadable, or not a mapping), else None."""
+    if isinstance(row, BadRow):
+        return row.reason
+    return None if isinstance(row, dict) else "not_a_mapping"
+
+
 def read_rows(path: Path, split: str = "test") -> Iterator[tuple[int, Any]]:
     """``(row number from 1, row)`` for every row of ``path``; unreadable lines come as :class:`BadRow`.
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval_gpe.evalsets.files import BadRow
+from eval_gpe.evalsets.files import row_problem
 from eval_gpe.lm import Progress
 from eval_gpe.scoring import loglikelihoods, place_prefix
 
@@ -87,10 +87,9 @@ def _trait_indices(trait: Any, choices: Sequence[str]) -> tuple[int, ...] | str:
 
 def parse_native(row: Any, row_no: int, file: str, delimiter: str, group_key: str) -> Item | str:
     """An item from a native row, or the reason it is unusable."""
-    if isinstance(row, BadRow):
-        return row.reason
-    if not isinstance(row, dict):
-        return "not_a_mapping"
+    problem = row_problem(row)
+    if problem:
+        return problem
     item_id = row.get("id")
     if isinstance(item_id, bool) or not isinstance(item_id, str | int) or str(item_id).strip() == "":
         return "missing_id"
@@ -129,10 +128,9 @@ def _answers(value: Any) -> list[str] | None:
 
 def parse_model_written(row: Any, row_no: int, file: str) -> Item | str:
     """An item from a model-written-evals row (lettered or yes/no answers), or the reason it is unusable."""
-    if isinstance(row, BadRow):
-        return row.reason
-    if not isinstance(row, dict):
-        return "not_a_mapping"
+    problem = row_problem(row)
+    if problem:
+        return problem
     question = _text(row, "question")
     if question is None:
         return "missing_question"

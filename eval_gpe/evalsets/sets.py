@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.errors import InputDataError
-from eval_gpe.evalsets.files import BadRow, read_rows
+from eval_gpe.evalsets.files import BadRow, read_rows, row_problem
 from eval_gpe.evalsets.forced import Item, parse_model_written, parse_native, stem
 from eval_gpe.evalsets.spec import EvalSetSpec
 
@@ -141,10 +141,9 @@ def _load_questions(spec: EvalSetSpec) -> LoadedSet:
 
 
 def _question(row: Any, row_no: int, file: str, group_key: str) -> list[Prompt] | str:
-    if isinstance(row, BadRow):
-        return row.reason
-    if not isinstance(row, dict):
-        return "not_a_mapping"
+    problem = row_problem(row)
+    if problem:
+        return problem
     question = row.get("question")
     if not isinstance(question, str):
         return "missing_question"
