@@ -8,6 +8,7 @@ source ─┬─ classifier ─ score ─ variant(v) ─ tokenize(v) ─ train(v
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
     if cpu_bf16_auto(cfg.train.precision, cfg.train.device):
         train_cfg["precision"] = "bf16"
     report_inputs: dict[str, StageSpec] = {}
+    battery = gpe_battery(cfg)
     for v in cfg.variants:
         variant = variant_spec(cfg, v, score, classifier, tokenizer)
         tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize:run",
@@ -220,7 +222,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
                               threads=cfg.executor.workers, version=TRAIN_VERSION)
             specs.append(train)
             report_inputs[f"train:{v.name}:{seed}"] = train
-            ev = eval_spec(cfg, v, train, source, seed, classifier)
+            ev = eval_spec(cfg, v, train, source, seed, battery, classifier)
             specs.append(ev)
             report_inputs[f"eval:{v.name}:{seed}"] = ev
     report_conf = {
@@ -229,7 +231,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
                       "prefixes": variant_prefixes(v),
                       "tags": v.tags.model_dump() if v.kind == "tag" else None, "randomize": v.randomize,
                       "late": v.inject is not None and v.inject.window is not None} for v in cfg.variants],
-        "seeds": cfg.train.seeds, "gpes": gpe_names(cfg), "tokens": cfg.train.tokens, "bootstrap": cfg.eval.bootstrap,
+        "seeds": cfg.train.seeds, "gpes": battery.names, "tokens": cfg.train.tokens, "bootstrap": cfg.eval.bootstrap,
         "validity": validity_config(cfg),
     }
     specs.append(StageSpec("report", cfg.experiment, "propensity.report:run", report_conf, report_inputs,
@@ -250,15 +252,38 @@ def validity_config(cfg: ExperimentConfig) -> dict[str, Any]:
     return {"planted_gap": planted}
 
 
-def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int,
-              classifier: StageSpec | None = None) -> StageSpec:
-    """One model's eval: the whole battery (``eval.gpes``) in one stage, sharing the model load, held-out loss
-    and before-finetune scoring; its definitions are in the config, so editing a GPE's YAML re-runs it."""
+@dataclass(frozen=True)
+class Battery:
+    """``eval.gpes`` resolved once per graph: every model's eval stage shares it."""
+
+    definitions: list[dict[str, Any]]
+    """Each GPE's full definition (the primary first), as the eval stage's config carries them."""
+    fingerprint: str | None
+    """Content hash of every file the GPEs read (eval sets): an edited item file re-runs the evals."""
+    needs_classifier: bool
+    """Whether a judged eval set is scored by the experiment's own classifier."""
+
+    @property
+    def names(self) -> list[str]:
+        return [d["name"] for d in self.definitions]
+
+
+def gpe_battery(cfg: ExperimentConfig) -> Battery:
+    """Resolve ``eval.gpes`` (names, GPE files, inline definitions), read and hash their files, once."""
     from eval_gpe.registry import definition
     from eval_gpe.resolve import fingerprint, resolve_all
 
     specs = resolve_all(cfg.eval.gpes)
-    first, *rest = [definition(s) for s in specs]
+    return Battery([definition(s) for s in specs], fingerprint(specs),
+                   any(s.judge and s.judge.kind == "classifier" and not s.judge.classifier
+                       for spec in specs for s in spec.evalsets))
+
+
+def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int,
+              battery: Battery, classifier: StageSpec | None = None) -> StageSpec:
+    """One model's eval: the whole battery (``eval.gpes``) in one stage, sharing the model load, held-out loss
+    and before-finetune scoring; its definitions are in the config, so editing a GPE's YAML re-runs it."""
+    first, *rest = battery.definitions
     conf = {"gpe": first["name"], "definition": first, "battery": rest, "prefixes": variant_prefixes(v),
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
     if v.kind in SENTENCE_TAG_KINDS:  # the tag goes where training put it: before the completed sentence
@@ -266,19 +291,10 @@ def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source:
     if cfg.source.kind == "synthetic" and cfg.source.synthetic.get("world", "hard") != "hard":
         conf["world"] = cfg.source.synthetic["world"]  # absent for the hard world: its eval keys stay
     inputs = {"model": train, "source": source}
-    if classifier is not None and any(s.judge and s.judge.kind == "classifier" and not s.judge.classifier
-                                      for spec in specs for s in spec.evalsets):
+    if classifier is not None and battery.needs_classifier:
         inputs["classifier"] = classifier  # judged questions scored by the experiment's own classifier
     return StageSpec("eval", f"{v.name}-s{seed}", "eval_gpe.stage:run", conf, inputs, seed=seed,
-                     resources="eval", version=EVAL_VERSION,
-                     fingerprint=fingerprint(specs))  # files the GPEs read (eval sets): edited -> rerun
-
-
-def gpe_names(cfg: ExperimentConfig) -> list[str]:
-    """Names of the experiment's GPEs (``eval.gpes`` resolved: names, GPE files, inline definitions)."""
-    from eval_gpe.resolve import resolve_all
-
-    return [s.name for s in resolve_all(cfg.eval.gpes)]
+                     resources="eval", version=EVAL_VERSION, fingerprint=battery.fingerprint)
 
 
 def downstream_of(specs: list[StageSpec], roots: set[str]) -> set[str]:
