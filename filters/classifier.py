@@ -25,19 +25,7 @@ from typing import Any
 from core.errors import ConfigError
 from core.stage import StageContext
 from filters.config import ClassifierSpec, parse
-from filters.fasttext_model import (  # noqa: F401 (the stage module still offers the library's names)
-    ALLOWED_PARAMS,
-    DEFAULT_PARAMS,
-    FASTTEXT_MAGIC,
-    PARAM_ALIASES,
-    evaluate,
-    fasttext_line,
-    load_fasttext,
-    positive_probabilities,
-    read_labelled,
-    store_content_hashed,
-    train_fasttext,
-)
+from filters.fasttext_model import evaluate, load_fasttext, store_content_hashed, train_fasttext
 from filters.pipeline import check_keys, load_source
 from filters.suite import build_scorer, evaluate_scorer, prepare
 

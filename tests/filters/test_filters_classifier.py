@@ -9,14 +9,14 @@ import pytest
 from filters_fixtures import BAD_TEXT, GOOD_TEXT, make_ctx
 
 from core.errors import ConfigError, InputDataError
-from filters import classifier
+from filters import classifier, fasttext_model
 from filters.metrics import binary_metrics, roc_auc, score_histogram
 
 
 def test_training_is_reproducible_and_content_hashed(
     corpus_dir: Path, model_path: Path, tmp_path: Path
 ) -> None:
-    again = classifier.train_fasttext(corpus_dir / "labelled" / "train.jsonl.gz", tmp_path, seed=0)
+    again = fasttext_model.train_fasttext(corpus_dir / "labelled" / "train.jsonl.gz", tmp_path, seed=0)
     assert again.name == model_path.name
     assert again.read_bytes() == model_path.read_bytes()
     assert model_path.name.startswith("model-") and len(model_path.stem) == len("model-") + 16
@@ -24,19 +24,19 @@ def test_training_is_reproducible_and_content_hashed(
 
 
 def test_exact_decisions_on_fixed_documents(model_path: Path) -> None:
-    model = classifier.load_fasttext(model_path)
-    bad, good, bad_multiline = classifier.positive_probabilities(
+    model = fasttext_model.load_fasttext(model_path)
+    bad, good, bad_multiline = fasttext_model.positive_probabilities(
         model, [BAD_TEXT, GOOD_TEXT, BAD_TEXT.replace(" ", "\n")], "misaligned"
     )
     assert bad > 0.9 and good < 0.1
     assert bad_multiline == pytest.approx(bad)  # newlines are spaces to fastText
-    assert classifier.positive_probabilities(model, [BAD_TEXT], "aligned")[0] == pytest.approx(
+    assert fasttext_model.positive_probabilities(model, [BAD_TEXT], "aligned")[0] == pytest.approx(
         1 - bad, abs=1e-4
     )
 
 
 def test_evaluate_on_heldout(corpus_dir: Path, model_path: Path) -> None:
-    metrics = classifier.evaluate(model_path, corpus_dir / "labelled" / "heldout.jsonl.gz")
+    metrics = fasttext_model.evaluate(model_path, corpus_dir / "labelled" / "heldout.jsonl.gz")
     assert (metrics["n"], metrics["positives"]) == (90, 30)
     assert metrics["precision"] == metrics["recall"] == metrics["f1"] == metrics["roc_auc"] == 1.0
     assert metrics["flagged_fraction"]["0.5"] == pytest.approx(30 / 90)
@@ -101,7 +101,7 @@ def test_non_model_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match=r"model\.bin' is not a fastText model"):
         classifier.run(make_ctx("classifier", tmp_path / "c", {"name": "x", "model_path": str(fake)}))
     with pytest.raises(InputDataError, match="does not exist"):
-        classifier.load_fasttext(tmp_path / "missing.bin")
+        fasttext_model.load_fasttext(tmp_path / "missing.bin")
 
 
 def test_config_errors(corpus_dir: Path, model_path: Path, tmp_path: Path) -> None:
@@ -109,9 +109,9 @@ def test_config_errors(corpus_dir: Path, model_path: Path, tmp_path: Path) -> No
     with pytest.raises(
         ConfigError, match=r"positive_label 'toxic' not among 'label' values \['aligned', 'misaligned'\]"
     ):
-        classifier.train_fasttext(Path(train), tmp_path, positive_label="toxic")
+        fasttext_model.train_fasttext(Path(train), tmp_path, positive_label="toxic")
     with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['dims'\]"):
-        classifier.train_fasttext(Path(train), tmp_path, params={"dims": 3})
+        fasttext_model.train_fasttext(Path(train), tmp_path, params={"dims": 3})
     with pytest.raises(
         ConfigError, match=r"classifier.kind: Input should be .fasttext., .transformer.*got .bert."
     ):
