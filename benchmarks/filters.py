@@ -219,7 +219,7 @@ def _texts(source: Path) -> list[str]:
 
 def bare_predict(source: Path, model_path: Path, repeat: int) -> float:
     """Best time of one batched predict over every text, already in memory."""
-    from filters.classifier import load_fasttext
+    from filters.fasttext_model import load_fasttext
 
     texts = _texts(source)
     model = load_fasttext(model_path)
