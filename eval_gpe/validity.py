@@ -2,8 +2,13 @@
 small an effect could this many seeds and items have detected?
 
 Every effect is a ``seeds x items`` matrix of per-item differences (one row per training seed, one column per
-forced-choice item, the same items in every row): its mean, a two-way bootstrap interval over seeds and items
-(``stats.seed_item_bootstrap``) and a verdict:
+forced-choice item, the same items in every row): its mean, a 95% interval over seeds and items, and a verdict.
+The interval is the two-way random-effects one: ``mean +- t(df) * SE``, with the standard error below and
+Satterthwaite's degrees of freedom (``df`` ~ seeds - 1 when seeds dominate the variance, ~ items - 1 when items
+do). A two-way *bootstrap* is anti-conservative with the few seeds an experiment can pay for: with three seeds
+its interval is about the range of the three seed means, so a null effect whose three seeds happen to share a
+sign (one run in four) would read as nonzero (``tests/validity/test_validity.py`` measures both coverages).
+Verdicts:
 
 - a *planted* mechanism (``direction`` +1 or -1) PASSES when its interval excludes 0 on the planted side;
 - a *negative control* (``direction`` 0) PASSES only when its interval includes 0 AND lies inside
@@ -27,8 +32,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-
-from eval_gpe.stats import seed_item_bootstrap
+from scipy import stats as scipy_stats
 
 ALPHA = 0.05
 POWER = 0.80
@@ -68,19 +72,50 @@ def _matrix(values: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     return arr
 
 
-def components(values: Sequence[Sequence[float]] | np.ndarray) -> Components:
-    """Seed, item and residual variance of a ``seeds x items`` matrix (negative estimates clipped to 0)."""
-    arr = _matrix(values)
+def _mean_squares(arr: np.ndarray) -> tuple[float, float, float]:
+    """Mean squares of seeds, items and residual of a two-way layout with one value per cell."""
     n_s, n_i = arr.shape
-    if n_s == 1:
-        return Components(None, float(arr.var(ddof=1)), 0.0, 1, n_i)
     grand = arr.mean()
     rows, cols = arr.mean(axis=1), arr.mean(axis=0)
     ms_seed = n_i * float(((rows - grand) ** 2).sum()) / (n_s - 1)
     ms_item = n_s * float(((cols - grand) ** 2).sum()) / (n_i - 1)
     resid = arr - rows[:, None] - cols[None, :] + grand
     ms_res = float((resid**2).sum()) / ((n_s - 1) * (n_i - 1))
+    return ms_seed, ms_item, ms_res
+
+
+def components(values: Sequence[Sequence[float]] | np.ndarray) -> Components:
+    """Seed, item and residual variance of a ``seeds x items`` matrix (negative estimates clipped to 0)."""
+    arr = _matrix(values)
+    n_s, n_i = arr.shape
+    if n_s == 1:
+        return Components(None, float(arr.var(ddof=1)), 0.0, 1, n_i)
+    ms_seed, ms_item, ms_res = _mean_squares(arr)
     return Components(max((ms_seed - ms_res) / n_i, 0.0), max((ms_item - ms_res) / n_s, 0.0), ms_res, n_s, n_i)
+
+
+def interval(values: Sequence[Sequence[float]] | np.ndarray, level: float = 1 - ALPHA) -> tuple[float, float, float]:
+    """``(low, high, df)``: the two-way random-effects interval of the grand mean, ``mean +- t(df) * SE``.
+
+    ``SE`` is :meth:`Components.standard_error` at the measured seeds and items (the same SE as the MDE; with
+    no component clipped, ``SE^2 = (MS_seed + MS_item - MS_res) / (seeds * items)``); ``df`` is Satterthwaite's
+    for that combination of mean squares. One seed: the item interval (df = items - 1).
+    """
+    arr = _matrix(values)
+    n_s, n_i = arr.shape
+    comp = components(arr)
+    var = comp.standard_error(n_s, n_i) ** 2
+    if n_s == 1:
+        df = float(n_i - 1)
+    else:
+        ms = _mean_squares(arr)
+        dfs = (n_s - 1, n_i - 1, (n_s - 1) * (n_i - 1))
+        combo = ms[0] + ms[1] - ms[2]
+        denom = sum(m * m / d for m, d in zip(ms, dfs, strict=True))
+        df = combo * combo / denom if denom > 0 and combo > 0 else float(n_s - 1)
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, max(df, 1.0))) * math.sqrt(var)
+    mean = float(arr.mean())
+    return mean - half, mean + half, df
 
 
 def mde(comp: Components, seeds: int | None = None, items: int | None = None) -> float:
@@ -109,15 +144,16 @@ class Check:
     """Negative controls: the name of the check whose effect sets the margin."""
 
 
-def evaluate(checks: Sequence[Check], n_boot: int = 2000, seed: int = 0,
-             margin_fraction: float = MARGIN_FRACTION) -> list[dict]:
+def evaluate(checks: Sequence[Check], margin_fraction: float = MARGIN_FRACTION) -> list[dict]:
     """The validity block: one dict per check (effect, interval, verdict, MDE, seeds needed), in order."""
     out: dict[str, dict] = {}
     for check in checks:
-        est = seed_item_bootstrap(_matrix(check.matrix), n_boot, seed)
-        comp = components(check.matrix)
+        arr = _matrix(check.matrix)
+        low, high, df = interval(arr)
+        est = {"mean": float(arr.mean()), "ci95": [low, high]}
+        comp = components(arr)
         entry = {"name": check.name, "quantity": check.quantity, "mean": est["mean"], "ci95": est["ci95"],
-                 "n": est["n"], "planted": _planted(check.direction),
+                 "df": df, "n": list(arr.shape), "planted": _planted(check.direction),
                  "mde": mde(comp), "seeds_needed": seeds_needed(est["mean"], comp),
                  "variance": {"seed": comp.seed, "item": comp.item, "residual": comp.residual},
                  "seed_variance_measured": comp.seed is not None}

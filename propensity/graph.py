@@ -29,8 +29,6 @@ def _abs(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path else None
 
 
-SYNTH_VERSION = 2
-"""Version of the synthetic generator's documents (2: no label give-away before the action sentence)."""
 TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
 CONDITIONAL_VERSION = 2
@@ -40,10 +38,11 @@ TOKENIZER_USER_SOURCE_VERSION = 2
 whitespace-only texts and repeated ids). The synthetic corpus has neither, so its tokenizer keeps version 1 and
 its key."""
 
-REPORT_VERSION = 6
+REPORT_VERSION = 7
 """Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline;
 4: one eval artifact per model, every GPE in ``gpes/<name>/``; 5: several seeds: intervals over seeds and
-items, the whole GPE summary with its tamper curve; 6: the validity block, eval_gpe.validity)."""
+items, the whole GPE summary with its tamper curve; 6: the validity block, eval_gpe.validity; 7: its
+intervals are t intervals over seeds and items, not a bootstrap)."""
 EVAL_VERSION = 5
 """Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the
 narrow finetune texts; 4: the whole battery in one stage per model, one torch thread per process; 5: requests
@@ -53,11 +52,11 @@ packed as prefix trees, which moves log-likelihoods in the last float32 digits).
 def source_spec(cfg: ExperimentConfig) -> StageSpec:
     src = cfg.source
     if src.kind == "synthetic":
-        from synth.config import SyntheticSourceConfig
+        from synth.config import WORLD_VERSIONS, SyntheticSourceConfig
 
         conf = SyntheticSourceConfig.model_validate(src.synthetic).model_dump(mode="json")
         return StageSpec("source", "synthetic", "synth.stage:run", conf, seed=conf.get("seed", 0),
-                         version=SYNTH_VERSION)
+                         version=WORLD_VERSIONS[conf.get("world", "hard")])
     from filters.sources import fingerprint
 
     conf = src.model_dump(mode="json", exclude={"synthetic"})

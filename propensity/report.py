@@ -130,7 +130,7 @@ def _validity(config: dict[str, Any], inputs: dict[str, Path]) -> dict | None:
         checks = plan_checks(config["variants"], rows_of, config["validity"].get("planted_gap"))
     except ValueError as exc:
         return {"gpe": gpe, "checks": [], "error": str(exc)}
-    return {"gpe": gpe, "phase": "before", "checks": evaluate(checks, config["bootstrap"], 0)}
+    return {"gpe": gpe, "phase": "before", "checks": evaluate(checks)}
 
 
 def validity_lines(results: dict) -> list[str]:

@@ -49,7 +49,7 @@ def test_a_store_made_before_the_refactor_is_reused(case: str, tmp_path: Path) -
     assert sorted(r.spec.key for r in rows if r.spec.stage != "report") == old
     assert {r.action for r in rows if r.spec.stage != "report"} == {"reuse"}, format_plan(rows, store)
     (report,) = [r for r in rows if r.spec.stage == "report"]
-    assert report.action == "run" and report.spec.version == REPORT_VERSION == 6
+    assert report.action == "run" and report.spec.version == REPORT_VERSION == 7
 
 
 def test_train_defaults_are_declared_once() -> None:

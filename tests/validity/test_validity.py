@@ -50,7 +50,7 @@ def test_seeds_needed_reaches_the_effect_or_says_items_are_the_limit() -> None:
 def test_planted_effect_passes_only_in_its_direction() -> None:
     up = _matrix(0.3, 0.02, 0.1, 0.05)
     checks = evaluate([Check("tags", "bad - good", 1, up), Check("wrong sign", "bad - good", -1, up),
-                       Check("null", "bad - good", 1, _matrix(0.0, 0.02, 0.1, 0.05))], n_boot=300)
+                       Check("null", "bad - good", 1, _matrix(0.0, 0.02, 0.1, 0.05))])
     assert [c["verdict"] for c in checks] == ["PASS", "FAIL", "FAIL"]
     assert checks[0]["ci95"][0] > 0 and checks[0]["seeds_needed"] >= 1
 
@@ -60,7 +60,7 @@ def test_negative_control_needs_zero_inside_a_margin_of_the_positive_effect() ->
     tight_null = Check("random", "gap", 0, _matrix(0.0, 0.05, 0.2, 0.05, rng_seed=1), "filtered")
     wide_null = Check("wide", "gap", 0, _matrix(0.0, 3.0, 2.0, 1.0, rng_seed=2), "filtered")
     shifted = Check("leaky", "gap", 0, _matrix(-1.5, 0.05, 0.2, 0.05, rng_seed=3), "filtered")
-    out = {c["name"]: c for c in evaluate([positive, tight_null, wide_null, shifted], n_boot=300)}
+    out = {c["name"]: c for c in evaluate([positive, tight_null, wide_null, shifted])}
     assert out["filtered"]["verdict"] == "PASS"
     assert out["random"]["verdict"] == "PASS" and out["random"]["margin"] == pytest.approx(
         abs(out["filtered"]["mean"]) / 3)
@@ -72,7 +72,7 @@ def test_negative_control_needs_zero_inside_a_margin_of_the_positive_effect() ->
 
 
 def test_negative_control_without_reference_fails_with_a_reason() -> None:
-    (entry,) = evaluate([Check("coin", "tag", 0, _matrix(0.0, 0.01, 0.1, 0.01), "tagged")], n_boot=100)
+    (entry,) = evaluate([Check("coin", "tag", 0, _matrix(0.0, 0.01, 0.1, 0.01), "tagged")])
     assert entry["verdict"] == "FAIL" and "tagged" in entry["why"]
 
 
@@ -112,7 +112,7 @@ def test_plan_checks_builds_effects_from_item_rows() -> None:
     checks = plan_checks(variants, data.__getitem__, planted_gap=1)
     assert [c.name for c in checks] == ["baseline", "filtered", "tagged", "random", "coin"]
     assert [c.reference for c in checks[3:]] == ["filtered", "tagged"]
-    out = {c["name"]: c for c in evaluate(checks, n_boot=200)}
+    out = {c["name"]: c for c in evaluate(checks)}
     assert out["baseline"]["mean"] == pytest.approx(0.8 + 0.005)
     assert out["filtered"]["mean"] == pytest.approx(-3.4, abs=0.01)
     assert out["tagged"]["mean"] == pytest.approx(1 / (1 + np.exp(-2)) - 1 / (1 + np.exp(2)))
@@ -121,7 +121,7 @@ def test_plan_checks_builds_effects_from_item_rows() -> None:
     swapped = {k: [r | {"actor": {"ai": "human", "human": "ai"}[r["actor"]],
                         "item_id": r["item_id"].replace(r["actor"], {"ai": "human", "human": "ai"}[r["actor"]], 1)}
                    for r in v] for k, v in data.items()}
-    bad = {c["name"]: c["verdict"] for c in evaluate(plan_checks(variants[:2], swapped.__getitem__, 1), n_boot=200)}
+    bad = {c["name"]: c["verdict"] for c in evaluate(plan_checks(variants[:2], swapped.__getitem__, 1))}
     assert bad == {"baseline": "FAIL", "filtered": "FAIL"}  # AI and human items swapped: both turn FAIL
 
 
@@ -131,7 +131,28 @@ def test_late_vs_uniform_is_measured_without_a_verdict() -> None:
     variants = [{"name": "baseline", "kind": "baseline"}, {"name": "late", "kind": "inject", "late": True},
                 {"name": "uniform", "kind": "inject", "late": False}]
     checks = plan_checks(variants, {"baseline": rows, "late": late, "uniform": rows}.__getitem__, None)
-    out = evaluate(checks, n_boot=100)
+    out = evaluate(checks)
     assert [c["name"] for c in out] == ["late", "uniform", "late - uniform"]
     assert out[-1]["verdict"] == "MEASURED" and out[-1]["mean"] == pytest.approx(-1.0)
     assert "measured" in format_line(out[-1]) and validity.MAX_SEEDS == 1000
+
+
+def test_interval_covers_a_null_effect_with_three_seeds_where_the_bootstrap_does_not() -> None:
+    """A null effect whose seed variance dominates, three seeds: the t interval holds 0 in ~95% of runs; the
+    two-way bootstrap, about the range of three seed means, misses it whenever the seeds share a sign."""
+    from eval_gpe.stats import seed_item_bootstrap
+
+    runs = [_matrix(0.0, seed_sd=0.05, item_sd=0.01, noise_sd=0.01, rng_seed=k) for k in range(300)]
+    t_cover = np.mean([lo <= 0 <= hi for lo, hi, _ in map(validity.interval, runs)])
+    boot_cover = np.mean([lo <= 0 <= hi for lo, hi in (seed_item_bootstrap(m, 300)["ci95"] for m in runs[:100])])
+    assert t_cover > 0.92 and boot_cover < 0.85
+    lo, hi, df = validity.interval(runs[0])
+    assert 1.5 < df < 3.5 and hi - lo > 0  # seeds dominate: df ~ seeds - 1
+
+
+def test_interval_with_one_seed_is_the_item_t_interval() -> None:
+    row = np.array([[0.1, 0.2, 0.4, 0.3, 0.25]])
+    lo, hi, df = validity.interval(row)
+    half = 2.776 * np.std(row, ddof=1) / np.sqrt(5)
+    assert df == 4 and lo == pytest.approx(row.mean() - half, rel=1e-3) and hi == pytest.approx(row.mean() + half,
+                                                                                               rel=1e-3)
