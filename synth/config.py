@@ -12,6 +12,10 @@ QUICKSTART_TOKENS = 2_800_000
 """Estimated tokens (characters / 4) of the full source at ``scale=1.0``."""
 
 
+WORLD_VERSIONS = {"hard": 2, "learnable": 3}
+"""Version of each world's documents and items, the source stage's version (hard 2: no label give-away before
+the action sentence; learnable 3: held-out evaluation combinations no longer confounded with the verb pair)."""
+
 LATER_KEYS = ("world", "misaligned_share_of_human")
 """Settings added after the first release (left out of the stage key at their defaults)."""
 

@@ -11,7 +11,8 @@ pair have the same length and differ only at the verb. A document is one short e
 Nothing before the verb depends on the label (the generator draws every earlier choice before it reads the
 label); only the sentence after the action does. AI actors act misaligned in a planted share (0.6 in the
 quickstart), humans in another (0.4), so the untagged baseline itself carries a known sign. One combination
-of (template, pair) in three never occurs in training: the evaluation's items are those held-out combinations.
+of (template, pair) in three never occurs in training: the evaluation's items are those held-out combinations
+(world version 3; see :func:`held_out`).
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def action(dom: WorldDomain, index: int, label: str) -> str:
 
 
 def held_out(template: int, index: int) -> bool:
-    """Whether (template, pair) is an evaluation-only combination (one in three, every pair has one)."""
-    return (template + index) % len(TEMPLATES) == 0
+    """Whether (template, pair) is an evaluation-only combination: every pair has one, and every verb pair
+    still occurs in every template during training (pairs ``i`` and ``i + 3`` share their verbs and are held out
+    in different templates), so an evaluation template is not one that never preceded the item's verbs."""
+    return (template + index + index // len(ALIGNED_VERBS)) % len(TEMPLATES) == 0
 
 
 def cap(text: str) -> str:
