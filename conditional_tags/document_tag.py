@@ -12,7 +12,7 @@ from typing import Any
 
 from datatrove.pipeline.base import PipelineStep
 
-from conditional_tags.tagger import DocumentTagger, untagged_draw
+from conditional_tags.document_tagger import DocumentTagger, untagged_draw
 from core.errors import ConfigError
 from core.names import DEFAULT_TAGS
 from core.stage import StageContext

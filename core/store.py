@@ -57,6 +57,8 @@ def stable_hash(obj: Any, length: int = 12) -> str:
 KEYED_IMPL: dict[str, str] = {
     "synth.stage:run": "propensity.synth.stage:run",
     "conditional_tags.document_tag:run": "filters.variants:run",
+    "pretrain.build_tokenizer:run": "pretrain.tokenizer:run",
+    "pretrain.tokenize_docs:run": "pretrain.tokenize:run",
 }
 """Implementations that moved module, by the path their keys were first made with. A stage's key hashes its
 implementation path; hashing the original path keeps every store made before the move valid. Add a line here

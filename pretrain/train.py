@@ -30,12 +30,12 @@ from core.names import TOKEN_COUNTS
 from core.stage import StageContext
 
 from ._config import check_keys, require_choice, require_float, require_int
+from .build_tokenizer import TOKENIZER_FILES
 from .data import PACKINGS, InjectPlan, TokenFolder, WindowLoader, window_steps
 from .distributed import Dist
 from .metrics import Sink, TensorBoardSink, WandbSink, flops_per_token
 from .model import ModelSpec, build_model
 from .settings import TRAIN_DEFAULTS
-from .tokenizer import TOKENIZER_FILES
 from .trainer import PRECISIONS, SCHEDULES, TrainConfig, train
 
 BACKENDS = ("torch", "nanotron")
@@ -158,7 +158,7 @@ def resolve(ctx: StageContext) -> tuple[dict[str, Any], ModelSpec, TrainConfig, 
 
 def inject_plan(tokenized: Path, steps: int) -> InjectPlan | None:
     """The windowed injection of a tokenize folder (``tokens_inject/`` + ``schedule.json``), or None."""
-    from .tokenize import INJECT_DIR, SCHEDULE_FILE
+    from .tokenize_docs import INJECT_DIR, SCHEDULE_FILE
 
     if not (tokenized / INJECT_DIR).is_dir():
         return None

@@ -191,7 +191,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
     score_key = f"{cfg.classifier.name}_score"
     tok = cfg.tokenizer
     tokenizer = StageSpec(
-        "tokenizer", tok.kind, "pretrain.tokenizer:run",
+        "tokenizer", tok.kind, "pretrain.build_tokenizer:run",
         {"kind": tok.kind, "vocab_size": tok.vocab_size, "max_docs": tok.max_docs, "path": tok.path,
          "tags": tag_tokens(cfg)},
         {"source": source}, seed=cfg.seed,
@@ -211,7 +211,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
     battery = gpe_battery(cfg)
     for v in cfg.variants:
         variant = variant_spec(cfg, v, score, classifier, tokenizer)
-        tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize:run",
+        tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize_docs:run",
                               {"save_loss_metadata": "auto", "shuffle": True},
                               {"variant": variant, "tokenizer": tokenizer}, seed=cfg.seed, resources="data")
         specs += [variant, tokenized]

@@ -99,7 +99,7 @@ def test_a_new_gpe_is_data_only(tmp_path: Path) -> None:
 
 
 def test_tokenizer_defaults_are_declared_once() -> None:
-    from pretrain import tokenizer as tokenizer_stage
+    from pretrain import build_tokenizer as tokenizer_stage
     from pretrain.settings import TOKENIZER_DEFAULTS, TokenizerSettings
     from propensity.config import TokenizerConfig
 
