@@ -21,7 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
@@ -53,7 +53,8 @@ from filters.random_control import RandomDecision, flagged_ids
 from filters.reader import SafeDocumentReader
 from filters.writers import QuarantineWriter, ReproducibleJsonlWriter
 
-KINDS = ("baseline", "filter", "tag")
+KINDS = get_args(VariantSpec.model_fields["kind"].annotation)
+"""The kinds this stage builds (``tag`` with the tagging step ``conditional_tags.document_tag`` passes in)."""
 CONFIG_KEYS = set(VariantSpec.model_fields)
 GROUND_TRUTH_KEYS = ("label", "kind")
 
