@@ -42,7 +42,6 @@ from filters.decisions import (
 from filters.materialize import VariantPlan, materialize
 from filters.pipeline import (
     check_keys,
-    ground_truth,
     iter_jsonl,
     jsonl_files,
     quarantine_counts,
@@ -127,6 +126,12 @@ def _score_key(ctx: StageContext) -> str:
     if not path.is_file():
         raise ConfigError(f"variant.score_key not set and {path} does not exist")
     return json.loads(path.read_text())["score_key"]
+
+
+def ground_truth(record: dict[str, Any], key: str) -> str | None:
+    """The synthetic generator's ground truth ``metadata[key]`` as a string (None when absent)."""
+    value = (record.get("metadata") or {}).get(key)
+    return None if value is None else str(value)
 
 
 def _tally(ctx: StageContext, paths: list[Path], desc: str) -> dict[str, Any]:
