@@ -137,8 +137,9 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         train_cfg["precision"] = "bf16"
     report_inputs: dict[str, StageSpec] = {}
     battery = gpe_battery(cfg)
+    variant_inputs = VariantInputs(score, classifier, tokenizer, score_key, cfg.seed)
     for v in cfg.variants:
-        variant = v.stage_spec(VariantInputs(score, classifier, tokenizer, score_key, cfg.seed))
+        variant = v.stage_spec(variant_inputs)
         tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize_docs:run",
                               {"save_loss_metadata": "auto", "shuffle": True},
                               {"variant": variant, "tokenizer": tokenizer}, seed=cfg.seed, resources="data")
