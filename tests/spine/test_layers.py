@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import MANIFEST, MARKER, Store
+from core.store import MANIFEST, MARKER, StageSpec, Store
 from filters.config import FastTextParams
 from filters.fasttext_model import DEFAULT_PARAMS, PARAM_ALIASES
 from pretrain import train as train_stage
@@ -176,3 +176,20 @@ def test_a_new_variant_kind_is_one_registration(tmp_path: Path) -> None:
         next(v for v in report.config["variants"] if v["name"] == "shuffled").items()
     unchanged = {s.key for s in build_graph(load_config(ROOT / "configs" / "tiny.yaml")) if s.stage == "variant"}
     assert unchanged <= {s.key for s in specs}  # the other variants keep their keys
+
+
+def test_a_moved_implementation_keeps_its_key_and_loads_from_its_old_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Slurm graph file written before a move names the old path: same key, and it still runs."""
+    from core import store
+    from pretrain import build_tokenizer
+
+    for new, old in store.KEYED_IMPL.items():
+        assert StageSpec("s", "n", old, {"a": 1}).key == StageSpec("s", "n", new, {"a": 1}).key
+        assert store.MOVED_IMPL[old] == new
+    # the old module gone (this checkout's editable install may still find /work/main's copy): a made-up one
+    monkeypatch.setitem(store.MOVED_IMPL, "pretrain.gone_tokenizer:run", "pretrain.build_tokenizer:run")
+    assert StageSpec("tokenizer", "bpe", "pretrain.gone_tokenizer:run", {}).load_impl() is build_tokenizer.run
+    with pytest.raises(ModuleNotFoundError):
+        StageSpec("tokenizer", "bpe", "pretrain.never_was:run", {}).load_impl()
+    still_there = StageSpec("variant", "filtered", "filters.variants:run", {})  # also the tag kind's old path
+    assert still_there.load_impl().__module__ == "filters.variants"
