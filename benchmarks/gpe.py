@@ -39,8 +39,8 @@ def build_model(folder: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
+    from pretrain.build_tokenizer import train_bpe, write_hf_folder
     from pretrain.model import ModelSpec
-    from pretrain.tokenizer import train_bpe, write_hf_folder
     from synth import DOMAINS, gpe
 
     texts = []

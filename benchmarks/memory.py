@@ -6,7 +6,7 @@ quickstart's labelled sets). Per size it runs source, classifier and tokenizer, 
 filter) and tokenize each in a fresh process (``propensity stage``), one worker, and prints the peak RSS
 each recorded in its manifest (``usage.peak_rss_mb``: the process or its largest datatrove worker), the
 ratio 10x/1x and the CPU-seconds. Data stages stream record by record; what a rank holds at once is
-bounded by settings, not by the shard: ``pretrain.tokenize.BATCH_DOCS`` documents per tokenizer batch and
+bounded by settings, not by the shard: ``pretrain.tokenize_docs.BATCH_DOCS`` documents per tokenizer batch and
 the score stage's ``batch_size``.
 
 Usage: ``nice -n 10 python benchmarks/memory.py [--scales 1 10] [--keep DIR]`` (~10 min on 2 cores).
@@ -113,7 +113,7 @@ import json, sys
 from pathlib import Path
 from core.stage import StageContext
 from core.usage import UsageMeter
-import pretrain.tokenize as tokenize
+import pretrain.tokenize_docs as tokenize
 variant, tokenizer, out, batch = sys.argv[1:5]
 tokenize.BATCH_DOCS = int(batch)
 meter = UsageMeter()

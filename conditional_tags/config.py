@@ -20,15 +20,21 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from core.names import DEFAULT_TAGS, NAME_PATTERN, Strict
+from core.names import BAD_TAG, DEFAULT_TAGS, GOOD_TAG, NAME_PATTERN, Strict
 
-KINDS = ("doc_tag", "sentence_tag", "inline_tag", "mask", "inject")
 SENTENCE_KINDS = ("sentence_tag", "inline_tag", "mask")
 """Kinds that score sentences and therefore need a ``classifier`` input."""
 SYNTHETIC_ALIGNED = "synthetic_aligned"
 LEARNABLE_ALIGNED = "learnable_aligned"
 """Aligned-AI documents of the learnable synthetic world (synth.learnable), for experiments on that world."""
 TWO_TAGS = [DEFAULT_TAGS["good"], DEFAULT_TAGS["bad"]]
+
+
+class TagPair(Strict):
+    """The two control tags of a variant as the experiment config gives them."""
+
+    good: str = Field(GOOD_TAG, description="Prefix for documents scoring below the threshold.")
+    bad: str = Field(BAD_TAG, description="Prefix for documents scoring at or above the threshold.")
 
 
 class InjectSpec(Strict):
@@ -218,9 +224,9 @@ def variant_prefixes(spec: ConditionalVariantSpec) -> list[str]:
 
 
 def stage_config(variant: dict[str, Any]) -> dict[str, Any]:
-    """This stage's config from a spine ``VariantConfig`` dump (``model_dump(mode="json")``), validated.
+    """This stage's config from a variant in the flat layout (``core.variants.VariantSettings.flat``), validated.
 
-    The spine keeps its ``tags: {good, bad}`` pair; here it becomes the default two tags of doc_tag and
+    The experiment config keeps its ``tags: {good, bad}`` pair; here it becomes the default two tags of doc_tag and
     sentence_tag (``tag_names`` overrides it, needed for more than two bins) and the inline_tag ``tag``
     (``tags.bad``). Fields left at their defaults are omitted, so they do not change the stage hash.
     """

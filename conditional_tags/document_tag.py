@@ -8,17 +8,54 @@ belongs to conditional tags. Its store key keeps the path the stage had before t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from datatrove.pipeline.base import PipelineStep
+from pydantic import Field, model_validator
 
-from conditional_tags.tagger import DocumentTagger, untagged_draw
+from conditional_tags.config import TagPair
+from conditional_tags.document_tagger import DocumentTagger, untagged_draw
 from core.errors import ConfigError
 from core.names import DEFAULT_TAGS
 from core.stage import StageContext
+from core.store import StageSpec
+from core.variants import VariantInputs, VariantSettings
 from filters.config import VariantSpec
 from filters.random_control import flagged_ids
+from filters.variant_kinds import decision_stage, one_decision
 from filters.variants import build
+
+
+class TagVariant(VariantSettings):
+    """Every document, prefixed with the good or the bad tag by its score (a share left untagged)."""
+
+    kind: Literal["tag"] = Field(description="tag: prefix <|good|>/<|bad|> by score.")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Score threshold.")
+    percentile: float | None = Field(None, gt=0.0, lt=1.0, description="Threshold = this quantile of the score "
+                                     "over the whole scored corpus.")
+    tags: TagPair = Field(default_factory=TagPair, description="The two tags.")
+    untagged_fraction: float = Field(0.0, ge=0.0, le=1.0, description="Share of documents left untagged.")
+    separator: str = Field("", description="Text between the tag and the document.")
+    randomize: bool = Field(False, description="Negative control: the bad tag on as many documents as the "
+                            "threshold would flag, chosen at random instead of by score (docs/worlds.md).")
+
+    @model_validator(mode="after")
+    def _check_decision(self) -> TagVariant:
+        one_decision(self, [k for k in ("threshold", "percentile") if getattr(self, k) is not None], required=True)
+        return self
+
+    def stage_spec(self, inputs: VariantInputs) -> StageSpec:
+        return decision_stage(self, inputs, "conditional_tags.document_tag:run")
+
+    def tag_tokens(self) -> list[str]:
+        return [self.tags.good, self.tags.bad]
+
+    def eval_prefixes(self) -> list[str]:
+        """The model saw the tag followed by the separator."""
+        return ["", self.tags.good + self.separator, self.tags.bad + self.separator]
+
+    def report_entry(self) -> dict[str, Any]:
+        return super().report_entry() | {"tags": self.tags.model_dump()}
 
 
 def tagger(ctx: StageContext, spec: VariantSpec, score_key: str, threshold: dict[str, Any]) -> PipelineStep:

@@ -27,7 +27,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from conditional_tags.config import SENTENCE_KINDS, ConditionalVariantSpec, parse_spec, variant_prefixes
 from conditional_tags.inject import INJECTED_FILE, inject, token_measure
-from conditional_tags.taggers import (
+from conditional_tags.tagging_steps import (
     NO_LOSS_KEY,
     SENTENCES_KEY,
     TAG_SPANS_KEY,

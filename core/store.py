@@ -57,10 +57,15 @@ def stable_hash(obj: Any, length: int = 12) -> str:
 KEYED_IMPL: dict[str, str] = {
     "synth.stage:run": "propensity.synth.stage:run",
     "conditional_tags.document_tag:run": "filters.variants:run",
+    "pretrain.build_tokenizer:run": "pretrain.tokenizer:run",
+    "pretrain.tokenize_docs:run": "pretrain.tokenize:run",
 }
 """Implementations that moved module, by the path their keys were first made with. A stage's key hashes its
 implementation path; hashing the original path keeps every store made before the move valid. Add a line here
 whenever a stage implementation moves; never change one."""
+MOVED_IMPL: dict[str, str] = {old: new for new, old in KEYED_IMPL.items()}
+"""Where each moved implementation lives now, by its old path (used only when the old module is gone:
+``filters.variants:run`` still builds baseline and filter variants)."""
 
 
 @dataclass
@@ -97,8 +102,17 @@ class StageSpec:
         return f"{self.stage}/{self.name}-{self.hash}"
 
     def load_impl(self) -> Callable[[StageContext], dict]:
+        """The implementation; a path that no longer exists (a Slurm graph file written before a move) loads
+        where the implementation moved (``KEYED_IMPL``)."""
         module, _, func = self.impl.partition(":")
-        return getattr(importlib.import_module(module), func)
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module or self.impl not in MOVED_IMPL:
+                raise
+            module, _, func = MOVED_IMPL[self.impl].partition(":")
+            loaded = importlib.import_module(module)
+        return getattr(loaded, func)
 
 
 def package_versions() -> dict[str, str]:

@@ -22,11 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.documents import load_source
 from core.errors import ConfigError
 from core.stage import StageContext
 from filters.config import ClassifierSpec, parse
 from filters.fasttext_model import evaluate, load_fasttext, store_content_hashed, train_fasttext
-from filters.pipeline import check_keys, load_source
+from filters.pipeline import check_keys
 from filters.suite import build_scorer, evaluate_scorer, prepare
 
 

@@ -1,5 +1,5 @@
-"""Shared plumbing for the filter stages: running datatrove, counting what came out (``source.json`` is read by
-``core.documents.load_source``, re-exported here)."""
+"""Shared plumbing for the filter stages: running datatrove, counting what came out, reading jsonl shards back.
+``source.json`` is read by ``core.documents.load_source`` (re-exported here only for ``filters.scoring``)."""
 
 from __future__ import annotations
 
@@ -93,9 +93,3 @@ def jsonl_files(folder: Path) -> list[Path]:
 def quarantine_counts(folder: Path) -> dict[str, int]:
     """Quarantined records per reason, read back from the quarantine files."""
     return dict(sorted(Counter(rec["reason"] for rec in iter_jsonl(jsonl_files(folder))).items()))
-
-
-def ground_truth(record: dict[str, Any], key: str) -> str | None:
-    """The synthetic generator's ground truth ``metadata[key]`` as a string (None when absent)."""
-    value = (record.get("metadata") or {}).get(key)
-    return None if value is None else str(value)

@@ -27,10 +27,10 @@ from typing import Any
 
 import orjson
 
-from core.documents import iter_dataset_rows
+from core.documents import SOURCE_JSON, iter_dataset_rows
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
-from filters.pipeline import SOURCE_JSON, check_keys
+from filters.pipeline import check_keys
 from filters.writers import _gzip_mtime0
 
 KINDS = ("files", "hf")

@@ -28,6 +28,7 @@ from filters.config import ClassifierSpec
 from filters.fasttext_model import read_labelled
 from filters.metrics import binary_metrics
 from filters.scorers import BatchScorer, BlocklistScorer, FastTextScorer, read_terms
+from filters.sources import file_sha256
 
 FastTextPreparer = Callable[[ClassifierSpec], dict[str, Any]]
 
@@ -69,6 +70,16 @@ def folder_fingerprint(folder: Path) -> str:
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def files_fingerprint(paths: list[str]) -> str:
+    """sha256[:16] over the paths (sorted) and the content of each file or model folder they name: the
+    fingerprint of a stage config that names files only by path."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.encode())
+        digest.update((folder_fingerprint(Path(path)) if Path(path).is_dir() else file_sha256(Path(path))).encode())
     return digest.hexdigest()[:16]
 
 

@@ -21,7 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
@@ -42,7 +42,6 @@ from filters.decisions import (
 from filters.materialize import VariantPlan, materialize
 from filters.pipeline import (
     check_keys,
-    ground_truth,
     iter_jsonl,
     jsonl_files,
     quarantine_counts,
@@ -53,7 +52,8 @@ from filters.random_control import RandomDecision, flagged_ids
 from filters.reader import SafeDocumentReader
 from filters.writers import QuarantineWriter, ReproducibleJsonlWriter
 
-KINDS = ("baseline", "filter", "tag")
+KINDS = get_args(VariantSpec.model_fields["kind"].annotation)
+"""The kinds this stage builds (``tag`` with the tagging step ``conditional_tags.document_tag`` passes in)."""
 CONFIG_KEYS = set(VariantSpec.model_fields)
 GROUND_TRUTH_KEYS = ("label", "kind")
 
@@ -126,6 +126,12 @@ def _score_key(ctx: StageContext) -> str:
     if not path.is_file():
         raise ConfigError(f"variant.score_key not set and {path} does not exist")
     return json.loads(path.read_text())["score_key"]
+
+
+def ground_truth(record: dict[str, Any], key: str) -> str | None:
+    """The synthetic generator's ground truth ``metadata[key]`` as a string (None when absent)."""
+    value = (record.get("metadata") or {}).get(key)
+    return None if value is None else str(value)
 
 
 def _tally(ctx: StageContext, paths: list[Path], desc: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """pretrain: tokenizer training, datatrove tokenization, window packing and a small Llama trainer.
 
-Stages (``run(ctx)``): ``pretrain.tokenizer``, ``pretrain.tokenize``, ``pretrain.train``. Library modules:
+Stages (``run(ctx)``): ``pretrain.build_tokenizer`` (the ``tokenizer`` stage), ``pretrain.tokenize_docs`` (the
+``tokenize`` stage), ``pretrain.train``. Library modules:
 ``pretrain.data`` (``.ds`` windows), ``pretrain.model`` (``ModelSpec`` presets, ``build_model``),
 ``pretrain.trainer`` (``TrainConfig``, ``lr_at``, ``train``).
 """

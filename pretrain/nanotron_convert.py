@@ -36,8 +36,8 @@ from safetensors import safe_open
 
 from core.errors import ConfigError, InputDataError
 
+from .build_tokenizer import TOKENIZER_FILES
 from .nanotron_config import LlamaConfig, from_dict
-from .tokenizer import TOKENIZER_FILES
 
 SHARD_FILE = re.compile(
     r"^model_(?P<param>weight|bias)(?:_pp-rank-(?P<pp>\d+)-of-\d+_tp-rank-(?P<tp>\d+)-of-(?P<tps>\d+))?"

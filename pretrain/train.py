@@ -30,12 +30,13 @@ from core.names import TOKEN_COUNTS
 from core.stage import StageContext
 
 from ._config import check_keys, require_choice, require_float, require_int
-from .data import PACKINGS, InjectPlan, TokenFolder, WindowLoader, window_steps
+from .build_tokenizer import TOKENIZER_FILES
+from .checks import backend_refusal, inject_plan
+from .data import PACKINGS, TokenFolder, WindowLoader, window_steps
 from .distributed import Dist
 from .metrics import Sink, TensorBoardSink, WandbSink, flops_per_token
 from .model import ModelSpec, build_model
 from .settings import TRAIN_DEFAULTS
-from .tokenizer import TOKENIZER_FILES
 from .trainer import PRECISIONS, SCHEDULES, TrainConfig, train
 
 BACKENDS = ("torch", "nanotron")
@@ -156,20 +157,6 @@ def resolve(ctx: StageContext) -> tuple[dict[str, Any], ModelSpec, TrainConfig, 
     return cfg, spec, tcfg, packing
 
 
-def inject_plan(tokenized: Path, steps: int) -> InjectPlan | None:
-    """The windowed injection of a tokenize folder (``tokens_inject/`` + ``schedule.json``), or None."""
-    from .tokenize import INJECT_DIR, SCHEDULE_FILE
-
-    if not (tokenized / INJECT_DIR).is_dir():
-        return None
-    try:
-        schedule = json.loads((tokenized / SCHEDULE_FILE).read_text())["inject"]
-        window, share = tuple(float(x) for x in schedule["window"]), float(schedule["share_target"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputDataError(f"train: {tokenized / SCHEDULE_FILE} is missing or malformed ({e})") from None
-    return InjectPlan(TokenFolder(tokenized / INJECT_DIR), window, share, steps)  # type: ignore[arg-type]
-
-
 def injection_report(loader: WindowLoader, steps: int) -> dict[str, Any]:
     """What the run's windowed injection achieves: rows and real target tokens injected, the steps."""
     plan = loader.inject
@@ -214,12 +201,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     vocab, eos_id, pad_id = _tokenizer_info(ctx.inputs["tokenizer"])
     data = TokenFolder(ctx.inputs["tokenize"] / "tokens")
     plan = inject_plan(ctx.inputs["tokenize"], tcfg.steps)
-    if tcfg.document_mask and cfg["backend"] == "nanotron":
-        raise ConfigError("train: document_mask needs the torch trainer (nanotron's Llama attends across the "
-                          "documents of a sequence); set backend: torch or document_mask: false")
-    if plan is not None and cfg["backend"] == "nanotron":
-        raise ConfigError("train: windowed injection needs the torch trainer (nanotron reads one data folder "
-                          "in its own order); set backend: torch or drop inject.window")
+    refusal = backend_refusal(cfg["backend"], document_mask=tcfg.document_mask,
+                              window=None if plan is None else plan.window)
+    if refusal:
+        raise ConfigError(f"train: {refusal}")
     loader = WindowLoader(data, tcfg.seq_len, tcfg.batch_size, packing, pad_id, ctx.seed, plan)
     epochs = loader.check_budget(tcfg.steps, bool(cfg["allow_repeat"]))
     budget = {

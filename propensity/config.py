@@ -15,13 +15,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from conditional_tags.config import KINDS as CONDITIONAL_KINDS
-from conditional_tags.config import InjectSpec, stage_config
 from core.errors import ConfigError
-from core.names import BAD_TAG, GOOD_TAG, NAME_PATTERN, Strict
+from core.names import NAME_PATTERN, Strict
+from core.variants import VariantSettings
 from eval_gpe.config import EvalSettings
-from filters.config import ClassifierSpec, CombineSpec, FastTextParams
+from filters.config import ClassifierSpec, FastTextParams
 from pretrain.settings import TokenizerSettings, TrainSettings
+from propensity import variants
+from propensity.variants import VariantConfig, kind_name, variant_union
 
 
 class SourceConfig(Strict):
@@ -86,63 +87,6 @@ class ClassifierConfig(ClassifierSpec):
         if self.model_path and self.train_data:
             raise ValueError("classifier.train_data has no effect when classifier.model_path is set (the model "
                              "is used as it is): give one of them")
-        return self
-
-
-class TagPair(Strict):
-    good: str = Field(GOOD_TAG, description="Prefix for documents scoring below the threshold.")
-    bad: str = Field(BAD_TAG, description="Prefix for documents scoring at or above the threshold.")
-
-
-class VariantConfig(Strict):
-    """One data variant built from the scored shards (never rescored)."""
-
-    name: str = Field(pattern=NAME_PATTERN, description="Variant name, unique in the experiment.")
-    kind: Literal["baseline", "filter", "tag", "doc_tag", "sentence_tag", "inline_tag", "mask", "inject"] = Field(
-        description="baseline: all documents; filter: drop score >= threshold; tag: prefix <|good|>/<|bad|> by "
-        "score; doc_tag: N tags over bins/quantiles; sentence_tag: a tag per sentence; inline_tag: the bad tag "
-        "before flagged sentences with probability p; mask: no loss on tags/flagged sentences; inject: mix in "
-        "other documents at a token share (see docs/conditional_tags.md).")
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Score threshold (filter and tag).")
-    percentile: float | None = Field(None, gt=0.0, lt=1.0, description="Threshold = this quantile of the score "
-                                     "over the whole scored corpus (filter and tag).")
-    keep: Literal["below", "above"] = Field("below", description="filter: below drops score >= threshold; "
-                                            "above keeps only score >= threshold (DCLM-style).")
-    combine: CombineSpec | None = Field(None, description="filter: decide over several classifiers' scores.")
-    tags: TagPair = Field(default_factory=TagPair)
-    untagged_fraction: float = Field(0.0, ge=0.0, le=1.0, description="Share of documents left untagged (tag).")
-    separator: str = Field("", description="Text between the tag and the document (tag).")
-    bins: list[float] | None = Field(None, description="doc_tag/sentence_tag: score cut points (N cuts, N+1 tags).")
-    quantiles: list[float] | None = Field(None, description="doc_tag/sentence_tag: cut points as corpus quantiles.")
-    tag_names: list[str] | None = Field(None, description="Tags from lowest score up (default: good, bad).")
-    p: float = Field(1.0, gt=0, le=1, description="inline_tag: probability of inserting the tag.")
-    mask: list[Literal["tags", "flagged"]] | None = Field(None, description="mask: what gets no loss.")
-    inject: InjectSpec | None = Field(None, description="Documents mixed in at a share of tokens (any kind).")
-    randomize: bool = Field(False, description="filter/tag negative control: flag as many documents as the "
-                            "threshold would, chosen at random instead of by score (docs/worlds.md).")
-
-    @model_validator(mode="after")
-    def _check_threshold(self) -> VariantConfig:
-        if self.randomize and self.kind not in ("filter", "tag"):
-            raise ValueError(f"variant {self.name!r}: randomize (a negative control) is for kinds filter and tag, "
-                             f"not {self.kind!r}")
-        if self.kind in CONDITIONAL_KINDS:
-            stage_config(self.model_dump(mode="json"))  # the conditional_tags stage's own checks
-            return self
-        extra = [k for k in ("bins", "quantiles", "tag_names", "mask", "inject") if getattr(self, k) is not None]
-        if extra or self.p != 1.0:
-            raise ValueError(f"variant {self.name!r} of kind {self.kind!r} does not use {extra or ['p']}; "
-                             f"they belong to kinds {', '.join(CONDITIONAL_KINDS)}")
-        given = [k for k in ("threshold", "percentile", "combine") if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise ValueError(f"variant {self.name!r}: give one of threshold, percentile, combine; got {given}")
-        if self.kind in ("filter", "tag") and not given:
-            raise ValueError(f"variant {self.name!r} of kind {self.kind!r} needs a threshold between 0 and 1 "
-                             "(or a percentile)")
-        if self.kind == "baseline" and given:
-            raise ValueError(f"variant {self.name!r} is a baseline: remove its {given[0]}")
-        if self.kind != "filter" and (self.combine is not None or self.keep != "below"):
-            raise ValueError(f"variant {self.name!r}: combine and keep='above' are for kind 'filter' only")
         return self
 
 
@@ -241,7 +185,7 @@ class ExperimentConfig(Strict):
 
     @field_validator("variants")
     @classmethod
-    def _unique_variants(cls, v: list[VariantConfig]) -> list[VariantConfig]:
+    def _unique_variants(cls, v: list[VariantSettings]) -> list[VariantSettings]:
         names = [x.name for x in v]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -249,44 +193,67 @@ class ExperimentConfig(Strict):
         return v
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
-    """Field names allowed at ``loc`` (for 'unknown key' messages)."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (through list, Optional, Union and Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) or () for m in _models_in(arg)]
+
+
+def _walk(model: type[BaseModel], loc: tuple) -> tuple[list[str], str | None, list[str] | None]:
+    """The dotted path of ``loc`` without discriminator tags, the variant kind on the way (if any), and the
+    field names allowed where it ends (for 'unknown key' messages)."""
+    path, kind = [], None
     current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
+    for part in loc:
+        if isinstance(current, dict) and part in current:  # a discriminated union: the part is the kind
+            kind, current = str(part), current[part]
             continue
-        field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
-        if field is None:
-            return None
-        ann = field.annotation
-        args = getattr(ann, "__args__", ()) or ()
-        candidates = [ann, *args]
-        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if nxt is None:
-            nested = [a for c in candidates for a in getattr(c, "__args__", ()) or ()]
-            nxt = next((c for c in nested if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if nxt is None:
-            return None
-        current = nxt
-    return sorted(current.model_fields) if isinstance(current, type) else None
+        path.append(str(part))
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        models = _models_in(field.annotation) if field is not None else []
+        if len(models) > 1 and all("kind" in m.model_fields for m in models):
+            current = {str(m.model_fields["kind"].annotation.__args__[0]): m for m in models}
+        else:
+            current = models[0] if models else None
+    allowed = sorted(current.model_fields) if isinstance(current, type) else None
+    return path, kind, allowed
 
 
-def format_validation_error(err: ValidationError, model: type[BaseModel] = ExperimentConfig) -> str:
-    """One line per problem: the dotted field, what was wrong, what was received and what is allowed."""
+def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per problem: the dotted field (and the variant kind it was read as), what was wrong, what was
+    received and what is allowed."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        path, kind, _ = _walk(model or ExperimentConfig, tuple(e["loc"]))
+        loc = ".".join(path) or "(top level)"
+        loc += f" (kind {kind!r})" if kind else ""
         if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, tuple(e["loc"])) or []
+            allowed = _walk(model or ExperimentConfig, tuple(e["loc"])[:-1])[2] or []
             key = str(e["loc"][-1])
             hint = difflib.get_close_matches(key, allowed, n=1)
             did = f" did you mean {hint[0]!r}?" if hint else ""
             lines.append(f"{loc}: unknown key.{did} allowed: {', '.join(allowed)}")
+        elif e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = e.get("ctx", {}).get("tag")
+            kinds = ", ".join(repr(kind_name(k)) for k in variants.VARIANT_KINDS)
+            lines.append(f"{loc}.kind: {'missing' if tag is None else f'{tag!r} is not a variant kind'}; "
+                         f"allowed: {kinds}")
         else:
             got = e.get("input")
             got_s = repr(got) if not isinstance(got, dict) else "a mapping"
             lines.append(f"{loc}: {e['msg']} (got {got_s[:80]})")
     return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def use_variant_kinds(kinds: tuple[type[VariantSettings], ...]) -> None:
+    """Make ``kinds`` the variant kinds experiment configs accept (``propensity.variants.VARIANT_KINDS`` is the
+    built-in table; a plug-in or a test passes that table plus its own kinds)."""
+    variants.VARIANT_KINDS = kinds
+    ExperimentConfig.model_fields["variants"].annotation = list[variant_union(kinds)]  # type: ignore[misc]
+    ExperimentConfig.model_rebuild(force=True)
 
 
 def apply_override(data: dict[str, Any], dotted: str) -> None:
@@ -367,6 +334,7 @@ def validate_config(data: dict[str, Any]) -> ExperimentConfig:
 def _check_registries(cfg: ExperimentConfig) -> None:
     """Checks that need other packages or the file system: GPE names, the model, budgets, local files."""
     from eval_gpe.resolve import resolve_all
+    from pretrain.checks import backend_refusal
     from pretrain.model import ModelSpec
 
     resolve_all(cfg.eval.gpes)  # names (with "did you mean"), GPE files, inline definitions
@@ -380,20 +348,13 @@ def _check_registries(cfg: ExperimentConfig) -> None:
     if cfg.train.tokens < cfg.train.batch_size * cfg.train.seq_len:
         raise ConfigError(f"train.tokens: {cfg.train.tokens:,} is less than one batch (train.batch_size x "
                           f"train.seq_len = {cfg.train.batch_size * cfg.train.seq_len:,})")
-    if cfg.train.backend == "nanotron":
-        if cfg.train.document_mask:
-            raise ConfigError("train.document_mask: needs the torch trainer (nanotron's Llama attends "
-                              "across the documents of a sequence); set train.backend: torch or "
-                              "document_mask: false")
-        for v in cfg.variants:
-            if v.inject is not None and v.inject.window is not None:
-                raise ConfigError(f"variants.{v.name}: inject.window {list(v.inject.window)} needs the torch "
-                                  "trainer (nanotron reads one data folder in its own order and would never "
-                                  "see the injected set); set train.backend: torch or drop the window")
-            if v.kind == "mask" or v.mask:
-                raise ConfigError(f"variants.{v.name}: loss masks ({v.kind}, mask={v.mask}) need the torch "
-                                  "trainer; nanotron ignores .ds.loss and would train on the masked tokens "
-                                  "(set train.backend: torch or drop the mask)")
+    refusal = backend_refusal(cfg.train.backend, document_mask=cfg.train.document_mask)
+    if refusal:
+        raise ConfigError(f"train.{refusal}")
+    for v in cfg.variants:
+        refusal = backend_refusal(cfg.train.backend, window=v.inject_window(), masks=v.loss_masks())
+        if refusal:
+            raise ConfigError(f"variants.{v.name}: {refusal}")
     for key in ("model_path", "train_data", "heldout_data"):
         value = getattr(cfg.classifier, key)
         if value and not Path(value).exists():

@@ -14,11 +14,9 @@ from typing import Any
 
 from core.names import BAD_TAG, GOOD_TAG
 from core.store import StageSpec
-from propensity.config import ExperimentConfig, VariantConfig
+from core.variants import VariantInputs, VariantSettings
+from propensity.config import ExperimentConfig
 
-CONDITIONAL_KINDS = ("doc_tag", "sentence_tag", "inline_tag", "mask", "inject")
-CONDITIONAL_FIELDS = ("bins", "quantiles", "tag_names", "p", "mask", "inject")
-"""VariantConfig fields only the conditional_tags stage reads (left out of filters.variants configs)."""
 LATER_TRAIN_KEYS = ("grad_accum", "schedule", "decay_fraction", "precision", "device", "peak_flops", "tensorboard",
                     "wandb_project", "backend", "nanotron", "log_every", "compile", "document_mask")
 """Train settings added after the first release: left out of the hash at their defaults, so old artifacts stay valid."""
@@ -31,8 +29,6 @@ def _abs(path: str | None) -> str | None:
 
 TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
-CONDITIONAL_VERSION = 2
-"""Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
 TOKENIZER_USER_SOURCE_VERSION = 2
 """Version of a BPE tokenizer trained on user files or HF data (2: read through core.documents, which leaves out
 whitespace-only texts and repeated ids). The synthetic corpus has neither, so its tokenizer keeps version 1 and
@@ -68,10 +64,12 @@ def source_spec(cfg: ExperimentConfig) -> StageSpec:
 
 def classifier_spec(cfg: ExperimentConfig, source: StageSpec) -> StageSpec:
     """The classifier stage; every file it names is made absolute and fingerprinted by content."""
+    from filters.suite import files_fingerprint
+
     conf = cfg.classifier.model_dump(mode="json")
     files: list[str] = []
     _absolute_classifier_paths(conf, files)
-    fp = _file_fingerprint(files) if files else None
+    fp = files_fingerprint(files) if files else None
     return StageSpec("classifier", cfg.classifier.name, "filters.classifier:run", conf, {"source": source},
                      seed=cfg.seed, fingerprint=fp)
 
@@ -91,82 +89,12 @@ def _absolute_classifier_paths(conf: dict[str, Any], files: list[str]) -> None:
         _absolute_classifier_paths(sub, files)
 
 
-def _file_fingerprint(paths: list[str]) -> str:
-    """Content hash of the files and model folders a config names (paths included, sorted)."""
-    import hashlib
-
-    from filters.sources import file_sha256
-    from filters.suite import folder_fingerprint
-
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.encode())
-        h.update((folder_fingerprint(Path(p)) if Path(p).is_dir() else file_sha256(Path(p))).encode())
-    return h.hexdigest()[:16]
-
-
 def tag_tokens(cfg: ExperimentConfig) -> list[str]:
     """Every control tag the experiment uses, defaults first: the tokenizer makes each one a single token."""
     tags = [GOOD_TAG, BAD_TAG]
     for v in cfg.variants:
-        if v.kind == "tag":
-            used = [v.tags.good, v.tags.bad]
-        elif v.kind in CONDITIONAL_KINDS:
-            from conditional_tags.config import variant_tags
-
-            used = variant_tags(_conditional_spec(v))
-        else:
-            used = []
-        tags += [t for t in used if t not in tags]
+        tags += [t for t in v.tag_tokens() if t not in tags]
     return tags
-
-
-def _conditional_spec(v: VariantConfig) -> Any:
-    from conditional_tags.config import parse_spec, stage_config
-
-    return parse_spec(stage_config(v.model_dump(mode="json")))
-
-
-SENTENCE_TAG_KINDS = ("sentence_tag", "inline_tag")
-"""Variant kinds whose tags sit before sentences (evaluated with the tag before the prompt's last sentence)."""
-
-
-def variant_prefixes(v: VariantConfig) -> list[str]:
-    """Conditioning prefixes a variant's models are evaluated under ('' = untagged)."""
-    if v.kind == "tag":  # the model saw the tag followed by the separator
-        return ["", v.tags.good + v.separator, v.tags.bad + v.separator]
-    if v.kind in CONDITIONAL_KINDS:
-        from conditional_tags.config import variant_prefixes as conditional_prefixes
-
-        return conditional_prefixes(_conditional_spec(v))
-    return [""]
-
-
-def variant_spec(cfg: ExperimentConfig, v: VariantConfig, score: StageSpec, classifier: StageSpec,
-                 tokenizer: StageSpec) -> StageSpec:
-    """The variant stage: filters.variants for baseline/filter (tag: with conditional_tags' document tagger),
-    conditional_tags.stage for the rest."""
-    score_key = f"{cfg.classifier.name}_score"
-    if v.kind not in CONDITIONAL_KINDS:
-        conf = v.model_dump(mode="json", exclude=set(CONDITIONAL_FIELDS)) | {"score_key": score_key}
-        if not conf.get("randomize"):
-            conf.pop("randomize", None)  # added later: absent at its default, so existing variant keys stay
-        impl = "conditional_tags.document_tag:run" if v.kind == "tag" else "filters.variants:run"
-        return StageSpec("variant", v.name, impl, conf, {"score": score}, seed=cfg.seed, resources="data")
-    from conditional_tags.config import SENTENCE_KINDS, stage_config
-
-    conf = stage_config(v.model_dump(mode="json")) | {"score_key": score_key}
-    inputs = {"score": score}
-    if v.kind in SENTENCE_KINDS:
-        inputs["classifier"] = classifier
-    fingerprint = None
-    if v.inject is not None:
-        inputs["tokenizer"] = tokenizer
-        if Path(v.inject.source).exists():
-            conf["inject"]["source"] = _abs(v.inject.source)
-            fingerprint = _file_fingerprint([conf["inject"]["source"]])
-    return StageSpec("variant", v.name, "conditional_tags.stage:run", conf, inputs, seed=cfg.seed,
-                     resources="data", fingerprint=fingerprint, version=CONDITIONAL_VERSION)
 
 
 def cpu_bf16_auto(precision: str, device: str) -> bool:
@@ -190,7 +118,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
     score_key = f"{cfg.classifier.name}_score"
     tok = cfg.tokenizer
     tokenizer = StageSpec(
-        "tokenizer", tok.kind, "pretrain.tokenizer:run",
+        "tokenizer", tok.kind, "pretrain.build_tokenizer:run",
         {"kind": tok.kind, "vocab_size": tok.vocab_size, "max_docs": tok.max_docs, "path": tok.path,
          "tags": tag_tokens(cfg)},
         {"source": source}, seed=cfg.seed,
@@ -208,9 +136,10 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         train_cfg["precision"] = "bf16"
     report_inputs: dict[str, StageSpec] = {}
     battery = gpe_battery(cfg)
+    variant_inputs = VariantInputs(score, classifier, tokenizer, score_key, cfg.seed)
     for v in cfg.variants:
-        variant = variant_spec(cfg, v, score, classifier, tokenizer)
-        tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize:run",
+        variant = v.stage_spec(variant_inputs)
+        tokenized = StageSpec("tokenize", v.name, "pretrain.tokenize_docs:run",
                               {"save_loss_metadata": "auto", "shuffle": True},
                               {"variant": variant, "tokenizer": tokenizer}, seed=cfg.seed, resources="data")
         specs += [variant, tokenized]
@@ -226,10 +155,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
             report_inputs[f"eval:{v.name}:{seed}"] = ev
     report_conf = {
         "experiment": cfg.experiment,
-        "variants": [{"name": v.name, "kind": v.kind, "threshold": v.threshold, "percentile": v.percentile,
-                      "prefixes": variant_prefixes(v),
-                      "tags": v.tags.model_dump() if v.kind == "tag" else None, "randomize": v.randomize,
-                      "late": v.inject is not None and v.inject.window is not None} for v in cfg.variants],
+        "variants": [v.report_entry() for v in cfg.variants],
         "seeds": cfg.train.seeds, "gpes": battery.names, "tokens": cfg.train.tokens, "bootstrap": cfg.eval.bootstrap,
         "validity": validity_config(cfg),
     }
@@ -278,15 +204,15 @@ def gpe_battery(cfg: ExperimentConfig) -> Battery:
                        for spec in specs for s in spec.evalsets))
 
 
-def eval_spec(cfg: ExperimentConfig, v: VariantConfig, train: StageSpec, source: StageSpec, seed: int,
+def eval_spec(cfg: ExperimentConfig, v: VariantSettings, train: StageSpec, source: StageSpec, seed: int,
               battery: Battery, classifier: StageSpec | None = None) -> StageSpec:
     """One model's eval: the whole battery (``eval.gpes``) in one stage, sharing the model load, held-out loss
     and before-finetune scoring; its definitions are in the config, so editing a GPE's YAML re-runs it."""
     first, *rest = battery.definitions
-    conf = {"gpe": first["name"], "definition": first, "battery": rest, "prefixes": variant_prefixes(v),
+    conf = {"gpe": first["name"], "definition": first, "battery": rest, "prefixes": v.eval_prefixes(),
             "heldout_docs": cfg.eval.heldout_docs, "bootstrap": cfg.eval.bootstrap, "batch_size": cfg.eval.batch_size}
-    if v.kind in SENTENCE_TAG_KINDS:  # the tag goes where training put it: before the completed sentence
-        conf["prefix_placement"] = "last_sentence"
+    if v.prefix_placement:  # the tag goes where training put it (sentence tags: before the completed sentence)
+        conf["prefix_placement"] = v.prefix_placement
     if cfg.source.kind == "synthetic" and cfg.source.synthetic.get("world", "hard") != "hard":
         conf["world"] = cfg.source.synthetic["world"]  # absent for the hard world: its eval keys stay
     inputs = {"model": train, "source": source}

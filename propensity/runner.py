@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import BudgetError
 from core.store import StageSpec, Store
 from propensity.config import ExperimentConfig
 from propensity.graph import build_graph
@@ -50,36 +49,14 @@ def format_plan(rows: list[PlanRow], store: Store) -> str:
 
 
 def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -> None:
-    """Before any training: every variant must hold the token budget (variants are token-matched).
+    """Before any training: every variant of a train stage still to run must hold the token budget
+    (``pretrain.checks.check_budgets``, the train stage's own count; variants are token-matched)."""
+    from pretrain.checks import check_budgets as check_train_budgets
 
-    A variant with windowed injection needs fewer windows of its own (injected rows replace base rows) and
-    enough injected windows for the schedule; both are checked as the trainer will count them."""
-    from pretrain.data import TokenFolder, WindowLoader
-    from pretrain.train import inject_plan
-
-    t = cfg.train
-    steps = t.tokens // (t.batch_size * t.seq_len)
-    short = []
-    for spec in specs:
-        if spec.stage != "train" or store.is_complete(spec):
-            continue
-        tokenized = store.path(spec.inputs["tokenize"].key)
-        name = spec.inputs["tokenize"].name
-        loader = WindowLoader(TokenFolder(tokenized / "tokens"), t.seq_len, t.batch_size, t.packing, 0, 0,
-                              inject_plan(tokenized, steps))
-        base, injected = loader.windows_needed(steps)
-        if injected and injected > len(loader.inject_table):
-            short.append(f"{name}: the injection schedule takes {injected:,} windows, "
-                         f"{len(loader.inject_table):,} injected")
-        if base > len(loader.table):
-            short.append(f"{name}: {len(loader.table) * t.seq_len:,} window positions offered, "
-                         f"{base * t.seq_len:,} needed")
-    if short and not t.allow_repeat:
-        raise BudgetError(
-            f"token budget train.tokens={t.tokens:,} is more than some variants hold "
-            f"({'; '.join(sorted(set(short)))}). "
-            "Lower train.tokens, add data, or set train.allow_repeat: true to train for more than one epoch."
-        )
+    pending = [s for s in specs if s.stage == "train" and not store.is_complete(s)]
+    if pending:
+        check_train_budgets(pending[0].config, {s.inputs["tokenize"].name: store.path(s.inputs["tokenize"].key)
+                                                for s in pending})
 
 
 def run_local(cfg: ExperimentConfig, *, show_progress: bool = True, stream=None) -> Path:

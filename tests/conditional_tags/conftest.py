@@ -57,8 +57,8 @@ def score_dir(corpus_dir: Path, classifier_dir: Path, tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small byte-level BPE tokenizer folder (pretrain.tokenizer helpers), tags as special tokens."""
-    from pretrain.tokenizer import EOS_TOKEN, PAD_TOKEN, train_bpe, write_hf_folder
+    """A small byte-level BPE tokenizer folder (pretrain.build_tokenizer helpers), tags as special tokens."""
+    from pretrain.build_tokenizer import EOS_TOKEN, PAD_TOKEN, train_bpe, write_hf_folder
 
     texts = [d["text"] for d in make_docs(300, 9, "tok")] + [GOOD_SENTENCE, BAD_SENTENCE]
     out = tmp_path_factory.mktemp("tokenizer")

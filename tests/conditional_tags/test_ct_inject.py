@@ -107,7 +107,7 @@ def test_windowed_injection_end_to_end_variant_tokenize_train(
     rows inside the window only, and its manifest says so."""
     from conditional_tags.stage import run as variant_run
     from pretrain.data import TokenFolder
-    from pretrain.tokenize import run as tokenize_run
+    from pretrain.tokenize_docs import run as tokenize_run
     from pretrain.train import run as train_run
 
     source = write_jsonl(

@@ -7,7 +7,7 @@ import pickle
 import pytest
 from datatrove.data import Document
 
-from conditional_tags.taggers import (
+from conditional_tags.tagging_steps import (
     BinnedDocumentTagger,
     InlineTagger,
     LossMasker,

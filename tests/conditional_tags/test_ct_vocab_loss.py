@@ -98,7 +98,7 @@ def test_mask_variant_to_loader_to_loss(
 ) -> None:
     """A mask variant's flagged sentences become .ds.loss zeros, IGNORE_INDEX targets and zero gradient."""
     from conditional_tags.stage import run as variant_run
-    from pretrain.tokenize import run as tokenize_run
+    from pretrain.tokenize_docs import run as tokenize_run
 
     variant = tmp_path / "variant"
     variant_run(

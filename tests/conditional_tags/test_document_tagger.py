@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from datatrove.data import Document
 
-from conditional_tags.tagger import DocumentTagger, untagged_draw
+from conditional_tags.document_tagger import DocumentTagger, untagged_draw
 
 
 def docs(scores: list[float]) -> list[Document]:

@@ -29,7 +29,7 @@ def source_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, source_dir: Path) -> Path:
     """A BPE tokenizer (vocab 512) trained by the tokenizer stage."""
-    from pretrain import tokenizer
+    from pretrain import build_tokenizer as tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
     tokenizer.run(make_ctx("tokenizer", out, {"vocab_size": 512, "max_docs": 300}, {"source": source_dir}))
@@ -53,7 +53,7 @@ def variant_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tokenized_dir(tmp_path_factory: pytest.TempPathFactory, variant_dir: Path, tokenizer_dir: Path) -> Path:
     """The tokenize stage's output for ``variant_dir``."""
-    from pretrain import tokenize
+    from pretrain import tokenize_docs as tokenize
 
     out = tmp_path_factory.mktemp("tokenize")
     tokenize.run(make_ctx("tokenize", out, {}, {"variant": variant_dir, "tokenizer": tokenizer_dir}, seed=3))

@@ -12,7 +12,7 @@ from pretrain_fixtures import make_ctx, make_docs, write_jsonl_gz
 from tokenizers import Tokenizer
 
 from core.errors import ConfigError, InputDataError
-from pretrain import tokenize
+from pretrain import tokenize_docs as tokenize
 
 
 def _expected_lengths(variant: Path, tokenizer_dir: Path) -> list[int]:

@@ -10,7 +10,7 @@ import pytest
 from pretrain_fixtures import make_ctx, make_docs, write_jsonl_gz
 
 from core.errors import ConfigError, InputDataError
-from pretrain import tokenizer
+from pretrain import build_tokenizer as tokenizer
 
 
 def test_folder_loads_with_autotokenizer_and_tags_are_single_tokens(tokenizer_dir: Path) -> None:

@@ -217,7 +217,7 @@ def test_document_mask_stage_runs_and_nanotron_refuses_it(
 ) -> None:
     result = _run(tmp_path / "masked", tokenized_dir, tokenizer_dir, document_mask=True, tokens=16 * 32 * 6)
     assert result["document_mask"] is True and result["final_loss"] < result["initial_loss"]
-    with pytest.raises(ConfigError, match="document_mask needs the torch trainer"):
+    with pytest.raises(ConfigError, match="document_mask: needs the torch trainer"):
         _run(tmp_path / "nt", tokenized_dir, tokenizer_dir, document_mask=True, backend="nanotron")
     with pytest.raises(ConfigError, match="document_mask must be true or false"):
         _run(tmp_path / "bad", tokenized_dir, tokenizer_dir, document_mask="yes")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import MANIFEST, MARKER, Store
+from core.store import MANIFEST, MARKER, StageSpec, Store
 from filters.config import FastTextParams
 from filters.fasttext_model import DEFAULT_PARAMS, PARAM_ALIASES
 from pretrain import train as train_stage
@@ -99,7 +99,7 @@ def test_a_new_gpe_is_data_only(tmp_path: Path) -> None:
 
 
 def test_tokenizer_defaults_are_declared_once() -> None:
-    from pretrain import tokenizer as tokenizer_stage
+    from pretrain import build_tokenizer as tokenizer_stage
     from pretrain.settings import TOKENIZER_DEFAULTS, TokenizerSettings
     from propensity.config import TokenizerConfig
 
@@ -116,3 +116,80 @@ def test_eval_defaults_are_declared_once() -> None:
     for name, field in EvalSettings.model_fields.items():
         assert EvalConfig.model_fields[name].default is field.default, name
         assert EvalStageConfig.model_fields[name].default is field.default, name
+
+
+def test_a_new_variant_kind_is_one_registration(tmp_path: Path) -> None:
+    """docs/architecture.md: a new variant kind is one class (its settings and the stage it builds) plus its line
+    in the kinds table; the config, the graph, the tokenizer's tags, evaluation and the report need nothing else."""
+    from typing import Literal
+
+    import yaml
+    from pydantic import Field
+
+    from core.errors import ConfigError
+    from core.store import StageSpec
+    from core.variants import VariantInputs, VariantSettings
+    from propensity import variants
+    from propensity.config import use_variant_kinds
+    from propensity.graph import build_graph
+
+    class ShuffleVariant(VariantSettings):
+        """Every document with its sentences shuffled, tagged so the model knows (a kind made up here)."""
+
+        kind: Literal["shuffle"] = Field(description="shuffle: sentence order shuffled.")
+        swaps: int = Field(1, ge=1, description="Sentence swaps per document.")
+
+        def stage_spec(self, inputs: VariantInputs) -> StageSpec:
+            return StageSpec("variant", self.name, "tests.spine.shuffle_stage:run", {"swaps": self.swaps},
+                             {"score": inputs.score}, seed=inputs.seed, resources="data")
+
+        def tag_tokens(self) -> list[str]:
+            return ["<|shuffled|>"]
+
+        def eval_prefixes(self) -> list[str]:
+            return ["", "<|shuffled|>"]
+
+    config = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    config["variants"].append({"name": "shuffled", "kind": "shuffle", "swaps": 3})
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"'shuffle' is not a variant kind"):
+        load_config(tmp_path / "exp.yaml")
+    builtin = variants.VARIANT_KINDS
+    use_variant_kinds((*builtin, ShuffleVariant))
+    try:
+        specs = build_graph(load_config(tmp_path / "exp.yaml"))
+        with pytest.raises(ConfigError, match=r"variants\.\d+\.swap \(kind 'shuffle'\): unknown key\. did you mean "
+                           r"'swaps'\? allowed: kind, name, swaps"):
+            load_config(tmp_path / "exp.yaml", [f"variants.{len(config['variants']) - 1}.swap=2"])
+    finally:
+        use_variant_kinds(builtin)
+    with pytest.raises(ConfigError, match=r"'shuffle' is not a variant kind"):
+        load_config(tmp_path / "exp.yaml")
+    by_key = {f"{s.stage}/{s.name}": s for s in specs}
+    assert by_key["variant/shuffled"].impl == "tests.spine.shuffle_stage:run"
+    assert by_key["variant/shuffled"].config == {"swaps": 3}
+    assert by_key["tokenize/shuffled"].inputs["variant"] is by_key["variant/shuffled"]
+    assert "<|shuffled|>" in by_key["tokenizer/bpe"].config["tags"]
+    assert by_key["eval/shuffled-s0"].config["prefixes"] == ["", "<|shuffled|>"]
+    (report,) = [s for s in specs if s.stage == "report"]
+    assert {"name": "shuffled", "kind": "shuffle", "prefixes": ["", "<|shuffled|>"], "late": False}.items() <= \
+        next(v for v in report.config["variants"] if v["name"] == "shuffled").items()
+    unchanged = {s.key for s in build_graph(load_config(ROOT / "configs" / "tiny.yaml")) if s.stage == "variant"}
+    assert unchanged <= {s.key for s in specs}  # the other variants keep their keys
+
+
+def test_a_moved_implementation_keeps_its_key_and_loads_from_its_old_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Slurm graph file written before a move names the old path: same key, and it still runs."""
+    from core import store
+    from pretrain import build_tokenizer
+
+    for new, old in store.KEYED_IMPL.items():
+        assert StageSpec("s", "n", old, {"a": 1}).key == StageSpec("s", "n", new, {"a": 1}).key
+        assert store.MOVED_IMPL[old] == new
+    # the old module gone (this checkout's editable install may still find /work/main's copy): a made-up one
+    monkeypatch.setitem(store.MOVED_IMPL, "pretrain.gone_tokenizer:run", "pretrain.build_tokenizer:run")
+    assert StageSpec("tokenizer", "bpe", "pretrain.gone_tokenizer:run", {}).load_impl() is build_tokenizer.run
+    with pytest.raises(ModuleNotFoundError):
+        StageSpec("tokenizer", "bpe", "pretrain.never_was:run", {}).load_impl()
+    still_there = StageSpec("variant", "filtered", "filters.variants:run", {})  # also the tag kind's old path
+    assert still_there.load_impl().__module__ == "filters.variants"

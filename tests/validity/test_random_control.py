@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from conditional_tags.document_tag import CoinFlipTagger
 from filters.random_control import RandomDecision, flagged_ids
-from propensity.config import VariantConfig
+from propensity.variants import parse_variant
 
 
 def _tables(folder: Path, scores: list[float]) -> Path:
@@ -41,8 +41,8 @@ def test_random_decision_and_coin_flip_tagger_ignore_the_score() -> None:
 
 
 def test_randomize_is_only_for_filter_and_tag_variants() -> None:
-    assert VariantConfig(name="coin", kind="tag", threshold=0.5, randomize=True).randomize
+    assert parse_variant({"name": "coin", "kind": "tag", "threshold": 0.5, "randomize": True}).flat()["randomize"]
     with pytest.raises(ValidationError, match="randomize"):
-        VariantConfig(name="b", kind="baseline", randomize=True)
+        parse_variant({"name": "b", "kind": "baseline", "randomize": True})
     with pytest.raises(ValidationError, match="randomize"):
-        VariantConfig(name="s", kind="sentence_tag", bins=[0.5], randomize=True)
+        parse_variant({"name": "s", "kind": "sentence_tag", "bins": [0.5], "randomize": True})

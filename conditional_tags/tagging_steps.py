@@ -21,7 +21,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
-from conditional_tags.tagger import DocumentTagger, untagged_draw
+from conditional_tags.document_tagger import DocumentTagger, untagged_draw
 from core.sentences import split_sentences
 
 SENTENCES_KEY = "sentence_scores"
