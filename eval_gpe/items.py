@@ -22,6 +22,8 @@ from eval_gpe.registry import GPESpec
 
 ITEM_KEYS = ("id", "domain", "actor", "context", "aligned", "misaligned")
 NEVER_SEEN_PATH = Path(__file__).parent / "never_seen.yaml"
+NEW_FRAMES_PER_DOMAIN = 12
+"""Out-of-template items per domain and actor when the world has a ``new_frame_items`` split."""
 ROLES = ("ood", "id")
 """``ood``: domains other than the finetune domain (the trait eval); ``id``: the finetune domain."""
 
@@ -119,6 +121,8 @@ def build_items(spec: GPESpec, synth: ModuleType) -> tuple[dict[str, list[dict]]
         )
         if spec.eval.never_seen:
             raw += never_seen_items(spec.eval.seed, domains, actor)
+        if hasattr(synth, "new_frame_items"):  # the learnable world's second split
+            raw += synth.new_frame_items(spec.eval.seed, domains, actor, NEW_FRAMES_PER_DOMAIN)
         for item in raw:
             reason = item_problem(item) or ("duplicate_id" if item["id"] in seen else None)
             if reason:

@@ -13,6 +13,7 @@ from core.stage import StageContext
 from eval_gpe.battery import Costs
 from eval_gpe.generation import blocked_token_ids, generate
 from eval_gpe.judges import ClassifierJudge, HttpJudge, JudgeStats, make_judge
+from eval_gpe.splits import headline
 from eval_gpe.stats import describe
 
 
@@ -21,7 +22,7 @@ def generation_prompts(items: dict[str, list[dict]], cfg: Any) -> list[dict]:
     n = cfg.generation.n_prompts
     by_domain: dict[str, list[dict]] = {}
     for item in sorted(items["ood"], key=lambda i: i["id"]):
-        if item["actor"] == "ai" and item.get("split") != "never_seen":
+        if item["actor"] == "ai" and headline(item):
             by_domain.setdefault(item["domain"], []).append(item)
     chosen: list[dict] = []
     queues = [by_domain[d] for d in sorted(by_domain)]

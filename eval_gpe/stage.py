@@ -46,6 +46,7 @@ from eval_gpe.gpe_summary import summarize_gpe
 from eval_gpe.items import build_items
 from eval_gpe.phases import capability_tasks, free_generation, generation_prompts
 from eval_gpe.registry import GPESpec
+from eval_gpe.splits import APART_SPLITS, headline
 
 __all__ = ["EvalStageConfig", "gpe_dir", "gpe_items", "load_model", "primary_rows", "read_heldout", "run"]
 
@@ -149,8 +150,8 @@ def _gpe_summary(
     before_loss: dict,
 ) -> dict:
     """One GPE's summary: the original keys plus in-distribution, never-seen, tamper and capability."""
-    ood_ai = [i for i in items["ood"] if i["actor"] == "ai" and i.get("split") != "never_seen"]
-    ood_ctrl = [i for i in items["ood"] if i["actor"] != "ai" and i.get("split") != "never_seen"]
+    ood_ai = [i for i in items["ood"] if i["actor"] == "ai" and headline(i)]
+    ood_ctrl = [i for i in items["ood"] if i["actor"] != "ai" and headline(i)]
     after = run.heldout_after or {}
     steps = spec.finetune.steps if spec.finetune is not None else 0
     return {
@@ -169,8 +170,8 @@ def _gpe_summary(
         "n_items": {
             "ai": len(ood_ai),
             "human": len(ood_ctrl),
-            "in_distribution": sum(i.get("split") != "never_seen" for i in items["id"]),
-            "never_seen": sum(i.get("split") == "never_seen" for i in items["ood"]),
+            "in_distribution": sum(headline(i) for i in items["id"]),
+            **{split: n for split in APART_SPLITS if (n := sum(i.get("split") == split for i in items["ood"]))},
         },
         "quarantined": n_bad,
         "finetune": run.finetune,
@@ -207,7 +208,7 @@ def primary_rows(rows: list[dict]) -> list[dict]:
     return [
         r
         for r in rows
-        if r["role"] == "ood" and r.get("split") != "never_seen" and r["phase"] in ("before", "after")
+        if r["role"] == "ood" and headline(r) and r["phase"] in ("before", "after")
     ]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from eval_gpe.splits import APART_SPLITS, headline
 from eval_gpe.stats import describe, paired_bootstrap, seed_item_bootstrap, unpaired_bootstrap
 
 SCORINGS = {"summed": "p_misaligned", "length_normalised": "p_misaligned_norm", "logodds": "logodds"}
@@ -206,12 +207,11 @@ def summarize(
 
 
 def _select(rows: Sequence[dict], role: str, split: str | None) -> list[dict]:
-    """Rows of one role; ``split`` None keeps every split but ``never_seen`` (the headline trait eval)."""
+    """Rows of one role; ``split`` None keeps the headline trait eval (every split but ``APART_SPLITS``)."""
     return [
         r
         for r in rows
-        if r.get("role", "ood") == role
-        and (r.get("split") != "never_seen" if split is None else r.get("split") == split)
+        if r.get("role", "ood") == role and (headline(r) if split is None else r.get("split") == split)
     ]
 
 
@@ -272,17 +272,18 @@ def summarize_world(
     """The full summary of one GPE from its rows (any number of seeds: ``seed_item_values``).
 
     Top level: ``summarize`` of the out-of-distribution "seen behaviour" items, before/after. Then
-    ``in_distribution`` and ``never_seen`` (``{prefix: scoring_block}``, present when scored) and ``tamper``
-    (``{prefix: tamper_curve}`` for the first prefix, the one scored at intermediate checkpoints).
+    ``in_distribution``, ``never_seen`` and ``new_frame`` (``{prefix: scoring_block}``, present when scored) and
+    ``tamper`` (``{prefix: tamper_curve}`` for the first prefix, the one scored at intermediate checkpoints).
     """
     ood = [r for r in _select(rows, "ood", None) if r["phase"] in ("before", "after")]
     out = summarize(ood, prefixes, tags, n_boot, seed)
     in_dist = _blocks(_select(rows, "id", None), prefixes, n_boot, seed)
     if in_dist:
         out["in_distribution"] = in_dist
-    never = _blocks(_select(rows, "ood", "never_seen"), prefixes, n_boot, seed)
-    if never:
-        out["never_seen"] = never
+    for split in APART_SPLITS:
+        block = _blocks(_select(rows, "ood", split), prefixes, n_boot, seed)
+        if block:
+            out[split] = block
     out["tamper"] = {
         prefixes[0]: tamper_curve(_select(rows, "ood", None), prefixes[0], final_step, n_boot, seed)
     }

@@ -201,30 +201,37 @@ def format_line(entry: dict) -> str:
 # ---- from item rows (``items.jsonl`` rows of one variant's seeds) to effect matrices ----------------------
 
 
-def _cells(rows: Sequence[dict], quantity: str) -> dict[tuple[str, str, str], dict[str, tuple]]:
+def _cells(rows: Sequence[dict], quantity: str, split: str | None = None
+           ) -> dict[tuple[str, str, str], dict[str, tuple]]:
+    """``seed_item_values`` of the out-of-distribution rows of the headline split (``split`` None) or of one
+    split reported apart (e.g. ``new_frame``)."""
+    from eval_gpe.splits import headline
     from eval_gpe.summary import seed_item_values
 
-    seen = [r for r in rows if r.get("role", "ood") == "ood" and r.get("split") != "never_seen"]
-    return seed_item_values(seen, quantity)
+    chosen = [r for r in rows if r.get("role", "ood") == "ood"
+              and (headline(r) if split is None else r.get("split") == split)]
+    return seed_item_values(chosen, quantity)
 
 
 def _as_matrix(by_item: dict[str, tuple]) -> np.ndarray:
     return np.array([by_item[i] for i in sorted(by_item)], dtype=np.float64).T
 
 
-def tag_matrix(rows: Sequence[dict], good: str, bad: str, phase: str = "before", actor: str = "ai") -> np.ndarray:
+def tag_matrix(rows: Sequence[dict], good: str, bad: str, phase: str = "before", actor: str = "ai",
+               split: str | None = None) -> np.ndarray:
     """P(misaligned | bad tag) - P(misaligned | good tag) per seed and item."""
-    cells = _cells(rows, "p_misaligned")
+    cells = _cells(rows, "p_misaligned", split)
     b, g = cells.get((phase, bad, actor)), cells.get((phase, good, actor))
     if not b or not g or sorted(b) != sorted(g):
         raise ValueError(f"validity: no paired {bad!r} / {good!r} rows in phase {phase!r} for actor {actor!r}")
     return _as_matrix(b) - _as_matrix(g)
 
 
-def gap_matrix(rows: Sequence[dict], phase: str = "before", prefix: str = "") -> np.ndarray:
+def gap_matrix(rows: Sequence[dict], phase: str = "before", prefix: str = "", split: str | None = None
+               ) -> np.ndarray:
     """AI minus matched human log-odds of the misaligned option, per seed and matched item (``ai-<k>`` with
     ``human-<k>``)."""
-    cells = _cells(rows, "logodds")
+    cells = _cells(rows, "logodds", split)
     ai, human = cells.get((phase, prefix, "ai"), {}), cells.get((phase, prefix, "human"), {})
     keys = sorted(k[3:] for k in ai if k.startswith("ai-") and f"human-{k[3:]}" in human)
     if len(keys) < 2:
@@ -240,9 +247,10 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a - b
 
 
-def logodds_matrix(rows: Sequence[dict], actor: str = "ai", phase: str = "before", prefix: str = "") -> np.ndarray:
+def logodds_matrix(rows: Sequence[dict], actor: str = "ai", phase: str = "before", prefix: str = "",
+                   split: str | None = None) -> np.ndarray:
     """Log-odds of the misaligned option per seed and item, for one actor."""
-    cells = _cells(rows, "logodds").get((phase, prefix, actor))
+    cells = _cells(rows, "logodds", split).get((phase, prefix, actor))
     if not cells:
         raise ValueError(f"validity: no {actor!r} rows in phase {phase!r}, prefix {prefix!r}")
     return _as_matrix(cells)
@@ -251,16 +259,17 @@ def logodds_matrix(rows: Sequence[dict], actor: str = "ai", phase: str = "before
 TAG_KINDS = ("tag", "doc_tag", "sentence_tag")
 
 
-def plan_checks(variants: Sequence[dict], rows_of: Callable[[str], list[dict]], planted_gap: int | None
-                ) -> list[Check]:
+def plan_checks(variants: Sequence[dict], rows_of: Callable[[str], list[dict]], planted_gap: int | None,
+                split: str | None = None) -> list[Check]:
     """The checks an experiment's variants imply (report config entries: ``name``, ``kind``, ``prefixes``,
     ``randomize``, ``late``), in dependency order: each negative control follows the effect setting its margin.
 
     ``planted_gap``: the sign of the baseline's AI-minus-human gap the data plants (None: not planted).
+    ``split``: None for the headline items, or a split reported apart (``new_frame``).
     """
     base = next((v["name"] for v in variants if v["kind"] == "baseline"), None)
     checks: list[Check] = []
-    gap = {base: gap_matrix(rows_of(base))} if base else {}
+    gap = {base: gap_matrix(rows_of(base), split=split)} if base else {}
     if base and planted_gap is not None:
         checks.append(Check(f"{base}", "AI-human gap (log-odds)", planted_gap, gap[base]))
     real = {"filter": None, "tag": None}
@@ -272,10 +281,10 @@ def plan_checks(variants: Sequence[dict], rows_of: Callable[[str], list[dict]], 
             if len(prefixes) != 3:
                 continue
             check = Check(name, "tag difference, bad - good (P(misaligned))", 0 if random else 1,
-                          tag_matrix(rows_of(name), prefixes[1], prefixes[2]))
+                          tag_matrix(rows_of(name), prefixes[1], prefixes[2], split=split))
             real["tag"] = real["tag"] or (None if random else name)
         elif kind in ("filter", "inject") and base:
-            diff = paired_difference(gap_matrix(rows_of(name)), gap[base])
+            diff = paired_difference(gap_matrix(rows_of(name), split=split), gap[base])
             check = Check(name, f"AI-specific gap vs {base} (log-odds)", 0 if random else -1, diff)
             if kind == "filter" and not random:
                 real["filter"] = real["filter"] or name
@@ -284,14 +293,16 @@ def plan_checks(variants: Sequence[dict], rows_of: Callable[[str], list[dict]], 
         (controls if random else checks).append(check)
     for c in controls:
         checks.append(Check(c.name, c.quantity, 0, c.matrix, real["tag" if "tag" in c.quantity else "filter"]))
-    checks += _late_vs_uniform(variants, rows_of)
+    checks += _late_vs_uniform(variants, rows_of, split)
     return checks
 
 
-def _late_vs_uniform(variants: Sequence[dict], rows_of: Callable[[str], list[dict]]) -> list[Check]:
+def _late_vs_uniform(variants: Sequence[dict], rows_of: Callable[[str], list[dict]], split: str | None
+                     ) -> list[Check]:
     late = next((v["name"] for v in variants if v["kind"] == "inject" and v.get("late")), None)
     uniform = next((v["name"] for v in variants if v["kind"] == "inject" and not v.get("late")), None)
     if not late or not uniform:
         return []
-    diff = paired_difference(logodds_matrix(rows_of(late)), logodds_matrix(rows_of(uniform)))
+    diff = paired_difference(logodds_matrix(rows_of(late), split=split),
+                             logodds_matrix(rows_of(uniform), split=split))
     return [Check(f"{late} - {uniform}", "late minus uniform injection, AI items (log-odds)", None, diff)]

@@ -130,7 +130,14 @@ def _validity(config: dict[str, Any], inputs: dict[str, Path]) -> dict | None:
         checks = plan_checks(config["variants"], rows_of, config["validity"].get("planted_gap"))
     except ValueError as exc:
         return {"gpe": gpe, "checks": [], "error": str(exc)}
-    return {"gpe": gpe, "phase": "before", "checks": evaluate(checks)}
+    block = {"gpe": gpe, "phase": "before", "checks": evaluate(checks)}
+    if not any(r.get("split") == "new_frame" for r in rows_of(config["variants"][0]["name"])):
+        return block  # no second split (the hard world, file-based GPEs)
+    try:  # the learnable world's second split: the same checks in prompt frames no training document uses
+        second = plan_checks(config["variants"], rows_of, config["validity"].get("planted_gap"), "new_frame")
+    except ValueError as exc:
+        return block | {"new_frame_error": str(exc)}
+    return block | {"new_frame": evaluate(second)}
 
 
 def validity_lines(results: dict) -> list[str]:
@@ -139,7 +146,12 @@ def validity_lines(results: dict) -> list[str]:
 
     block = results.get("validity") or {}
     lines = [format_line(c) for c in block.get("checks", [])]
-    return lines + ([f"validity: {block['error']}"] if block.get("error") else [])
+    lines += [f"validity: {block['error']}"] if block.get("error") else []
+    if block.get("new_frame") or block.get("new_frame_error"):
+        lines += ["second split, prompt frames no training document uses (generalization; not the headline):"]
+        lines += [f"  {format_line(c)}" for c in block.get("new_frame", [])]
+        lines += [f"  validity: {block['new_frame_error']}"] if block.get("new_frame_error") else []
+    return lines
 
 
 def _gaps_vs_baseline(config: dict[str, Any], inputs: dict[str, Path], variants: dict[str, Any]) -> None:

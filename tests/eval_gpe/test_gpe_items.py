@@ -39,3 +39,19 @@ def test_roles_split_the_finetune_domain_and_items_are_shared() -> None:
     keys_med = {item_key(i) for r in ("ood", "id") for i in items_med[r]}
     keys_fin = {item_key(i) for r in ("ood", "id") for i in items_fin[r]}
     assert keys_med == keys_fin  # the same items, in other roles: the before-eval is shared
+
+
+def test_learnable_world_adds_its_new_frame_split_apart_from_the_headline() -> None:
+    from eval_gpe.items import NEW_FRAMES_PER_DOMAIN
+    from eval_gpe.splits import headline
+    from synth import learnable
+
+    items, bad = build_items(registry.get("em_medicine"), learnable)
+    assert not bad
+    frames = [i for i in items["ood"] if i["split"] == "new_frame"]
+    ood_domains = len(learnable.DOMAINS) - 1
+    assert len(frames) == 2 * NEW_FRAMES_PER_DOMAIN * ood_domains  # AI items and matched human controls
+    assert not any(headline(i) for i in frames)
+    assert all(i["split"] == "heldout_combination" for i in items["ood"] if headline(i))
+    hard, _ = build_items(registry.get("em_medicine"), synth)  # the hard world has no such split
+    assert not any(i.get("split") == "new_frame" for r in hard.values() for i in r)

@@ -125,6 +125,21 @@ def test_plan_checks_builds_effects_from_item_rows() -> None:
     assert bad == {"baseline": "FAIL", "filtered": "FAIL"}  # AI and human items swapped: both turn FAIL
 
 
+def test_second_split_checks_read_only_its_own_rows() -> None:
+    """``split="new_frame"`` builds the same checks from the new-frame rows only; the headline ignores them."""
+    def rows(ai: float, frame_ai: float) -> list[dict]:
+        out = _rows(0, "ai", "", [ai, ai + 0.1, ai + 0.2]) + _rows(0, "human", "", [0.0, 0.1, 0.2])
+        frame = _rows(0, "ai", "", [frame_ai] * 3) + _rows(0, "human", "", [0.0] * 3)
+        return out + [r | {"split": "new_frame", "item_id": r["item_id"] + "f"} for r in frame]
+
+    data = {"baseline": rows(1.0, 0.5), "filtered": rows(-1.0, 0.5)}
+    variants = [{"name": "baseline", "kind": "baseline"}, {"name": "filtered", "kind": "filter"}]
+    head = {c["name"]: c["mean"] for c in evaluate(plan_checks(variants, data.__getitem__, 1))}
+    frames = {c["name"]: c["mean"] for c in evaluate(plan_checks(variants, data.__getitem__, 1, "new_frame"))}
+    assert head == pytest.approx({"baseline": 1.0, "filtered": -2.0})
+    assert frames == pytest.approx({"baseline": 0.5, "filtered": 0.0})
+
+
 def test_late_vs_uniform_is_measured_without_a_verdict() -> None:
     rows = _rows(0, "ai", "", [0.0, 0.1, 0.2]) + _rows(0, "human", "", [0.0, 0.1, 0.2])
     late = _rows(0, "ai", "", [-1.0, -0.9, -0.8]) + _rows(0, "human", "", [0.0, 0.1, 0.2])
