@@ -157,18 +157,21 @@ class SafeDocumentReader(BaseReader):
                 continue
             texts = batch.columns[names.index(self.text_key)]
             ids = batch.columns[names.index(self.id_key)] if self.id_key in names else [None] * len(texts)
-            rest = [i for i, name in enumerate(names) if name not in (self.text_key, self.id_key)]
-            rest_names = [names[i] for i in rest]
-            metadata = zip(*(batch.columns[i] for i in rest), strict=True) if rest else [()] * len(texts)
-            for offset, (text, doc_id, values) in enumerate(zip(texts, ids, metadata, strict=True)):
+            rest = [(name, column) for name, column in zip(names, batch.columns, strict=True)
+                    if name not in (self.text_key, self.id_key)]
+            for offset, text in enumerate(texts):
                 position = batch.start + offset
-                problem = text_value_problem(text, self.max_chars)
-                if problem is not None:
-                    raw = orjson.dumps(batch.row(offset), default=str)
-                    yield position, quarantine_record(shown, "row", position, problem, raw)
+                # = text_value_problem(text) is None, inline: the one check every document passes through
+                if type(text) is str and text and len(text) <= self.max_chars and not text.isspace():
+                    doc_id = ids[offset]
+                    if type(doc_id) is not str:
+                        doc_id = f"{shown}:{position}" if doc_id is None else str(doc_id)
+                    metadata = {name: column[offset] for name, column in rest} if rest else {}
+                    yield position, Document(text=text, id=doc_id, metadata=metadata)
                     continue
-                doc_id = f"{shown}:{position}" if doc_id is None else str(doc_id)
-                yield position, Document(text=text, id=doc_id, metadata=dict(zip(rest_names, values, strict=True)))
+                raw = orjson.dumps(batch.row(offset), default=str)
+                problem = str(text_value_problem(text, self.max_chars))
+                yield position, quarantine_record(shown, "row", position, problem, raw)
 
     def _to_document(self, data: dict[str, Any], shown: str, position: int) -> Document:
         """The Document of a record with a usable text (datatrove's adapter: other keys go to metadata).
