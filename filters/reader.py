@@ -79,8 +79,9 @@ class SafeDocumentReader(BaseReader):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         """Yield the valid documents of this rank's files; quarantine everything else.
 
-        Counters and document lengths are added to the stats once per ``STATS_EVERY`` documents, not per
-        document (``stat_update`` per document was ~15% of the score stage's time)."""
+        Counters and document lengths (``doc_len``) are added to the stats once per ``STATS_EVERY`` documents,
+        not per document (``stat_update`` per document was ~15% of the score stage's time); datatrove's
+        ``doc_len_tokens`` (from a ``token_count`` metadata field) is not kept."""
         if data:
             yield from data
         seen_ids: set[str] = set()
