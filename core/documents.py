@@ -105,12 +105,16 @@ def parse_line(raw: bytes) -> dict[str, Any] | str:
 
 def text_problem(data: dict[str, Any], text_key: str, max_chars: int = DEFAULT_MAX_CHARS) -> str | None:
     """Why a record's text is unusable (``missing_text``, ``non_string_text``, ``empty_text``, ``too_long``)."""
-    text = data.get(text_key)
+    return text_value_problem(data.get(text_key), max_chars)
+
+
+def text_value_problem(text: Any, max_chars: int = DEFAULT_MAX_CHARS) -> str | None:
+    """:func:`text_problem` of a text value itself (None: the record has no text)."""
     if text is None:
         return "missing_text"
     if not isinstance(text, str):
         return "non_string_text"
-    if not text.strip():
+    if not text or text.isspace():  # = not text.strip(), without copying the text
         return "empty_text"
     return "too_long" if len(text) > max_chars else None
 
@@ -155,7 +159,25 @@ def _jsonl_rows(path: str | Path) -> Iterator[Row]:
         yield Row(line_no + 1, None, "unreadable_file", repr(err))
 
 
-def _parquet_rows(path: str | Path, text_key: str | None, batch_size: int) -> Iterator[Row]:
+@dataclass(frozen=True)
+class ColumnBatch:
+    """One parquet record batch as Python lists, one per column: for readers that build their records column
+    by column instead of through a dict per row (``iter_rows`` builds those dicts from it)."""
+
+    start: int
+    """Row number (from 0, in the file) of the batch's first row."""
+    names: list[str]
+    columns: list[list[Any]]
+
+    def row(self, offset: int) -> dict[str, Any]:
+        """The record of one row of the batch (``offset`` from 0), as ``iter_rows`` gives it."""
+        return {name: column[offset] for name, column in zip(self.names, self.columns, strict=True)}
+
+
+def iter_parquet_batches(path: str | Path, text_key: str | None, batch_size: int = 1000
+                         ) -> Iterator[Row | ColumnBatch]:
+    """The record batches of one parquet file, or one Row for a file-level problem (``unreadable_file``,
+    ``missing_text_column`` when ``text_key`` is not a column; no check when it is None)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -169,11 +191,20 @@ def _parquet_rows(path: str | Path, text_key: str | None, batch_size: int) -> It
             raw = f"text_key {text_key!r} not in columns {parquet.schema_arrow.names}"
             yield Row(None, None, "missing_text_column", raw)
             return
-        row = 0
+        start = 0
         for batch in parquet.iter_batches(batch_size=batch_size):
-            for data in batch.to_pylist():
-                yield Row(row, data)
-                row += 1
+            yield ColumnBatch(start, batch.schema.names, [column.to_pylist() for column in batch.columns])
+            start += batch.num_rows
+
+
+def _parquet_rows(path: str | Path, text_key: str | None, batch_size: int) -> Iterator[Row]:
+    for batch in iter_parquet_batches(path, text_key, batch_size):
+        if isinstance(batch, Row):
+            yield batch
+            continue
+        names = batch.names  # = pyarrow's batch.to_pylist(), built with dict(zip(...)): a third of its time
+        for offset, values in enumerate(zip(*batch.columns, strict=True)):
+            yield Row(batch.start + offset, dict(zip(names, values, strict=True)))
 
 
 def iter_dataset_rows(hf_path: str, name: str | None = None, split: str = "train", revision: str | None = None

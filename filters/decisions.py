@@ -111,14 +111,20 @@ class ScoreTableWriter(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         """Yield every document unchanged; write the table once the stream ends."""
         columns: dict[str, list[Any]] = {name: [] for name in ("id", *self.keys, *TRUTH_COLUMNS)}
+        ids, scores = columns["id"], [(k, columns[k]) for k in self.keys]
+        truths = [(k, columns[k]) for k in TRUTH_COLUMNS]
         for doc in data:
-            columns["id"].append(doc.id)
-            for key in self.keys:
-                value = doc.metadata.get(key)
-                columns[key].append(float(value) if usable(value) else None)
-            for key in TRUTH_COLUMNS:
-                value = doc.metadata.get(key)
-                columns[key].append(None if value is None else str(value))
+            ids.append(doc.id)
+            metadata = doc.metadata
+            for key, column in scores:
+                value = metadata.get(key)
+                if type(value) is float and 0.0 <= value <= 1.0:  # the common case of usable(), without a call
+                    column.append(value)
+                else:
+                    column.append(float(value) if usable(value) else None)
+            for key, column in truths:
+                value = metadata.get(key)
+                column.append(None if value is None else str(value))
             yield doc
         write_table(Path(self.folder) / f"{rank:05d}.parquet", columns, self.keys)
 

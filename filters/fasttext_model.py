@@ -53,7 +53,13 @@ FASTTEXT_MAGIC = 793712314
 
 
 def fasttext_line(text: str) -> str:
-    """Text as fastText sees it: one line (newlines and tabs become spaces)."""
+    """Text as fastText sees it: one line (newlines and tabs become spaces): ``" ".join(text.split())``.
+
+    A text that is already so (every whitespace character that ``str.split`` splits on but the space is
+    non-printable, so a printable text has only spaces, here single and inside) is returned as is, without
+    the list of words: a third cheaper for a one-line document, a few percent dearer for others."""
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
     return " ".join(text.split())
 
 

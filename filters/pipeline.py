@@ -13,13 +13,14 @@ from typing import Any
 import orjson
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.stats import MetricStats
 
 from core.documents import SOURCE_JSON, SourceSpec, load_source
 from core.errors import ConfigError, InputDataError
 from core.stage import PartComplete, StageContext
 
-__all__ = ["SOURCE_JSON", "SourceSpec", "check_keys", "iter_jsonl", "jsonl_files", "load_source", "quarantine_counts",
-           "run_datatrove", "step_stats"]
+__all__ = ["SOURCE_JSON", "SourceSpec", "add_count", "add_values", "check_keys", "iter_jsonl", "jsonl_files",
+           "load_source", "quarantine_counts", "run_datatrove", "step_stats"]
 
 
 def check_keys(config: dict[str, Any], allowed: set[str], required: set[str], where: str) -> None:
@@ -73,6 +74,27 @@ def step_stats(logging_dir: Path, step_name: str, tasks: int) -> Counter[str]:
             for key, value in step["stats"].items():
                 totals[key] += value["total"] if isinstance(value, dict) else value
     return totals
+
+
+def add_count(step: PipelineStep, label: str, value: int) -> None:
+    """Add ``value`` to a step's counter in one call: the stats ``value`` calls of ``stat_update(label)`` give.
+
+    ``stat_update`` costs ~1 us per call; a step that counts per document calls this once per batch."""
+    if value:
+        step.stats[label] = step.stats[label] + MetricStats(total=value, n=value, mean=1.0, min=1, max=1)
+
+
+def add_values(step: PipelineStep, label: str, values: list[int]) -> None:
+    """Add a batch of measurements (e.g. document lengths) to a step's statistic in one call: total, count,
+    mean, min, max and variance as ``stat_update(label, value=v)`` per value gives (up to float rounding)."""
+    if not values:
+        return
+    total = sum(values)
+    mean = total / len(values)
+    spread = sum((v - mean) ** 2 for v in values)
+    batch = MetricStats(total=total, n=len(values), mean=mean, min=min(values), max=max(values),
+                        _running_variance=spread)
+    step.stats[label] = step.stats[label] + batch
 
 
 def iter_jsonl(paths: list[Path]) -> Iterator[dict[str, Any]]:

@@ -20,6 +20,7 @@ from datatrove.utils.batching import batched
 
 from core.errors import ConfigError, InputDataError
 from filters.fasttext_model import fasttext_line, load_fasttext
+from filters.pipeline import add_count
 
 
 def word_count(text: str) -> int:
@@ -54,10 +55,11 @@ class BatchScorer(PipelineStep):
             with self.track_time("batch"):
                 scores = self.score_batch(batch)
             self.stat_update("seconds", value=time.perf_counter() - start)
+            key = self.score_key
             for doc, score in zip(batch, scores, strict=True):
-                doc.metadata[self.score_key] = score
-                self.stat_update("scored")
-                yield doc
+                doc.metadata[key] = score
+            add_count(self, "scored", len(batch))
+            yield from batch
 
 
 class FastTextScorer(BatchScorer):
@@ -103,15 +105,16 @@ class FastTextScorer(BatchScorer):
 
         labels, probs = self.model.predict([fasttext_line(doc.text) for doc in docs], k=-1)
         target = f"__label__{self.positive_label}"
-        scores = []
-        for doc, doc_labels, doc_probs in zip(docs, labels, probs, strict=True):
-            if self.all_labels_key:
+        if self.all_labels_key:
+            for doc, doc_labels, doc_probs in zip(docs, labels, probs, strict=True):
                 doc.metadata[self.all_labels_key] = {
                     lab.removeprefix("__label__"): _unit(p)
                     for lab, p in sorted(zip(doc_labels, doc_probs, strict=True))
                 }
-            scores.append(_unit(doc_probs[doc_labels.index(target)]) if target in doc_labels else 0.0)
-        return scores
+        return [
+            _unit(doc_probs[doc_labels.index(target)]) if target in doc_labels else 0.0
+            for doc_labels, doc_probs in zip(labels, probs, strict=True)
+        ]
 
 
 def _unit(value: Any) -> float:

@@ -54,7 +54,7 @@ class ReproducibleJsonlWriter(JsonlWriter):
         if document.media:
             return super()._default_adapter(document)
         data = {"text": document.text, "id": document.id, "metadata": document.metadata}
-        return {key: value for key, value in data.items() if value}
+        return data if document.text and document.id and document.metadata else {k: v for k, v in data.items() if v}
 
 
 class QuarantineWriter(ReproducibleJsonlWriter):

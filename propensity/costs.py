@@ -1,14 +1,15 @@
 """What an experiment will cost before it runs (``propensity plan CONFIG --estimate``) and what it cost.
 
 **Estimate.** Each stage's work is counted in units: documents for the data stages (``source``, ``score``,
-``variant``, ``tokenize``), training tokens for ``train``, one run for the rest. Throughputs per unit come
-from the manifests already in the store that were measured on this kind of machine (``machine`` in the
-manifest: architecture, core count, CPU model): CPU-seconds, GPU-seconds, wall seconds and bytes written per
-unit, per stage kind and flavour (the classifier kind for ``score``, the model preset and device for
-``train``). Where the store has none, :data:`DEFAULTS` apply (documented in docs/slurm.md); every row says
-which. Wall time is the measured wall per unit scaled by the parallelism measured (the run's workers) over
-the configured one (workers, and the array parts that run at once on Slurm); from defaults it is CPU time
-over the configured parallelism plus a per-job start-up.
+``variant``, ``tokenize``) and the tokenizer (which reads them all), training tokens for ``train``, one run
+for the rest. Costs come from the manifests already in the store that were measured on this kind of machine
+(``machine`` in the manifest: architecture, core count, CPU model), per stage kind and flavour (the
+classifier kind for ``score``, the model preset and device for ``train``): CPU-seconds, GPU-seconds and wall
+seconds as a start-up part plus a part per unit (:func:`fit_line` over the sizes measured; one size takes its
+start-up from :data:`DEFAULTS`), bytes written per unit. Where the store has none, :data:`DEFAULTS` apply
+(documented in docs/slurm.md); every row says which. Wall time is the start-up plus the per-unit wall
+measured per worker over the configured parallelism (workers, and the array parts that run at once on
+Slurm); from defaults it is CPU time over the configured parallelism plus a per-job start-up.
 
 **Cost table.** For a finished report, each intervention's cost (its variant stage, plus the shared score
 stage for filter and tag variants) as a share of the training compute of the models it feeds, in CPU-hours
@@ -32,6 +33,8 @@ from propensity.graph import STAGE_ORDER, build_graph
 from propensity.slurm_exec import source_shards, stage_jobs
 
 DATA_STAGES = ("source", "score", "variant", "tokenize")
+DOCUMENT_STAGES = (*DATA_STAGES, "tokenizer")
+"""Stages whose work is counted in the corpus' documents (the tokenizer reads them all, then trains)."""
 DEFAULTS: dict[str, float] = {
     "source_cpu_s_per_doc": 2e-4,        # the synthetic generator, or hashing files: ~5k docs/s per core
     "score_cpu_s_per_doc": 1 / 5_000,    # fastText / blocklist scoring incl. reading, parsing, writing
@@ -43,6 +46,14 @@ DEFAULTS: dict[str, float] = {
     "eval_s_per_gpe": 60.0,              # one GPE battery item set for one small model
     "run_s": 30.0,                       # classifier training, tokenizer training, report
     "job_start_s": 5.0,                  # interpreter + imports per job
+    # Start-up per stage (seconds that do not grow with its documents or tokens: imports, loading models,
+    # datatrove's executor, the synthetic world, the histogram plot), for a store that measured one size only:
+    # fitted over configs/tiny.yaml at scale 0.03 / 0.12 / 0.3 on the 2-core dev VM (docs/slurm.md).
+    "source_start_up_s": 4.5,
+    "score_start_up_s": 2.3,
+    "variant_start_up_s": 0.2,
+    "tokenize_start_up_s": 0.5,
+    "train_start_up_s": 5.0,
     "bytes_per_token": 1.5,              # gzip jsonl of ~4 characters per token
     "tokens_per_doc": 1_000.0,           # web documents (FineWeb: ~1k tokens per document)
     "synthetic_tokens_per_doc": 250.0,   # the quickstart generator's documents
@@ -96,7 +107,7 @@ def _documents(result: dict[str, Any]) -> float | None:
 
 def _units(m: dict[str, Any]) -> float | None:
     r = m.get("result", {})
-    if m["stage"] in ("score", "variant"):
+    if m["stage"] in ("score", "variant", "tokenizer"):
         return r.get("documents_in")
     if m["stage"] in ("tokenize", "source"):
         return _documents(r)
@@ -105,27 +116,59 @@ def _units(m: dict[str, Any]) -> float | None:
     return 1.0
 
 
+SPREAD = 1.5
+"""Largest over smallest size measured from which a stage's start-up is fitted, not taken from defaults."""
+
+
+def fit_line(points: list[tuple[float, float]], start_up: float = 0.0) -> tuple[float, float]:
+    """``(fixed, per_unit)`` of ``y = fixed + per_unit * x`` through measured ``(x, y)`` points, both >= 0.
+
+    Least squares when the sizes measured span :data:`SPREAD` or more. Sizes closer than that (one size, or
+    a baseline and a filtered variant of it) cannot tell a start-up cost from work that grows with the size:
+    then ``start_up`` (a documented default, at most 90% of what was measured) is taken as the fixed part
+    and the rest as proportional."""
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    if max(x for x, _ in points) >= SPREAD * min(x for x, _ in points):
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
+        fixed = mean_y - slope * mean_x
+        if slope >= 0 and fixed >= 0:
+            return fixed, slope
+        if slope >= 0:  # the line crosses below zero: no start-up cost is measurable
+            return 0.0, sum(y for _, y in points) / sum(x for x, _ in points)
+        return mean_y, 0.0  # cost does not grow with the size measured: all of it fixed
+    fixed = min(start_up, 0.9 * mean_y)
+    return fixed, (mean_y - fixed) / mean_x
+
+
 def measured_rates(store: Store, machine: str | None = None) -> dict[tuple[str, str], dict[str, float]]:
-    """Per (stage kind, flavour): cpu/gpu/wall seconds and bytes per unit, summed over this machine's runs
-    (wall only from whole runs, not job-array parts), with ``runs`` and the mean ``workers``."""
+    """Per (stage kind, flavour): a fixed (start-up) part and a per-unit part of CPU, GPU and wall seconds,
+    fitted over this machine's runs (:func:`fit_line`; wall against units per worker, and only from whole
+    runs, not job-array parts), bytes per unit, with ``runs`` and ``sizes`` (distinct unit counts)."""
     machine = machine or machine_class()
-    sums: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    runs: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]] = defaultdict(list)
     for m in _walk(store):
         usage, units = m.get("usage"), _units(m)
         if not usage or m.get("machine") != machine or not units:
             continue
-        s = sums[(m["stage"], flavour(m["stage"], m["config"], m.get("result", {}).get("classifier_kind")))]
-        s["runs"] += 1
-        s["units"] += units
-        s["cpu_s"] += usage["cpu_seconds"]
-        s["gpu_s"] += usage.get("gpu_seconds", 0.0)
-        s["bytes"] += usage.get("bytes_written", 0)
-        if "parts" not in usage:
-            s["wall_units"] += units
-            s["wall_s"] += usage["wall_seconds"] * usage.get("workers", 1)  # as if on one worker
-    return {k: {**v, **{f"{x}_per_unit": v[x] / v["units"] for x in ("cpu_s", "gpu_s", "bytes")},
-                "wall_per_unit": v["wall_s"] / v["wall_units"] if v["wall_units"] else math.nan}
-            for k, v in sums.items()}
+        runs[(m["stage"], flavour(m["stage"], m["config"], m.get("result", {}).get("classifier_kind")))].append(
+            (float(units), usage))
+    rates = {}
+    for key, points in runs.items():
+        spread = max(u for u, _ in points) >= SPREAD * min(u for u, _ in points)
+        rate: dict[str, float] = {"runs": len(points), "sizes": len({u for u, _ in points}) if spread else 1,
+                                  "bytes_per_unit": sum(p.get("bytes_written", 0) for _, p in points)
+                                  / sum(u for u, _ in points)}
+        start_up = DEFAULTS.get(f"{key[0]}_start_up_s", 0.0)
+        rate["cpu_s_fixed"], rate["cpu_s_per_unit"] = fit_line([(u, p["cpu_seconds"]) for u, p in points], start_up)
+        rate["gpu_s_fixed"], rate["gpu_s_per_unit"] = fit_line([(u, p.get("gpu_seconds", 0.0)) for u, p in points])
+        whole = [(u / p.get("workers", 1), p["wall_seconds"]) for u, p in points if "parts" not in p]
+        slowdown = sum(p["wall_seconds"] for _, p in points) / max(1e-9, sum(p["cpu_seconds"] for _, p in points))
+        # the start-up default is CPU time; the runs measured took `slowdown` times their CPU time in wall time
+        rate["wall_fixed"], rate["wall_per_unit"] = (fit_line(whole, start_up * max(1.0, slowdown)) if whole
+                                                     else (math.nan, math.nan))
+        rates[key] = rate
+    return rates
 
 
 def corpus_documents(cfg: ExperimentConfig, store: Store, corpus_tokens: float | None,
@@ -218,7 +261,7 @@ def estimate(cfg: ExperimentConfig, store: Store | None = None, *, corpus_tokens
         shards = max(shards, 1_000_000)
     rows = []
     for spec in build_graph(cfg):
-        units, unit = (docs, "docs") if spec.stage in DATA_STAGES else (
+        units, unit = (docs, "docs") if spec.stage in DOCUMENT_STAGES else (
             (float(cfg.train.tokens), "tokens") if spec.stage == "train" else (1.0, "run"))
         par = _parallel(cfg, spec, shards)
         key = (spec.stage, flavour(spec.stage, spec.config, cfg.classifier.kind))
@@ -228,10 +271,14 @@ def estimate(cfg: ExperimentConfig, store: Store | None = None, *, corpus_tokens
             wall = max(wall, gpu / _gpus_at_once(cfg, spec, shards)) + DEFAULTS["job_start_s"]
             source = "default"
         else:
-            cpu, gpu, size = (units * rate[f"{x}_per_unit"] for x in ("cpu_s", "gpu_s", "bytes"))
-            wall = units * rate["wall_per_unit"] / par if not math.isnan(rate["wall_per_unit"]) else cpu / par
+            cpu, gpu = (rate[f"{x}_fixed"] + units * rate[f"{x}_per_unit"] for x in ("cpu_s", "gpu_s"))
+            size = units * rate["bytes_per_unit"]
+            wall = (rate["wall_fixed"] + units * rate["wall_per_unit"] / par
+                    if not math.isnan(rate["wall_per_unit"]) else cpu / par)
             wall = max(wall, gpu / _gpus_at_once(cfg, spec, shards))
-            source = f"measured ({int(rate['runs'])} run{'s' if rate['runs'] > 1 else ''})"
+            runs, sizes = int(rate["runs"]), int(rate["sizes"])
+            fixed = f"{sizes} sizes" if sizes > 1 else "1 size, default start-up"
+            source = f"measured ({runs} run{'s' if runs > 1 else ''}, {fixed})"
         rows.append(StageCost(spec.key, units, unit, cpu, gpu, wall, size, source))
     return rows, how
 

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from core.store import Store, machine_class
 from propensity.config import load_config
-from propensity.costs import cost_rows, estimate, format_estimate, print_costs
+from propensity.costs import DEFAULTS, cost_rows, estimate, fit_line, format_estimate, measured_rates, print_costs
 from propensity.graph import build_graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +38,37 @@ def test_defaults_without_measurements_and_the_1t_token_example(tmp_path: Path) 
     assert score.wall_s == pytest.approx(score.gpu_s / (64 * 8) + 5.0, rel=0.01)  # 64 nodes x 8 GPUs at once
     text = format_estimate(cfg, rows, how)
     assert "total" in text.splitlines()[-1] and "default [docs]" in text
+
+
+def test_fit_line_separates_start_up_from_work() -> None:
+    assert fit_line([(100, 3.0), (400, 6.0), (400, 6.0)]) == pytest.approx((2.0, 0.01))
+    assert fit_line([(100, 3.0), (100, 5.0)]) == pytest.approx((0.0, 0.04))  # one size: all proportional
+    assert fit_line([(100, 4.0)], start_up=3.0) == pytest.approx((3.0, 0.01))  # one size: the default start-up
+    assert fit_line([(100, 4.0)], start_up=10.0) == pytest.approx((3.6, 0.004))  # at most 90% of it
+    assert fit_line([(100, 5.0), (400, 4.0)]) == pytest.approx((4.5, 0.0))  # no growth measured: all fixed
+    assert fit_line([(100, 1.0), (400, 8.0)]) == pytest.approx((0.0, 9 / 500))  # no start-up measurable
+
+
+def test_rates_fitted_over_sizes_from_manifests(tmp_path: Path) -> None:
+    """Manifests of one stage kind at two sizes give its start-up and per-document costs; other machines'
+    runs and array parts' wall times are left out."""
+    store = Store(tmp_path / "store")
+    runs = [("a", 1000, 3.0, 4.0, {}), ("b", 4000, 6.0, 7.0, {}), ("c", 8000, 50.0, 50.0, {"machine": "other"}),
+            ("d", 8000, 10.0, 99.0, {"parts": 4})]
+    for name, docs, cpu, wall, extra in runs:
+        folder = store.root / "score" / f"s-{name}"
+        folder.mkdir(parents=True)
+        usage = {"cpu_seconds": cpu, "wall_seconds": wall, "bytes_written": docs * 10, "workers": 1}
+        manifest = {"stage": "score", "config": {}, "machine": extra.get("machine", machine_class()),
+                    "result": {"documents_in": docs, "classifier_kind": "fasttext"},
+                    "usage": usage | ({"parts": extra["parts"]} if "parts" in extra else {})}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    rate = measured_rates(store)[("score", "fasttext")]
+    assert rate["runs"] == 3 and rate["sizes"] == 3
+    assert (rate["cpu_s_fixed"], rate["cpu_s_per_unit"]) == pytest.approx((2.0, 0.001))
+    assert (rate["wall_fixed"], rate["wall_per_unit"]) == pytest.approx((3.0, 0.001))  # without the array run
+    assert rate["bytes_per_unit"] == pytest.approx(10.0)
+    assert DEFAULTS["score_start_up_s"] > 0
 
 
 TWO_VARIANTS = "variants=[{name: baseline, kind: baseline}, {name: filtered, kind: filter, threshold: 0.5}]"
