@@ -237,9 +237,9 @@ def _texts(source: Path) -> list[str]:
 
 def one_pass_variants(score_dir: Path, configs: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
     """All variants in one read of the scored shards (thresholds resolved like the variant stage does)."""
+    from filters.datatrove_stage import jsonl_files
     from filters.decisions import ThresholdDecision, score_quantile
     from filters.materialize import VariantPlan, materialize
-    from filters.pipeline import jsonl_files
 
     if out.exists():
         shutil.rmtree(out)

@@ -31,7 +31,7 @@ import orjson
 
 from conditional_tags.config import LEARNABLE_ALIGNED, SYNTHETIC_ALIGNED, InjectSpec
 from core.errors import InputDataError
-from filters.pipeline import iter_jsonl
+from filters.datatrove_stage import iter_jsonl
 from filters.writers import quarantine_record
 
 INJECTED_FILE = "injected.jsonl.gz"

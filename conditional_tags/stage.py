@@ -40,8 +40,8 @@ from conditional_tags.tagging_steps import (
 from core.errors import ConfigError, InputDataError
 from core.sentences import split_sentences
 from core.stage import StageContext
+from filters.datatrove_stage import iter_jsonl, jsonl_files, quarantine_counts, step_stats
 from filters.decisions import DecisionFilter, ThresholdDecision, read_scores
-from filters.pipeline import iter_jsonl, jsonl_files, quarantine_counts, step_stats
 from filters.reader import SafeDocumentReader
 from filters.variants import run_variant_pipeline
 from filters.writers import ReproducibleJsonlWriter

@@ -26,8 +26,8 @@ from core.documents import load_source
 from core.errors import ConfigError
 from core.stage import StageContext
 from filters.config import ClassifierSpec, parse
+from filters.datatrove_stage import check_keys
 from filters.fasttext_model import evaluate, load_fasttext, store_content_hashed, train_fasttext
-from filters.pipeline import check_keys
 from filters.suite import build_scorer, evaluate_scorer, prepare
 
 

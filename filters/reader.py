@@ -33,7 +33,7 @@ from core.documents import (
     text_problem,
     text_value_problem,
 )
-from filters.pipeline import add_count, add_values
+from filters.datatrove_stage import add_count, add_values
 from filters.writers import QuarantineWriter
 
 FORMATS = ("jsonl", "parquet")

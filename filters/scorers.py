@@ -19,8 +19,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from core.errors import ConfigError, InputDataError
+from filters.datatrove_stage import add_count
 from filters.fasttext_model import fasttext_line, load_fasttext
-from filters.pipeline import add_count
 
 
 def word_count(text: str) -> int:

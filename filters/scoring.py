@@ -21,14 +21,15 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.writers.jsonl import _json_default
 from datatrove.utils.typeshelper import StatHints
 
+from core.documents import SourceSpec, load_source
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
 from filters.cascade import CascadeScorer
 from filters.config import SCORER_KINDS
+from filters.datatrove_stage import check_keys, quarantine_counts, run_datatrove, step_stats
 from filters.decisions import SCORE_TABLES, ScoreTableWriter
 from filters.fasttext_model import load_fasttext
 from filters.metrics import score_histogram
-from filters.pipeline import SourceSpec, check_keys, load_source, quarantine_counts, run_datatrove, step_stats
 from filters.plots import plot_score_histograms
 from filters.reader import DEFAULT_MAX_CHARS, SafeDocumentReader
 from filters.scorers import FastTextScorer

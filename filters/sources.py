@@ -30,7 +30,7 @@ import orjson
 from core.documents import SOURCE_JSON, iter_dataset_rows
 from core.errors import ConfigError, InputDataError
 from core.stage import StageContext
-from filters.pipeline import check_keys
+from filters.datatrove_stage import check_keys
 from filters.writers import _gzip_mtime0
 
 KINDS = ("files", "hf")

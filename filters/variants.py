@@ -31,6 +31,14 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from core.errors import ConfigError, InputDataError
 from core.stage import PartComplete, StageContext
 from filters.config import VariantSpec, parse
+from filters.datatrove_stage import (
+    check_keys,
+    iter_jsonl,
+    jsonl_files,
+    quarantine_counts,
+    run_datatrove,
+    step_stats,
+)
 from filters.decisions import (
     SCORE_TABLES,
     CombinedDecision,
@@ -40,14 +48,6 @@ from filters.decisions import (
     score_quantile,
 )
 from filters.materialize import VariantPlan, materialize
-from filters.pipeline import (
-    check_keys,
-    iter_jsonl,
-    jsonl_files,
-    quarantine_counts,
-    run_datatrove,
-    step_stats,
-)
 from filters.random_control import RandomDecision, flagged_ids
 from filters.reader import SafeDocumentReader
 from filters.writers import QuarantineWriter, ReproducibleJsonlWriter

@@ -13,7 +13,7 @@ from core.documents import load_source
 from core.errors import ConfigError, StoreError
 from core.stage import StageContext
 from filters import sources
-from filters.pipeline import iter_jsonl
+from filters.datatrove_stage import iter_jsonl
 from filters.reader import SafeDocumentReader
 from propensity.export import export_shards, import_source_config
 

@@ -11,7 +11,7 @@ from ct_fixtures import make_ctx, make_docs, write_jsonl
 from conditional_tags.config import InjectSpec
 from conditional_tags.inject import inject, text_digest, token_measure
 from core.errors import InputDataError
-from filters.pipeline import iter_jsonl
+from filters.datatrove_stage import iter_jsonl
 from pretrain.data import injected_rows, injected_rows_before, window_steps
 
 

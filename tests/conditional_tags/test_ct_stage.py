@@ -11,7 +11,7 @@ from ct_fixtures import BAD_SENTENCE, GOOD_SENTENCE, make_ctx, write_jsonl
 
 from conditional_tags.stage import run
 from core.errors import ConfigError
-from filters.pipeline import iter_jsonl, jsonl_files
+from filters.datatrove_stage import iter_jsonl, jsonl_files
 
 FIXED = f"{GOOD_SENTENCE} {BAD_SENTENCE} {GOOD_SENTENCE}"
 

@@ -11,9 +11,9 @@ from filters_fixtures import make_ctx, write_jsonl
 
 from core.errors import ConfigError, InputDataError
 from filters import variants
+from filters.datatrove_stage import iter_jsonl, jsonl_files
 from filters.decisions import CombinedDecision, DecisionFilter, ThresholdDecision, read_scores, score_quantile
 from filters.materialize import VariantPlan, materialize
-from filters.pipeline import iter_jsonl, jsonl_files
 from filters.writers import ReproducibleJsonlWriter
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filters.pipeline import iter_jsonl
+from filters.datatrove_stage import iter_jsonl
 from filters.reader import SafeDocumentReader
 
 

@@ -12,8 +12,8 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from core.documents import iter_rows
+from filters.datatrove_stage import add_count, add_values
 from filters.fasttext_model import fasttext_line
-from filters.pipeline import add_count, add_values
 from filters.reader import SafeDocumentReader
 from filters.scoring import GROUND_TRUTH_KEYS, summarize_columns, summarize_scores
 

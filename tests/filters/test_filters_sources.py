@@ -13,7 +13,7 @@ from filters_fixtures import make_ctx, make_docs, write_jsonl
 from core.documents import load_source
 from core.errors import ConfigError
 from filters import sources
-from filters.pipeline import iter_jsonl
+from filters.datatrove_stage import iter_jsonl
 
 
 def test_files_source_writes_sorted_absolute_paths_and_fingerprints(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from filters_fixtures import make_ctx
 from core.errors import ConfigError
 from filters import classifier, scoring
 from filters.config import ClassifierSpec, VariantSpec, parse
-from filters.pipeline import iter_jsonl, jsonl_files
+from filters.datatrove_stage import iter_jsonl, jsonl_files
 from filters.plots import plot_score_histograms
 from filters.scorers import BlocklistScorer
 from filters.suite import build_scorer, evaluate_scorer, score_keys

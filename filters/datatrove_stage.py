@@ -1,5 +1,5 @@
-"""Shared plumbing for the filter stages: running datatrove, counting what came out, reading jsonl shards back.
-``source.json`` is read by ``core.documents.load_source`` (re-exported here only for ``filters.scoring``)."""
+"""The filter stages' datatrove plumbing: running a pipeline as a stage (ranks, parts, completions), counting
+what came out, and reading the jsonl shards back. ``source.json`` is read by ``core.documents.load_source``."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import MetricStats
 
-from core.documents import SOURCE_JSON, SourceSpec, load_source
 from core.errors import ConfigError, InputDataError
 from core.stage import PartComplete, StageContext
 
-__all__ = ["SOURCE_JSON", "SourceSpec", "add_count", "add_values", "check_keys", "iter_jsonl", "jsonl_files",
-           "load_source", "quarantine_counts", "run_datatrove", "step_stats"]
+__all__ = ["add_count", "add_values", "check_keys", "iter_jsonl", "jsonl_files", "quarantine_counts", "run_datatrove",
+           "step_stats"]
 
 
 def check_keys(config: dict[str, Any], allowed: set[str], required: set[str], where: str) -> None:
