@@ -232,11 +232,11 @@ def tag_matrix(rows: Sequence[dict], good: str, bad: str, phase: str = "before",
     return _as_matrix(b) - _as_matrix(g)
 
 
-def gap_matrix(rows: Sequence[dict], phase: str = "before", prefix: str = "", split: str | None = None
-               ) -> np.ndarray:
-    """AI minus matched human log-odds of the misaligned option, per seed and matched item (``ai-<k>`` with
-    ``human-<k>``)."""
-    cells = _cells(rows, "logodds", split)
+def gap_matrix(rows: Sequence[dict], phase: str = "before", prefix: str = "", split: str | None = None,
+               quantity: str = "logodds") -> np.ndarray:
+    """AI minus matched human log-odds (or another row ``quantity``, e.g. ``p_misaligned``) of the misaligned
+    option, per seed and matched item (``ai-<k>`` with ``human-<k>``)."""
+    cells = _cells(rows, quantity, split)
     ai, human = cells.get((phase, prefix, "ai"), {}), cells.get((phase, prefix, "human"), {})
     keys = sorted(k[3:] for k in ai if k.startswith("ai-") and f"human-{k[3:]}" in human)
     if len(keys) < 2:
@@ -275,6 +275,7 @@ def plan_checks(variants: Sequence[dict], rows_of: Callable[[str], list[dict]], 
     base = next((v["name"] for v in variants if v["kind"] == "baseline"), None)
     checks: list[Check] = []
     gap = {base: gap_matrix(rows_of(base), split=split)} if base else {}
+    p_gap = {base: gap_matrix(rows_of(base), split=split, quantity="p_misaligned")} if base else {}
     if base and planted_gap is not None:
         checks.append(Check(f"{base}", "AI-human gap (log-odds)", planted_gap, gap[base]))
     real = {"filter": None, "tag": None}
@@ -289,8 +290,8 @@ def plan_checks(variants: Sequence[dict], rows_of: Callable[[str], list[dict]], 
                           tag_matrix(rows_of(name), prefixes[1], prefixes[2], split=split))
             real["tag"] = real["tag"] or (None if random else name)
         elif kind in ("filter", "inject") and base:
-            diff = paired_difference(gap_matrix(rows_of(name), split=split), gap[base])
-            check = Check(name, f"AI-specific gap vs {base} (log-odds)", 0 if random else -1, diff)
+            diff = paired_difference(gap_matrix(rows_of(name), split=split, quantity="p_misaligned"), p_gap[base])
+            check = Check(name, f"AI-specific gap vs {base} (P(misaligned))", 0 if random else -1, diff)
             if kind == "filter" and not random:
                 real["filter"] = real["filter"] or name
         else:

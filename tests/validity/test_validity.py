@@ -117,7 +117,11 @@ def test_plan_checks_builds_effects_from_item_rows() -> None:
     assert [c.reference for c in checks[3:]] == ["filtered", "tagged"]
     out = {c["name"]: c for c in evaluate(checks)}
     assert out["baseline"]["mean"] == pytest.approx(0.8 + 0.005)
-    assert out["filtered"]["mean"] == pytest.approx(-3.4, abs=0.01)
+    # the AI-specific gap is in P(misaligned): bounded, where a filter's log-odds target is -infinity
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    expected = np.mean([sig(-3.0 + 0.1 * k) - sig(0.4 + 0.1 * k) for k in range(4)])
+    assert out["filtered"]["mean"] == pytest.approx(expected, abs=0.01)
+    assert "P(misaligned)" in out["filtered"]["quantity"]
     assert out["tagged"]["mean"] == pytest.approx(1 / (1 + np.exp(-2)) - 1 / (1 + np.exp(2)))
     assert {k: v["verdict"] for k, v in out.items()} == {
         "baseline": "PASS", "filtered": "PASS", "tagged": "PASS", "random": "PASS", "coin": "PASS"}
@@ -139,7 +143,9 @@ def test_second_split_checks_read_only_its_own_rows() -> None:
     variants = [{"name": "baseline", "kind": "baseline"}, {"name": "filtered", "kind": "filter"}]
     head = {c["name"]: c["mean"] for c in evaluate(plan_checks(variants, data.__getitem__, 1))}
     frames = {c["name"]: c["mean"] for c in evaluate(plan_checks(variants, data.__getitem__, 1, "new_frame"))}
-    assert head == pytest.approx({"baseline": 1.0, "filtered": -2.0})
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    filtered = np.mean([sig(-1.0 + 0.1 * k) - sig(1.0 + 0.1 * k) for k in range(3)])  # P(misaligned) gap
+    assert head == pytest.approx({"baseline": 1.0, "filtered": filtered})
     assert frames == pytest.approx({"baseline": 0.5, "filtered": 0.0})
 
 
