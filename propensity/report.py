@@ -123,8 +123,8 @@ def _validity(config: dict[str, Any], inputs: dict[str, Path]) -> dict | None:
         return None
     gpe = config["gpes"][0]
 
-    def rows_of(name: str) -> list[dict]:
-        return gpe_rows([inputs[f"eval:{name}:{s}"] for s in config["seeds"]], gpe)
+    def rows_of(name: str) -> list[dict]:  # every row: plan_checks picks the headline or the named split
+        return gpe_rows([inputs[f"eval:{name}:{s}"] for s in config["seeds"]], gpe, every=True)
 
     try:
         checks = plan_checks(config["variants"], rows_of, config["validity"].get("planted_gap"))

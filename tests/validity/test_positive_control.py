@@ -29,6 +29,8 @@ def test_tiny_model_learns_the_tag_and_the_gap_and_their_mutations_fail(tmp_path
     verdicts = {c["name"]: c for c in results["validity"]["checks"]}
     assert verdicts["tagged"]["verdict"] == "PASS", verdicts["tagged"]
     assert verdicts["baseline"]["verdict"] == "PASS", verdicts["baseline"]
+    second = {c["name"] for c in results["validity"]["new_frame"]}  # the out-of-template split, reported apart
+    assert second == set(verdicts)
 
     cfg = load_config(CONFIG, overrides)
     evals = {s.name: Path(tmp_path) / s.key for s in build_graph(cfg) if s.stage == "eval"}
