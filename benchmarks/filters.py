@@ -2,7 +2,7 @@
 
 Measured in one run, single process each (workers=1), on the same parquet shards:
 
-1. our score stage (``filters.scoring:run``: read parquet -> fastText -> score tables + jsonl.gz shards)
+1. our score stage (``filters.score_stage:run``: read parquet -> fastText -> score tables + jsonl.gz shards)
 2. datatrove's stock pipeline (ParquetReader -> FastTextClassifierFilter (annotate) -> JsonlWriter)
 3. a bare in-memory fastText predict over the same texts (the limit: no I/O at all)
 4. K=4 variants (thresholds 0.3/0.5/0.7 and the 90th percentile) built by the variant stage one at a time,
@@ -143,7 +143,8 @@ def main() -> None:
 
 def measure(root: Path, docs: int, shards: int, repeat: int) -> dict[str, Any]:
     """Build the corpus and a fastText model, then time every contender on it."""
-    from filters import scoring, variants
+    from filters import score_stage as scoring
+    from filters import variants
     from filters.fasttext_model import load_fasttext, train_fasttext
 
     source, labelled = make_corpus(root, docs, shards)

@@ -59,6 +59,7 @@ KEYED_IMPL: dict[str, str] = {
     "conditional_tags.document_tag:run": "filters.variants:run",
     "pretrain.build_tokenizer:run": "pretrain.tokenizer:run",
     "pretrain.tokenize_docs:run": "pretrain.tokenize:run",
+    "filters.score_stage:run": "filters.scoring:run",
 }
 """Implementations that moved module, by the path their keys were first made with. A stage's key hashes its
 implementation path; hashing the original path keeps every store made before the move valid. Add a line here

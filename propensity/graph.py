@@ -124,7 +124,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         {"source": source}, seed=cfg.seed,
         version=1 if cfg.source.kind == "synthetic" else TOKENIZER_USER_SOURCE_VERSION,
     )
-    score = StageSpec("score", cfg.classifier.name, "filters.scoring:run", {"score_key": score_key},
+    score = StageSpec("score", cfg.classifier.name, "filters.score_stage:run", {"score_key": score_key},
                       {"source": source, "classifier": classifier}, seed=cfg.seed, resources="data")
     specs = [source, classifier, tokenizer, score]
     train_cfg = cfg.train.model_dump(mode="json", exclude={"seeds"})

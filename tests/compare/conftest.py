@@ -18,7 +18,7 @@ from compare_fakes import fake_eval, write_config
 
 _STREAM = io.StringIO()
 IMPLS = {"source": ("synth.stage", "run"), "classifier": ("filters.classifier", "run"),
-         "score": ("filters.scoring", "run"), "tokenizer": ("pretrain.build_tokenizer", "run"),
+         "score": ("filters.score_stage", "run"), "tokenizer": ("pretrain.build_tokenizer", "run"),
          "variant": ("filters.variants", "run"), "train": ("pretrain.train", "run")}
 
 

@@ -42,7 +42,7 @@ def classifier_dir(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="session")
 def score_dir(corpus_dir: Path, classifier_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A score artifact over the corpus, plus one document whose score is broken (to be quarantined)."""
-    from filters.scoring import run
+    from filters.score_stage import run
 
     out = tmp_path_factory.mktemp("score")
     run(make_ctx(out, {"name": "s"}, {"source": corpus_dir, "classifier": classifier_dir}, "score"))

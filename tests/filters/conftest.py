@@ -51,7 +51,7 @@ def classifier_dir(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="session")
 def score_dir(corpus_dir: Path, classifier_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A completed score artifact over the corpus."""
-    from filters.scoring import run
+    from filters.score_stage import run
 
     out = tmp_path_factory.mktemp("score")
     result = run(make_ctx("score", out, {"name": "s"}, {"source": corpus_dir, "classifier": classifier_dir}))

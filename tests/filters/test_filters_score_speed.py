@@ -15,7 +15,7 @@ from core.documents import iter_rows
 from filters.datatrove_stage import add_count, add_values
 from filters.fasttext_model import fasttext_line
 from filters.reader import SafeDocumentReader
-from filters.scoring import GROUND_TRUTH_KEYS, summarize_columns, summarize_scores
+from filters.score_stage import GROUND_TRUTH_KEYS, summarize_columns, summarize_scores
 
 
 def test_summarize_columns_equals_summarize_scores() -> None:

@@ -79,7 +79,7 @@ def test_hf_source_exports_local_dataset_to_shards(tmp_path: Path) -> None:
 def test_parquet_source_is_scored(tmp_path: Path, classifier_dir: Path) -> None:
     from filters_fixtures import BAD_TEXT, GOOD_TEXT
 
-    from filters.scoring import run as score
+    from filters.score_stage import run as score
 
     path = tmp_path / "user.parquet"
     pq.write_table(pa.table({"body": [BAD_TEXT, GOOD_TEXT, ""], "uid": ["u1", "u2", "u3"]}), path)

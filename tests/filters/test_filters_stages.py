@@ -11,7 +11,8 @@ from filters_fixtures import BAD_TEXT, GOOD_TEXT, make_ctx, write_jsonl
 
 from conditional_tags import document_tag
 from core.errors import ConfigError
-from filters import scoring, variants
+from filters import score_stage as scoring
+from filters import variants
 from filters.datatrove_stage import iter_jsonl, jsonl_files
 from filters.variants import ScoreValidator, ThresholdFilter
 from filters.writers import ReproducibleJsonlWriter
