@@ -10,7 +10,8 @@ from datatrove.data import Document
 from filters_fixtures import make_ctx
 
 from core.errors import ConfigError
-from filters import classifier, scoring
+from filters import classifier
+from filters import score_stage as scoring
 from filters.config import ClassifierSpec, VariantSpec, parse
 from filters.datatrove_stage import iter_jsonl, jsonl_files
 from filters.plots import plot_score_histograms
