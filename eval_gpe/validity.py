@@ -87,14 +87,28 @@ def _mean_squares(arr: np.ndarray) -> tuple[float, float, float]:
     return ms_seed, ms_item, ms_res
 
 
-def components(values: Sequence[Sequence[float]] | np.ndarray) -> Components:
-    """Seed, item and residual variance of a ``seeds x items`` matrix (negative estimates clipped to 0)."""
-    arr = _matrix(values)
+def _analyse(arr: np.ndarray) -> tuple[Components, float]:
+    """The variance components of a checked ``seeds x items`` matrix and the Satterthwaite degrees of freedom
+    of its grand mean's variance (``MS_seed + MS_item - MS_res``); one seed: the items' ``items - 1``."""
     n_s, n_i = arr.shape
     if n_s == 1:
-        return Components(None, float(arr.var(ddof=1)), 0.0, 1, n_i)
-    ms_seed, ms_item, ms_res = _mean_squares(arr)
-    return Components(max((ms_seed - ms_res) / n_i, 0.0), max((ms_item - ms_res) / n_s, 0.0), ms_res, n_s, n_i)
+        return Components(None, float(arr.var(ddof=1)), 0.0, 1, n_i), float(n_i - 1)
+    ms = _mean_squares(arr)
+    comp = Components(max((ms[0] - ms[2]) / n_i, 0.0), max((ms[1] - ms[2]) / n_s, 0.0), ms[2], n_s, n_i)
+    dfs = (n_s - 1, n_i - 1, (n_s - 1) * (n_i - 1))
+    combo = ms[0] + ms[1] - ms[2]
+    denom = sum(m * m / d for m, d in zip(ms, dfs, strict=True))
+    return comp, (combo * combo / denom if denom > 0 and combo > 0 else float(n_s - 1))
+
+
+def components(values: Sequence[Sequence[float]] | np.ndarray) -> Components:
+    """Seed, item and residual variance of a ``seeds x items`` matrix (negative estimates clipped to 0)."""
+    return _analyse(_matrix(values))[0]
+
+
+def _t_interval(mean: float, comp: Components, df: float, level: float) -> tuple[float, float]:
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, max(df, 1.0))) * comp.standard_error(comp.seeds, comp.items)
+    return mean - half, mean + half
 
 
 def interval(values: Sequence[Sequence[float]] | np.ndarray, level: float = 1 - ALPHA) -> tuple[float, float, float]:
@@ -105,20 +119,8 @@ def interval(values: Sequence[Sequence[float]] | np.ndarray, level: float = 1 - 
     for that combination of mean squares. One seed: the item interval (df = items - 1).
     """
     arr = _matrix(values)
-    n_s, n_i = arr.shape
-    comp = components(arr)
-    var = comp.standard_error(n_s, n_i) ** 2
-    if n_s == 1:
-        df = float(n_i - 1)
-    else:
-        ms = _mean_squares(arr)
-        dfs = (n_s - 1, n_i - 1, (n_s - 1) * (n_i - 1))
-        combo = ms[0] + ms[1] - ms[2]
-        denom = sum(m * m / d for m, d in zip(ms, dfs, strict=True))
-        df = combo * combo / denom if denom > 0 and combo > 0 else float(n_s - 1)
-    half = float(scipy_stats.t.ppf(0.5 + level / 2, max(df, 1.0))) * math.sqrt(var)
-    mean = float(arr.mean())
-    return mean - half, mean + half, df
+    comp, df = _analyse(arr)
+    return (*_t_interval(float(arr.mean()), comp, df, level), df)
 
 
 def mde(comp: Components, seeds: int | None = None, items: int | None = None) -> float:
@@ -152,15 +154,15 @@ def evaluate(checks: Sequence[Check], margin_fraction: float = MARGIN_FRACTION) 
     out: dict[str, dict] = {}
     for check in checks:
         arr = _matrix(check.matrix)
-        low, high, df = interval(arr)
-        est = {"mean": float(arr.mean()), "ci95": [low, high]}
-        comp = components(arr)
-        entry = {"name": check.name, "quantity": check.quantity, "mean": est["mean"], "ci95": est["ci95"],
+        comp, df = _analyse(arr)
+        mean = float(arr.mean())
+        low, high = _t_interval(mean, comp, df, 1 - ALPHA)
+        entry = {"name": check.name, "quantity": check.quantity, "mean": mean, "ci95": [low, high],
                  "df": df, "n": list(arr.shape), "planted": _planted(check.direction),
-                 "mde": mde(comp), "seeds_needed": seeds_needed(est["mean"], comp),
+                 "mde": mde(comp), "seeds_needed": seeds_needed(mean, comp),
                  "variance": {"seed": comp.seed, "item": comp.item, "residual": comp.residual},
                  "seed_variance_measured": comp.seed is not None}
-        entry |= _verdict(check, est, out, margin_fraction)
+        entry |= _verdict(check, low, high, out, margin_fraction)
         out[check.name] = entry
     return list(out.values())
 
@@ -169,8 +171,7 @@ def _planted(direction: int | None) -> str:
     return {1: "> 0", -1: "< 0", 0: "~ 0", None: "none"}[direction]
 
 
-def _verdict(check: Check, est: dict, done: dict[str, dict], margin_fraction: float) -> dict:
-    low, high = est["ci95"]
+def _verdict(check: Check, low: float, high: float, done: dict[str, dict], margin_fraction: float) -> dict:
     if check.direction is None:
         return {"verdict": "MEASURED"}
     if check.direction != 0:
