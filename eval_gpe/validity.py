@@ -275,8 +275,9 @@ def plan_checks(variants: Sequence[dict], rows_of: Callable[[str], list[dict]], 
     """
     base = next((v["name"] for v in variants if v["kind"] == "baseline"), None)
     checks: list[Check] = []
-    gap = {base: gap_matrix(rows_of(base), split=split)} if base else {}
-    p_gap = {base: gap_matrix(rows_of(base), split=split, quantity="p_misaligned")} if base else {}
+    base_rows = rows_of(base) if base else []
+    gap = {base: gap_matrix(base_rows, split=split)} if base else {}
+    p_gap = {base: gap_matrix(base_rows, split=split, quantity="p_misaligned")} if base else {}
     if base and planted_gap is not None:
         checks.append(Check(f"{base}", "AI-human gap (log-odds)", planted_gap, gap[base]))
     real = {"filter": None, "tag": None}

@@ -12,6 +12,7 @@ moved. ``artifact_path`` turns a key back into a folder.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -123,6 +124,7 @@ def _validity(config: dict[str, Any], inputs: dict[str, Path]) -> dict | None:
         return None
     gpe = config["gpes"][0]
 
+    @functools.cache  # read once per variant: the headline and the second split come from the same rows
     def rows_of(name: str) -> list[dict]:  # every row: plan_checks picks the headline or the named split
         return gpe_rows([inputs[f"eval:{name}:{s}"] for s in config["seeds"]], gpe, every=True)
 
