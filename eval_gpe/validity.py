@@ -37,6 +37,8 @@ from statistics import NormalDist
 import numpy as np
 from scipy import stats as scipy_stats
 
+from eval_gpe.splits import headline
+
 ALPHA = 0.05
 POWER = 0.80
 MARGIN_FRACTION = 1 / 3
@@ -211,7 +213,6 @@ def _cells(rows: Sequence[dict], quantity: str, split: str | None = None
            ) -> dict[tuple[str, str, str], dict[str, tuple]]:
     """``seed_item_values`` of the out-of-distribution rows of the headline split (``split`` None) or of one
     split reported apart (e.g. ``new_frame``)."""
-    from eval_gpe.splits import headline
     from eval_gpe.summary import seed_item_values
 
     chosen = [r for r in rows if r.get("role", "ood") == "ood"
