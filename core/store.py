@@ -88,6 +88,9 @@ class StageSpec:
     """Resource class for executors (``cpu``, ``train``, ``eval``)."""
     threads: int | None = None
     """Fixed worker/thread count for stages whose bytes depend on it (CPU training); part of the hash."""
+    cores: int | None = None
+    """Cores of the local executor the stage occupies (None: all its workers); stages needing fewer run side
+    by side in worker processes. Scheduling only: not part of the hash."""
 
     @cached_property
     def hash(self) -> str:

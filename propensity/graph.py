@@ -136,6 +136,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         train_cfg["precision"] = "bf16"
     report_inputs: dict[str, StageSpec] = {}
     battery = gpe_battery(cfg)
+    threads, train_cores = _train_cores(cfg)
     variant_inputs = VariantInputs(score, classifier, tokenizer, score_key, cfg.seed)
     for v in cfg.variants:
         variant = v.stage_spec(variant_inputs)
@@ -147,7 +148,7 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         for seed in cfg.train.seeds:
             train = StageSpec("train", f"{v.name}-s{seed}", "pretrain.train:run", train_cfg,
                               {"tokenize": tokenized, "tokenizer": tokenizer}, seed=seed, resources="train",
-                              threads=cfg.executor.workers, version=TRAIN_VERSION)
+                              threads=threads, cores=train_cores, version=TRAIN_VERSION)
             specs.append(train)
             report_inputs[f"train:{v.name}:{seed}"] = train
             ev = eval_spec(cfg, v, train, source, seed, battery, classifier)
@@ -162,6 +163,15 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
     specs.append(StageSpec("report", cfg.experiment, "propensity.report:run", report_conf, report_inputs,
                            seed=cfg.seed, version=REPORT_VERSION))
     return sorted(specs, key=lambda s: STAGE_ORDER.index(s.stage))
+
+
+def _train_cores(cfg: ExperimentConfig) -> tuple[int, int | None]:
+    """Torch threads of a training run (in its key) and the local executor's cores it occupies: fewer than
+    ``workers`` only for CPU runs with ``executor.train_threads`` below ``workers`` (side by side)."""
+    workers = cfg.executor.workers
+    threads = cfg.executor.train_threads or workers
+    side_by_side = threads < workers and cfg.train.device != "cuda" and cfg.train.backend == "torch"
+    return threads, (threads if side_by_side else None)
 
 
 def validity_config(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -219,7 +229,8 @@ def eval_spec(cfg: ExperimentConfig, v: VariantSettings, train: StageSpec, sourc
     if classifier is not None and battery.needs_classifier:
         inputs["classifier"] = classifier  # judged questions scored by the experiment's own classifier
     return StageSpec("eval", f"{v.name}-s{seed}", "eval_gpe.stage:run", conf, inputs, seed=seed,
-                     resources="eval", version=EVAL_VERSION, fingerprint=battery.fingerprint)
+                     resources="eval", version=EVAL_VERSION, fingerprint=battery.fingerprint,
+                     cores=1 if len(battery.definitions) == 1 else None)  # one GPE: one thread, in-process
 
 
 def downstream_of(specs: list[StageSpec], roots: set[str]) -> set[str]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.store import StageSpec, Store
 from propensity.config import ExperimentConfig
 from propensity.graph import build_graph
+from propensity.local_exec import run_graph
 from propensity.preflight import check_inputs
 
 log = logging.getLogger("propensity")
@@ -60,25 +60,22 @@ def check_budgets(cfg: ExperimentConfig, specs: list[StageSpec], store: Store) -
 
 
 def run_local(cfg: ExperimentConfig, *, show_progress: bool = True, stream=None) -> Path:
-    """Check every input file (``propensity.preflight``), then run every incomplete stage in order; return the
-    report folder."""
+    """Check every input file (``propensity.preflight``), then run every incomplete stage on this machine
+    (``propensity.local_exec``: in order, small stages side by side); return the report folder."""
     stream = stream or sys.stderr
     check_inputs(cfg)
     store = Store(cfg.store)
     specs = build_graph(cfg)
-    total = len(specs)
     budget_checked = False
-    for i, spec in enumerate(specs, 1):
+
+    def before_stage(spec: StageSpec) -> None:
+        nonlocal budget_checked
         if spec.stage == "train" and not budget_checked:
             check_budgets(cfg, specs, store)
             budget_checked = True
-        if store.is_complete(spec):
-            print(f"[{i:>2}/{total}] reuse  {spec.key}", file=stream, flush=True)
-            continue
-        print(f"[{i:>2}/{total}] run    {spec.key} ...", file=stream, flush=True)
-        t0 = time.time()
-        store.run(spec, workers=cfg.executor.workers, show_progress=show_progress)
-        print(f"[{i:>2}/{total}] done   {spec.key} ({time.time() - t0:.1f}s)", file=stream, flush=True)
+
+    run_graph(store, specs, cfg.executor.workers, show_progress=show_progress, stream=stream,
+              before_stage=before_stage)
     return store.path(specs[-1].key)
 
 
