@@ -74,6 +74,8 @@ class StageCost:
     bytes: float
     source: str
     """``measured (N runs)`` or ``default``."""
+    share: float = 1.0
+    """Fraction of the local machine the stage occupies (stages with less run side by side)."""
 
 
 def _walk(store: Store) -> list[dict[str, Any]]:
@@ -196,6 +198,8 @@ def corpus_documents(cfg: ExperimentConfig, store: Store, corpus_tokens: float |
 def _parallel(cfg: ExperimentConfig, spec: StageSpec, shards: int) -> int:
     """Processes working on the stage at once as configured (workers x array parts running together)."""
     workers = cfg.executor.workers
+    if spec.stage == "train":
+        return spec.threads or workers
     if spec.stage not in ("score", "variant", "tokenize"):
         return workers
     if cfg.executor.kind != "slurm":
@@ -279,7 +283,9 @@ def estimate(cfg: ExperimentConfig, store: Store | None = None, *, corpus_tokens
             runs, sizes = int(rate["runs"]), int(rate["sizes"])
             fixed = f"{sizes} sizes" if sizes > 1 else "1 size, default start-up"
             source = f"measured ({runs} run{'s' if runs > 1 else ''}, {fixed})"
-        rows.append(StageCost(spec.key, units, unit, cpu, gpu, wall, size, source))
+        share = min(spec.cores or cfg.executor.workers, cfg.executor.workers) / cfg.executor.workers
+        rows.append(StageCost(spec.key, units, unit, cpu, gpu, wall, size, source,
+                              share if cfg.executor.kind == "local" else 1.0))
     return rows, how
 
 
@@ -302,7 +308,8 @@ def _wall(seconds: float) -> str:
 
 
 def format_estimate(cfg: ExperimentConfig, rows: list[StageCost], how: str) -> str:
-    """The ``--estimate`` table: per stage and in total; wall in total assumes stages one after another."""
+    """The ``--estimate`` table: per stage and in total. The total wall time runs the stages one after another,
+    except that locally stages needing part of the machine share it (``StageSpec.cores``)."""
     width = max(len(r.key) for r in rows)
     lines = [f"estimate for {cfg.experiment} on {machine_class()} ({cfg.executor.kind} executor, "
              f"{cfg.executor.workers} worker(s)); corpus: {how}",
@@ -310,9 +317,12 @@ def format_estimate(cfg: ExperimentConfig, rows: list[StageCost], how: str) -> s
     for r in rows:
         lines.append(f"{r.key:<{width}}  {r.units:>10.3g}  {_h(r.cpu_s):>8}  {_h(r.gpu_s):>8}  {_size(r.bytes):>9}"
                      f"  {_wall(r.wall_s):>11}  {r.source} [{r.unit}]")
-    total = [sum(getattr(r, f) for r in rows) for f in ("cpu_s", "gpu_s", "bytes", "wall_s")]
+    total = [sum(getattr(r, f) for r in rows) for f in ("cpu_s", "gpu_s", "bytes")]
+    total.append(sum(r.wall_s * r.share for r in rows))
+    how_wall = ("stages in sequence, small ones side by side" if any(r.share < 1 for r in rows)
+                else "stages in sequence; independent stages overlap on Slurm")
     lines.append(f"{'total':<{width}}  {'':>10}  {_h(total[0]):>8}  {_h(total[1]):>8}  {_size(total[2]):>9}"
-                 f"  {_wall(total[3]):>11}  (wall: stages in sequence; independent stages overlap on Slurm)")
+                 f"  {_wall(total[3]):>11}  (wall: {how_wall})")
     return "\n".join(lines)
 
 

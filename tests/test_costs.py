@@ -134,3 +134,15 @@ def test_cost_table_of_a_report(measured: Path) -> None:
     out = io.StringIO()
     print_costs(folder, Console(file=out, width=200))
     assert "intervention cost" in out.getvalue() and "%" in out.getvalue()
+
+
+def test_side_by_side_stages_share_the_machine_in_the_total(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path / "store", "executor.workers=2", "executor.train_threads=1")
+    rows, how = estimate(cfg)
+    shares = {r.key.split("/")[0]: r.share for r in rows}
+    assert shares["train"] == 0.5 and shares["score"] == 1.0
+    total = format_estimate(cfg, rows, how).splitlines()[-1]
+    seconds = round(sum(r.wall_s * r.share for r in rows))
+    assert f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" in total and "side by side" in total
+    alone = tiny(tmp_path / "store", "executor.workers=2")
+    assert all(r.share == 1.0 for r in estimate(alone)[0] if r.key.startswith("train/"))
