@@ -53,55 +53,49 @@ def run_graph(store: Store, specs: list[StageSpec], workers: int, *, show_progre
     ``before_stage(spec)`` is called in this process just before a stage starts (the runner checks the token
     budgets before the first training run there)."""
     index = {s.key: i for i, s in enumerate(specs, 1)}
-    pending = [s for s in specs if not store.is_complete(s)]
     lines = _Lines(len(specs), stream, None)
+    done = {s.key for s in specs if store.is_complete(s)}
     for s in specs:
-        if store.is_complete(s):
+        if s.key in done:
             lines(index[s.key], "reuse", s.key)
-    side = [s for s in pending if _cores(s, workers) < workers]
-    if not side:  # nothing can share the machine: one stage at a time, in this process
+    pending = [s for s in specs if s.key not in done]
+    if all(_cores(s, workers) >= workers for s in pending):  # nothing can share the machine: in this process
         for spec in pending:
-            _run_here(store, spec, workers, show_progress, lines, index, before_stage)
+            _run_here(store, spec, workers, show_progress, lines, index[spec.key], before_stage)
         return
     bar = tqdm(total=len(pending), desc="stages", unit="stage", disable=not show_progress, dynamic_ncols=True,
                file=stream)
     lines.bar = None if bar.disable else bar
-    pool = ProcessPoolExecutor(min(workers, len(side)), mp_context=multiprocessing.get_context("spawn"))
-    running: dict[Future, tuple[StageSpec, int]] = {}
-    done = {s.key for s in specs if s.key not in {p.key for p in pending}}
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    running: dict[Future, StageSpec] = {}
     failure: BaseException | None = None
     try:
         while pending or running:
-            free, ran_here = workers - sum(c for _, c in running.values()), False
-            for spec in _startable(pending, done, free, workers, not running):
-                if before_stage is not None:
-                    before_stage(spec)
-                cores = _cores(spec, workers)
+            free = workers - sum(_cores(s, workers) for s in running.values())
+            startable = _startable(pending, done, free, workers, not running)
+            if not startable and not running:  # what is left waits on inputs that never completed
+                raise RuntimeError(f"local executor: stuck with {len(pending)} stages whose inputs are missing")
+            for spec in startable:
                 pending.remove(spec)
-                lines(index[spec.key], "run", spec.key, " ...")
-                if cores >= workers:  # the whole machine: nothing else is running
-                    _run_here(store, spec, workers, show_progress, lines, index, None, started=True)
+                if _cores(spec, workers) >= workers:  # the whole machine (_startable: alone, nothing running)
+                    _run_here(store, spec, workers, show_progress, lines, index[spec.key], before_stage)
                     done.add(spec.key)
                     bar.update()
-                    ran_here = True
-                    break
-                running[pool.submit(_run_in_worker, str(store.root), spec, cores)] = (spec, cores)
-                free -= cores
-            if failure is not None:
-                pending.clear()
-            if ran_here:
-                continue
+                    continue
+                if before_stage is not None:
+                    before_stage(spec)
+                lines(index[spec.key], "run", spec.key, " ...")
+                running[pool.submit(_run_in_worker, str(store.root), spec, _cores(spec, workers))] = spec
             if not running:
-                if pending:  # inputs of what is left never completed (cannot happen for a valid graph)
-                    raise RuntimeError(f"local executor: stuck with {len(pending)} stages whose inputs are missing")
                 continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                spec, _cores_used = running.pop(future)
+                spec = running.pop(future)
                 try:
                     seconds = future.result()
                 except BaseException as err:  # noqa: BLE001 - re-raised once the running stages are done
                     failure = failure or err
+                    pending.clear()  # nothing new starts
                     lines(index[spec.key], "FAILED", spec.key)
                     continue
                 done.add(spec.key)
@@ -138,14 +132,11 @@ def _startable(pending: list[StageSpec], done: set[str], free: int, workers: int
     return out
 
 
-def _run_here(store: Store, spec: StageSpec, workers: int, show_progress: bool, lines: _Lines,
-              index: dict[str, int], before_stage: Callable[[StageSpec], None] | None, started: bool = False
-              ) -> Path:
+def _run_here(store: Store, spec: StageSpec, workers: int, show_progress: bool, lines: _Lines, i: int,
+              before_stage: Callable[[StageSpec], None] | None) -> Path:
     if before_stage is not None:
         before_stage(spec)
-    i = index[spec.key]
-    if not started:
-        lines(i, "run", spec.key, " ...")
+    lines(i, "run", spec.key, " ...")
     t0 = time.time()
     folder = store.run(spec, workers=workers, show_progress=show_progress)
     lines(i, "done", spec.key, f" ({time.time() - t0:.1f}s)")

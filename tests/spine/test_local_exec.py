@@ -63,10 +63,12 @@ def test_a_failure_lets_running_stages_finish_then_raises(tmp_path: Path) -> Non
     store = Store(tmp_path)
     data = spec("data", None)
     bad, good = spec("bad", 1, data, fail=True), spec("good", 1, data, sleep=1.0)
-    later = spec("later", 1, bad)
+    later, waiting = spec("later", 1, bad), spec("waiting", 1, data)  # waiting: no core free until bad fails
     with pytest.raises(Exception, match="bad fails on purpose"):
-        run_graph(store, [data, bad, good, later], 2, show_progress=False, stream=io.StringIO())
+        run_graph(store, [data, bad, good, waiting, later], 2, show_progress=False, stream=io.StringIO())
     assert store.is_complete(good) and not store.is_complete(bad) and not store.is_complete(later)
+    assert not store.path(waiting.key).with_name(store.path(waiting.key).name + ".partial").exists()
+    assert not store.is_complete(waiting)  # nothing new starts after a failure
     assert (store.path(bad.key).with_name(store.path(bad.key).name + ".partial") / "stage.log").is_file()
 
 
