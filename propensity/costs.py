@@ -30,6 +30,7 @@ from core.errors import StoreError
 from core.store import MANIFEST, StageSpec, Store, machine_class
 from propensity.config import ExperimentConfig
 from propensity.graph import STAGE_ORDER, build_graph
+from propensity.local_exec import cores_of
 from propensity.slurm_exec import source_shards, stage_jobs
 
 DATA_STAGES = ("source", "score", "variant", "tokenize")
@@ -283,7 +284,7 @@ def estimate(cfg: ExperimentConfig, store: Store | None = None, *, corpus_tokens
             runs, sizes = int(rate["runs"]), int(rate["sizes"])
             fixed = f"{sizes} sizes" if sizes > 1 else "1 size, default start-up"
             source = f"measured ({runs} run{'s' if runs > 1 else ''}, {fixed})"
-        share = min(spec.cores or cfg.executor.workers, cfg.executor.workers) / cfg.executor.workers
+        share = cores_of(spec, cfg.executor.workers) / cfg.executor.workers
         rows.append(StageCost(spec.key, units, unit, cpu, gpu, wall, size, source,
                               share if cfg.executor.kind == "local" else 1.0))
     return rows, how

@@ -59,7 +59,7 @@ def run_graph(store: Store, specs: list[StageSpec], workers: int, *, show_progre
         if s.key in done:
             lines(index[s.key], "reuse", s.key)
     pending = [s for s in specs if s.key not in done]
-    if all(_cores(s, workers) >= workers for s in pending):  # nothing can share the machine: in this process
+    if all(cores_of(s, workers) >= workers for s in pending):  # nothing can share the machine: in this process
         for spec in pending:
             _run_here(store, spec, workers, show_progress, lines, index[spec.key], before_stage)
         return
@@ -71,13 +71,13 @@ def run_graph(store: Store, specs: list[StageSpec], workers: int, *, show_progre
     failure: BaseException | None = None
     try:
         while pending or running:
-            free = workers - sum(_cores(s, workers) for s in running.values())
+            free = workers - sum(cores_of(s, workers) for s in running.values())
             startable = _startable(pending, done, free, workers, not running)
             if not startable and not running:  # what is left waits on inputs that never completed
                 raise RuntimeError(f"local executor: stuck with {len(pending)} stages whose inputs are missing")
             for spec in startable:
                 pending.remove(spec)
-                if _cores(spec, workers) >= workers:  # the whole machine (_startable: alone, nothing running)
+                if cores_of(spec, workers) >= workers:  # the whole machine (_startable: alone, nothing running)
                     _run_here(store, spec, workers, show_progress, lines, index[spec.key], before_stage)
                     done.add(spec.key)
                     bar.update()
@@ -85,7 +85,7 @@ def run_graph(store: Store, specs: list[StageSpec], workers: int, *, show_progre
                 if before_stage is not None:
                     before_stage(spec)
                 lines(index[spec.key], "run", spec.key, " ...")
-                running[pool.submit(_run_in_worker, str(store.root), spec, _cores(spec, workers))] = spec
+                running[pool.submit(_run_in_worker, str(store.root), spec, cores_of(spec, workers))] = spec
             if not running:
                 continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -108,7 +108,8 @@ def run_graph(store: Store, specs: list[StageSpec], workers: int, *, show_progre
         raise failure
 
 
-def _cores(spec: StageSpec, workers: int) -> int:
+def cores_of(spec: StageSpec, workers: int) -> int:
+    """Cores of ``workers`` the stage occupies on the local executor (``StageSpec.cores``; None: all)."""
     return min(spec.cores or workers, workers)
 
 
@@ -121,7 +122,7 @@ def _startable(pending: list[StageSpec], done: set[str], free: int, workers: int
     for spec in pending:
         if not all(i.key in done for i in spec.inputs.values()):
             continue
-        need = _cores(spec, workers)
+        need = cores_of(spec, workers)
         if need >= workers:
             if idle and not out:
                 return [spec]
