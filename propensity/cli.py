@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "slurm"], help="override executor.kind")
     p.add_argument("--workers", type=int, help="override executor.workers")
     p.add_argument("--dry-run", action="store_true", help="print the plan (slurm: write the sbatch scripts) only")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide progress bars (shown only when stderr is a terminal: in a log each redraw is a line)")
 
     p = sub.add_parser("plan", help="print the stage graph with reuse/resume/run per stage, and the resolved config")
     _add_config_args(p)
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stage", help="run one stage of an experiment (what Slurm jobs call)")
     _add_config_args(p)
     p.add_argument("key", help="stage key <stage>/<name>-<hash> or <stage>/<name>")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide progress bars (shown only when stderr is a terminal: in a log each redraw is a line)")
     from propensity import compare as _compare
     from propensity import store_admin as _store_admin
 
@@ -138,6 +140,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_progress(args: argparse.Namespace) -> bool:
+    """Bars unless ``--no-progress``, and only on a terminal: written to a log file (``make demo > log``, a Slurm
+    job) every redraw becomes a line of its own, and the ``[n/N] run/done`` lines already say where a run is."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from core.store import Store
     from propensity.report import print_table
@@ -156,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = Store(cfg.store)
         print(format_plan(plan(cfg, store), store))
         return 0
-    report_dir = run_local(cfg, show_progress=not args.no_progress)
+    report_dir = run_local(cfg, show_progress=_show_progress(args))
     print_table(report_dir)
     return 0
 
@@ -188,7 +196,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         print(f"error: {e.args[0]} (did the code or config change since submission? run "
               "`propensity run CONFIG --executor slurm` again)", file=sys.stderr)
         return 2
-    folder = Store(cfg.store).run(spec, workers=cfg.executor.workers, show_progress=not args.no_progress)
+    folder = Store(cfg.store).run(spec, workers=cfg.executor.workers, show_progress=_show_progress(args))
     print(folder)
     return 0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -76,3 +78,36 @@ def test_report_rebuild(finished: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["report", str(folder)]) == 0
     assert (folder / "results.json").read_bytes() == before
     assert "baseline" in capsys.readouterr().out
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(("tty", "flags", "shown"), [(True, [], True), (True, ["--no-progress"], False),
+                                                    (False, [], False)])
+def test_progress_bars_only_on_a_terminal(finished: Path, monkeypatch: pytest.MonkeyPatch, tty: bool,
+                                          flags: list[str], shown: bool) -> None:
+    """Written to a log every redraw of a bar is a line of its own: `run` shows bars only on a terminal."""
+    import propensity.runner
+
+    seen: list[bool] = []
+
+    def run_local(cfg: object, show_progress: bool) -> Path:
+        seen.append(show_progress)
+        raise _Stop  # before the report table: only the flag is under test
+
+    monkeypatch.setattr(propensity.runner, "run_local", run_local)
+    monkeypatch.setattr(sys, "stderr", _Stream(tty))
+    with pytest.raises(_Stop):
+        main(["run", TINY, "--set", f"store={finished}", *flags])
+    assert seen == [shown]
