@@ -43,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "slurm"], help="override executor.kind")
     p.add_argument("--workers", type=int, help="override executor.workers")
     p.add_argument("--dry-run", action="store_true", help="print the plan (slurm: write the sbatch scripts) only")
-    p.add_argument("--no-progress", action="store_true",
-                   help="hide progress bars (shown only when stderr is a terminal: in a log each redraw is a line)")
+    _add_progress_arg(p)
 
     p = sub.add_parser("plan", help="print the stage graph with reuse/resume/run per stage, and the resolved config")
     _add_config_args(p)
@@ -64,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stage", help="run one stage of an experiment (what Slurm jobs call)")
     _add_config_args(p)
     p.add_argument("key", help="stage key <stage>/<name>-<hash> or <stage>/<name>")
-    p.add_argument("--no-progress", action="store_true",
-                   help="hide progress bars (shown only when stderr is a terminal: in a log each redraw is a line)")
+    _add_progress_arg(p)
     from propensity import compare as _compare
     from propensity import store_admin as _store_admin
 
@@ -138,6 +136,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         rows, how = estimate(cfg, store, corpus_tokens=args.corpus_tokens, tokens_per_doc=args.tokens_per_doc)
         print(format_estimate(cfg, rows, how))
     return 0
+
+
+def _add_progress_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-progress`` of the commands that run stages (``run``, ``stage``); read by ``_show_progress``."""
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide progress bars (shown only when stderr is a terminal: in a log each redraw is a line)")
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
