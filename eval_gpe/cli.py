@@ -104,12 +104,18 @@ def check_lines(loaded: LoadedSet, tok: Any, show: int) -> list[str]:
              f"  rows in {counts['rows_in']} = usable {counts['usable']} + quarantined {counts['quarantined']}"]
     if loaded.judged:
         groups = Counter(p.group for p in loaded.prompts)
-        lines.append(f"  prompts {len(loaded.prompts)} (questions and paraphrases) x {spec.samples} samples; "
-                     f"per group: {dict(sorted(groups.items()))}")
+        samples = sum(p.samples or spec.samples for p in loaded.prompts)
+        own = sum(p.judge_prompts is not None for p in loaded.prompts)
+        lines.append(f"  prompts {len(loaded.prompts)} (questions and paraphrases), {samples} samples in all "
+                     f"({spec.samples} per prompt unless the question says); per group: "
+                     f"{dict(sorted(groups.items()))}")
+        if own:
+            lines.append(f"  {own} prompt(s) judged with their question's own judge_prompts (aligned, coherent)")
     else:
         groups = Counter((i.group, i.actor) for i in loaded.items)
         per = {g: {a: n for (gg, a), n in sorted(groups.items()) if gg == g} for g, _ in sorted(groups)}
         lines.append(f"  items per group (ai = trait items, human = matched controls): {per}")
+    lines += [f"  note: {n}" for n in loaded.notes]
     for q in loaded.quarantined[:MAX_QUARANTINE_SHOWN]:
         lines.append(f"  quarantined {q['file']}:{q['row']}: {q['reason']}  {q['raw'][:80]!r}")
     if len(loaded.quarantined) > MAX_QUARANTINE_SHOWN:

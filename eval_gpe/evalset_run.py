@@ -11,20 +11,27 @@ to ``gpes/<gpe>/judged/<set>-<phase>.jsonl``.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from core.stage import StageContext
 from eval_gpe.evalsets.forced import score_items
-from eval_gpe.evalsets.judged import judge_answers, prompt_rows, sample_answers
+from eval_gpe.evalsets.judged import check_judge, judge_answers, prompt_rows, sample_answers
 from eval_gpe.evalsets.sets import LoadedSet, load_set
 from eval_gpe.registry import GPESpec
 from eval_gpe.scoring import document_start
 
+log = logging.getLogger(__name__)
+
 
 def load_sets(spec: GPESpec) -> list[LoadedSet]:
-    """Every eval set of a GPE, read and validated."""
-    return [load_set(s) for s in spec.evalsets]
+    """Every eval set of a GPE, read and validated; what a set read but does not use is logged."""
+    sets = [load_set(s) for s in spec.evalsets]
+    for loaded in sets:
+        for note in loaded.notes:
+            log.warning("GPE %s, eval set %s: %s", spec.name, loaded.spec.name, note)
+    return sets
 
 
 def quarantine_records(spec: GPESpec, sets: list[LoadedSet]) -> dict[str, list[dict]]:
@@ -49,6 +56,7 @@ def score_sets(
         if loaded.judged:
             if not judged:
                 continue
+            check_judge(loaded, ctx.inputs.get("classifier"))
             answers = sample_answers(model, tok, loaded, prefixes[0], ctx.seed, cfg.batch_size, cfg.prefixes,
                                      progress=_progress(ctx, f"{name} {phase}"))
             failures = judge_answers(loaded, answers, ctx.inputs.get("classifier"))

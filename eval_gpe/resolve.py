@@ -3,8 +3,10 @@ repository (``gpes/power_seeking.yaml``), or an inline definition (a mapping). R
 against the folder of the file that holds them: the experiment config for file references and inline
 definitions, the GPE file for the eval-set files it names.
 
-:func:`fingerprint` hashes the content of every file the resolved GPEs read, so the eval stage's key changes
-when an item file is edited; built-in GPEs read no file and keep their keys.
+:func:`fingerprint` hashes the content of every file the resolved GPEs read (for an lm-eval task, also the
+data files its YAMLs name, wherever they are), and the version of the eval-set readers, so the eval stage's
+key changes when an item file is edited or when what a reader makes of the same file changes; built-in GPEs
+read no file and keep their keys.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from core.errors import ConfigError
 from eval_gpe import registry
 from eval_gpe.evalsets.files import content_hash
 from eval_gpe.registry import GPESpec
+
+READERS_VERSION = "2"
+"""Version of what the eval-set readers make of a file, in every file-reading GPE's fingerprint. 2: lm-eval
+few-shot contexts seeded as lm-eval seeds them, groups expanded, repeated ids and rows quarantined,
+same-named model-written files kept apart, judged questions pooled per question with their paraphrases."""
 
 GPERef = str | dict[str, Any]
 FILE_SUFFIXES = (".yaml", ".yml")
@@ -120,8 +127,13 @@ def resolve_all(refs: list[Any], base: Path | None = None) -> list[GPESpec]:
 
 
 def files_read(spec: GPESpec) -> list[str]:
-    """Every local file or folder a GPE reads (eval-set files, lm-eval task folders, finetune data)."""
+    """Every local file or folder a GPE reads (eval-set files, lm-eval task folders and the data files their
+    YAMLs name, finetune data)."""
     files = [f for s in spec.evalsets for f in s.files()]
+    if any(s.format == "lm_eval" for s in spec.evalsets):
+        from eval_gpe.evalsets.lmeval import data_files
+
+        files += [f for s in spec.evalsets if s.format == "lm_eval" for f in data_files(s)]
     data = spec.finetune.data if spec.finetune is not None else None
     if data is not None and not data.path.startswith("hf:"):
         files.append(data.path)
@@ -131,4 +143,6 @@ def files_read(spec: GPESpec) -> list[str]:
 def fingerprint(specs: list[GPESpec]) -> str | None:
     """Content hash of every file the GPEs read (None when they read none, as built-in GPEs)."""
     files = sorted({f for s in specs for f in files_read(s)})
-    return content_hash([Path(f) for f in files]) if files else None
+    if not files:
+        return None
+    return content_hash([Path(f) for f in files], salt=f"evalset-readers-{READERS_VERSION}")

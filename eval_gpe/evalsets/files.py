@@ -23,7 +23,8 @@ SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".yaml", ".yml")
 
 @dataclass(frozen=True)
 class BadRow:
-    """A row that could not be read: ``reason`` (``invalid_json``, ``invalid_utf8``) and its raw text."""
+    """A row that could not be read: ``reason`` (``invalid_json``, ``invalid_utf8``, ``blank_line``) and its
+    raw text."""
 
     reason: str
     raw: str
@@ -68,6 +69,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     with opener(path, "rb") as f:
         for line_no, raw in enumerate(f, 1):
             if not raw.strip():
+                yield line_no, BadRow("blank_line", "")
                 continue
             try:
                 text = raw.decode("utf-8")
@@ -110,9 +112,10 @@ def _dataset_rows(path: Path, split: str) -> Iterator[Any]:
     yield from ds
 
 
-def content_hash(paths: list[Path]) -> str:
-    """sha256 over the bytes of every file (folders: every file below them, sorted), names included."""
-    h = hashlib.sha256()
+def content_hash(paths: list[Path], salt: str = "") -> str:
+    """sha256 over ``salt`` and the bytes of every file (folders: every file below them, sorted), names
+    included."""
+    h = hashlib.sha256(salt.encode())
     for p in sorted(Path(x) for x in paths):
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         for f in files:

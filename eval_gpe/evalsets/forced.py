@@ -126,8 +126,10 @@ def _answers(value: Any) -> list[str] | None:
     return values
 
 
-def parse_model_written(row: Any, row_no: int, file: str) -> Item | str:
-    """An item from a model-written-evals row (lettered or yes/no answers), or the reason it is unusable."""
+def parse_model_written(row: Any, row_no: int, file: str, label: str | None = None) -> Item | str:
+    """An item from a model-written-evals row (lettered or yes/no answers), or the reason it is unusable.
+    ``label`` names the file in ids and as the default group (default: its stem, see :func:`file_labels`)."""
+    label = label or stem(file)
     problem = row_problem(row)
     if problem:
         return problem
@@ -142,7 +144,7 @@ def parse_model_written(row: Any, row_no: int, file: str) -> Item | str:
     other = _answers(row.get("answer_not_matching_behavior"))
     if other is None:
         return "missing_answer_not_matching_behavior"
-    item_id = str(row["id"]) if isinstance(row.get("id"), str | int) else f"{stem(file)}-{row_no}"
+    item_id = str(row["id"]) if isinstance(row.get("id"), str | int) else f"{label}-{row_no}"
     lines = CHOICE_LINE.findall(question)
     if lines or any(LETTER_ANSWER.match(a) for a in matching + other):
         renders = _lettered(question, lines, matching, other)
@@ -154,7 +156,7 @@ def parse_model_written(row: Any, row_no: int, file: str) -> Item | str:
                           tuple(len(c.strip()) for c in choices)),)
     if isinstance(renders, str):
         return renders
-    group = row.get("category") or row.get("group") or stem(file)
+    group = row.get("category") or row.get("group") or label
     return Item(item_id, str(group), renders, row_no, file)
 
 
@@ -213,6 +215,28 @@ def stem(file: str) -> str:
     for suffix in (".gz", ".jsonl", ".json", ".parquet", ".yaml", ".yml"):
         name = name.removesuffix(suffix)
     return name
+
+
+def file_labels(files: Sequence[str]) -> dict[str, str]:
+    """``{file: label}``: a file's :func:`stem`, or, where several files share a stem (the model-written
+    evals ship ``human_generated_evals/x.jsonl`` and ``lm_generated_evals/x.jsonl``), the stem led by as
+    many parent folders as it takes to tell them apart (``lm_generated_evals/x``), or the whole path where
+    only the suffixes differ."""
+    labels = {}
+    for f in files:
+        parts = Path(f).parent.parts
+        others = [Path(o).parent.parts for o in files if o != f and stem(o) == stem(f)]
+        depth = 0
+        while others and depth < len(parts) and any(o[len(o) - depth - 1:] == parts[len(parts) - depth - 1:]
+                                                     for o in others):
+            depth += 1
+        if others and depth == len(parts):  # the same folders: only the suffixes differ
+            labels[f] = f
+            continue
+        if others:
+            depth += 1
+        labels[f] = "/".join([*parts[len(parts) - depth:], stem(f)]) if depth else stem(f)
+    return labels
 
 
 def _logsumexp(values: Sequence[float]) -> float:

@@ -1,16 +1,24 @@
-"""Items of an lm-evaluation-harness ``multiple_choice`` task, loaded by lm-eval itself (local data only).
+"""Items of an lm-evaluation-harness ``multiple_choice`` task or group, loaded by lm-eval itself (local data only).
 
 lm-eval builds the task's requests (``Task.build_all_requests``: ``doc_to_text``, ``doc_to_choice``,
 ``target_delimiter``, its description and few-shot settings), and each document becomes one item whose
 requests are exactly lm-eval's ``(context, continuation)`` pairs, so our log-likelihoods equal lm-eval's
-(tested to 1e-4). The trait choices are the task's target (``trait_choice: target``) or every other choice
+(tested to 1e-4). Few-shot examples are drawn with lm-eval's own default seed (``FEWSHOT_SEED``, what
+``lm_eval.simple_evaluate`` uses), so the contexts are the same on every run and equal lm-eval's. A group
+(``group:`` with ``task:`` children) is expanded into its tasks; each task is then a group of the set's
+items. The trait choices are the task's target (``trait_choice: target``) or every other choice
 (``not_target``, for tasks whose gold answer is the safe one). Documents whose target is not among their
-choices, or that have fewer than two choices, are quarantined with a reason.
+choices, that have fewer than two choices, or whose ``id`` repeats an earlier document's are quarantined with
+a reason.
+
+:func:`data_files` lists the local files a task folder's YAMLs read (``dataset_kwargs.data_files`` and a
+local ``dataset_path``), wherever they live, so the stage key changes when they change.
 """
 
 from __future__ import annotations
 
 import difflib
+import glob
 from pathlib import Path
 from typing import Any
 
@@ -18,52 +26,80 @@ from core.errors import ConfigError
 from eval_gpe.evalsets.forced import Item, Render
 from eval_gpe.evalsets.spec import EvalSetSpec
 
+FEWSHOT_SEED = 1234
+"""lm-eval's default few-shot seed (``lm_eval.defaults.DEFAULT_OTHER_SEED``)."""
 
-def load_task(spec: EvalSetSpec) -> Any:
-    """The lm-eval task object of ``spec.task`` from ``spec.include_path`` (lm-eval's own loading)."""
+
+def _manager(spec: EvalSetSpec) -> Any:
     from lm_eval.tasks import TaskManager
 
     folder = Path(str(spec.include_path))
     if not folder.is_dir():
         raise ConfigError(f"evalsets.{spec.name}.include_path: {str(folder)!r} is not a folder of task YAMLs")
-    manager = TaskManager(include_path=str(folder), include_defaults=False)
+    return TaskManager(include_path=str(folder), include_defaults=False)
+
+
+def load_tasks(spec: EvalSetSpec) -> dict[str, Any]:
+    """``{task name: lm-eval task object}`` of ``spec.task`` (a task, or every task of a group) from
+    ``spec.include_path``, through lm-eval's own loading."""
+    manager = _manager(spec)
     if spec.task not in manager.all_tasks:
         close = difflib.get_close_matches(str(spec.task), manager.all_tasks, n=3)
         hint = f" did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(f"evalsets.{spec.name}.task: no task {spec.task!r} in {str(folder)!r}.{hint} "
+        raise ConfigError(f"evalsets.{spec.name}.task: no task {spec.task!r} in {spec.include_path!r}.{hint} "
                           f"available: {', '.join(sorted(manager.all_tasks)[:20])}")
     try:
-        task = manager.load([str(spec.task)])["tasks"][spec.task]
+        tasks = manager.load([str(spec.task)])["tasks"]
     except Exception as exc:  # noqa: BLE001 - lm-eval and datasets raise many types; re-raised naming the task
-        raise ConfigError(f"evalsets.{spec.name}: lm-eval cannot load task {spec.task!r} ({exc})") from exc
-    if getattr(task, "OUTPUT_TYPE", None) != "multiple_choice":
-        raise ConfigError(f"evalsets.{spec.name}: task {spec.task!r} has output_type "
-                          f"{getattr(task, 'OUTPUT_TYPE', None)!r}; allowed: multiple_choice")
-    return task
+        raise ConfigError(f"evalsets.{spec.name}: lm-eval cannot load task {spec.task!r} "
+                          f"({type(exc).__name__}: {exc})") from exc
+    if not tasks:
+        raise ConfigError(f"evalsets.{spec.name}: {spec.task!r} names no task (an empty group or tag?)")
+    for name, task in tasks.items():
+        if getattr(task, "OUTPUT_TYPE", None) != "multiple_choice":
+            raise ConfigError(f"evalsets.{spec.name}: task {name!r} has output_type "
+                              f"{getattr(task, 'OUTPUT_TYPE', None)!r}; allowed: multiple_choice")
+    return dict(sorted(tasks.items()))
 
 
 def task_items(spec: EvalSetSpec) -> tuple[list[Item], list[dict], int]:
-    """``(items, quarantined, documents read)`` of an lm-eval task; quarantined rows name doc and reason."""
-    task = load_task(spec)
-    task.build_all_requests(limit=spec.limit, rank=0, world_size=1)
-    by_doc: dict[int, list[Any]] = {}
-    for inst in task.instances:
-        by_doc.setdefault(int(inst.doc_id), []).append(inst)
-    items, bad = [], []
-    for doc_id in sorted(by_doc):
-        insts = sorted(by_doc[doc_id], key=lambda i: i.idx)
-        doc = insts[0].doc
-        choices = task.doc_to_choice(doc)
-        item_or_reason = _item(spec, doc_id, doc, choices, task.doc_to_target(doc), insts)
-        if isinstance(item_or_reason, str):
-            bad.append({"file": f"{spec.include_path}:{spec.task}", "row": doc_id, "reason": item_or_reason,
-                        "raw": str(doc)[:500]})
-        else:
-            items.append(item_or_reason)
-    return items, bad, len(by_doc)
+    """``(items, quarantined, documents read)`` of an lm-eval task or group; quarantined rows name the task,
+    the document (``row`` from 1, ``doc_id`` from 0 as lm-eval counts) and the reason."""
+    tasks = load_tasks(spec)
+    grouped = len(tasks) > 1 or spec.task not in tasks
+    items, bad, n_docs = [], [], 0
+    for name, task in tasks.items():
+        task.set_fewshot_seed(seed=FEWSHOT_SEED)
+        try:
+            task.build_all_requests(limit=spec.limit, rank=0, world_size=1)
+        except Exception as exc:  # noqa: BLE001 - lm-eval's templates raise many types; re-raised naming the task
+            raise ConfigError(f"evalsets.{spec.name}: lm-eval cannot build the requests of task {name!r} "
+                              f"({type(exc).__name__}: {exc}); a few-shot example whose target is not among its "
+                              f"choices does this, as does a template naming a missing field") from exc
+        by_doc: dict[int, list[Any]] = {}
+        for inst in task.instances:
+            by_doc.setdefault(int(inst.doc_id), []).append(inst)
+        seen: set[str] = set()
+        where = f"{spec.include_path}:{name}"
+        for doc_id in sorted(by_doc):
+            insts = sorted(by_doc[doc_id], key=lambda i: i.idx)
+            doc = insts[0].doc
+            got = _item(spec, name if grouped else None, doc_id, doc, task.doc_to_choice(doc),
+                        task.doc_to_target(doc), insts)
+            if not isinstance(got, str) and got.id in seen:
+                got = "duplicate_id"
+            if isinstance(got, str):
+                bad.append({"file": where, "row": doc_id + 1, "doc_id": doc_id, "reason": got,
+                            "raw": str(doc)[:500]})
+                continue
+            seen.add(got.id)
+            items.append(got)
+        n_docs += len(by_doc)
+    return items, bad, n_docs
 
 
-def _item(spec: EvalSetSpec, doc_id: int, doc: dict, choices: list, target: Any, insts: list) -> Item | str:
+def _item(spec: EvalSetSpec, task: str | None, doc_id: int, doc: dict, choices: list, target: Any, insts: list
+          ) -> Item | str:
     n = len(choices)
     if n < 2:
         return "too_few_choices"
@@ -78,7 +114,41 @@ def _item(spec: EvalSetSpec, doc_id: int, doc: dict, choices: list, target: Any,
     requests = tuple((str(i.arguments[0]), str(i.arguments[1])) for i in insts[:n])
     trait = (target,) if spec.trait_choice == "target" else tuple(k for k in range(n) if k != target)
     lengths = tuple(len(str(c)) for c in choices)
-    item_id = doc.get("id", doc_id) if isinstance(doc, dict) else doc_id
+    doc_key = doc.get("id", doc_id) if isinstance(doc, dict) else doc_id
+    item_id = str(doc_key) if task is None else f"{task}/{doc_key}"
     group = doc.get(spec.group_key) if isinstance(doc, dict) else None
-    return Item(str(item_id), str(group) if group not in (None, "") else str(spec.task),
-                (Render("none", requests, trait, lengths),), doc_id, f"{spec.include_path}:{spec.task}")
+    default_group = task or str(spec.task)
+    return Item(item_id, str(group) if group not in (None, "") else default_group,
+                (Render("none", requests, trait, lengths),), doc_id, f"{spec.include_path}:{task or spec.task}")
+
+
+def data_files(spec: EvalSetSpec) -> list[str]:
+    """Every existing local file or folder the task YAMLs under ``spec.include_path`` read: each
+    ``dataset_kwargs.data_files`` entry (a path, a glob, a list, or a split -> path(s) mapping) and a
+    ``dataset_path`` that is a local file or folder. Relative paths are taken as ``datasets`` takes them,
+    from the working directory. Every task of the folder counts, not only ``spec.task``: a file read by
+    another task of the folder only makes the key change more often, never less."""
+    found: set[str] = set()
+    for entry in _manager(spec).task_index.values():
+        cfg = getattr(entry, "cfg", None) or {}
+        if not isinstance(cfg, dict):
+            continue
+        kwargs = cfg.get("dataset_kwargs") or {}
+        names = _paths(kwargs.get("data_files") if isinstance(kwargs, dict) else None)
+        path = cfg.get("dataset_path")
+        if isinstance(path, str) and Path(path).exists():
+            names.append(path)
+        for name in names:
+            matches = glob.glob(name, recursive=True) if any(c in name for c in "*?[") else [name]
+            found.update(str(Path(m).resolve()) for m in matches if Path(m).exists())
+    return sorted(found)
+
+
+def _paths(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [p for v in value for p in _paths(v)]
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _paths(v)]
+    return []

@@ -101,16 +101,18 @@ def test_judged_rows_count_only_coherent_answers(tmp_path) -> None:
                                   "backoff_s": 0})
         loaded = load_set(spec)
         marks = {"ruler#0": ["MISALIGNED", "ALIGNED", "GIBBERISH", "MISALIGNED"],
-                 "ruler#1": ["GIBBERISH"] * 4, "wish#0": ["ALIGNED", "GARBAGE", "ALIGNED", "MISALIGNED"]}
+                 "ruler#1": ["MISALIGNED", "GIBBERISH", "GIBBERISH", "GIBBERISH"],
+                 "wish#0": ["ALIGNED", "GARBAGE", "ALIGNED", "MISALIGNED"]}
         answers = [{"prompt_id": p.id, "prompt": p.text, "completion": f" {m}"} for p in loaded.prompts
                    for m in marks[p.id]]
         failures = judge_answers(loaded, answers)
     rows, counts = prompt_rows(loaded, answers, "")
     assert failures["unscored"] == 1
-    assert counts == {"answers": 12, "unscored": 1, "incoherent": 5, "coherent": 6, "misaligned": 3,
-                      "no_coherent_answer": 1}
+    assert counts == {"answers": 12, "unscored": 1, "excluded": 0, "incoherent": 4, "coherent": 7,
+                      "misaligned": 4, "no_coherent_answer": 0, "pooled_share": 4 / 7}
+    # one row per question, its paraphrase's answers pooled (not the mean of 2/3 and 1/1 per prompt)
     assert [(r["item_id"], r["p_misaligned"], r["n_misaligned"], r["n_aligned"]) for r in rows] == [
-        ("open/ruler#0", 2 / 3, 2, 1), ("open/wish#0", 1 / 3, 1, 2)]
+        ("open/ruler", 3 / 4, 3, 1), ("open/wish", 1 / 3, 1, 2)]
 
 
 def test_file_gpe_is_deterministic(train_dir, source_dir, tmp_path, fake_synth) -> None:
