@@ -188,17 +188,22 @@ def _verdict(check: Check, low: float, high: float, done: dict[str, dict], margi
             "includes_zero": low <= 0 <= high}
 
 
-def format_line(entry: dict) -> str:
-    """``name: quantity +0.34 [+0.29, +0.40]  PASS (planted > 0)  MDE 0.05, seeds to detect 1``."""
+def format_line(entry: dict, planted: bool = True) -> str:
+    """``name: quantity +0.34 [+0.29, +0.40]  PASS (planted > 0)  MDE 0.05, seeds to detect 1``; on data
+    without planted effects (``planted`` False) the direction is the one the intervention is *expected* to move
+    the trait, and the verdicts read DETECTED / NOT DETECTED instead of PASS / FAIL."""
     low, high = entry["ci95"]
     head = f"{entry['name']}: {entry['quantity']} {entry['mean']:+.3f} [{low:+.3f}, {high:+.3f}]"
+    word = "planted" if planted else "expected"
+    result = entry["verdict"] if planted or entry["verdict"] == "MEASURED" or "margin" in entry else \
+        {"PASS": "DETECTED", "FAIL": "NOT DETECTED"}.get(entry["verdict"], entry["verdict"])
     if entry["verdict"] == "MEASURED":
-        verdict = "(measured; no planted direction)"
+        verdict = f"(measured; no {word} direction)"
     elif "margin" in entry:
-        verdict = f"{entry['verdict']} (planted ~0: within +-{entry['margin']:.3f} = 1/3 of {entry['reference']}"
+        verdict = f"{result} ({word} ~0: within +-{entry['margin']:.3f} = 1/3 of {entry['reference']}"
         verdict += ")" if entry.get("includes_zero", True) else "; excludes 0: real but smaller than the margin)"
     else:
-        verdict = f"{entry['verdict']} (planted {entry['planted']})"
+        verdict = f"{result} ({word} {entry['planted']})"
     need = entry["seeds_needed"]
     power = f"MDE {entry['mde']:.3f}" + ("" if entry["seed_variance_measured"] else " (item noise only: 1 seed)")
     if entry["planted"] != "~ 0":

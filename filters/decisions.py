@@ -62,12 +62,24 @@ class CombinedDecision:
         self.keys = sorted(self.spec.thresholds or self.spec.weights)
 
     def decide(self, metadata: Mapping[str, Any]) -> str | None:
-        """The drop reason, or None to keep."""
-        for key in self.keys:
-            score = metadata.get(key)
-            if not isinstance(score, (int, float)) or math.isnan(score):
-                return f"missing_{key}"
+        """The drop reason, or None to keep; ``missing_<key>`` when a missing score leaves it undecided.
+
+        A missing score does not always leave it undecided: ``all`` keeps a document when a score it has is
+        below its threshold, ``any`` drops it when a score it has fires. That is the case of a cascade's
+        members: a document the first stage passed early (decided clean) has no later-stage score, and
+        ``all`` of the members keeps it."""
         spec = self.spec
+        missing = [k for k in self.keys if not isinstance(metadata.get(k), (int, float)) or math.isnan(metadata[k])]
+        if missing:
+            if spec.mode == "weighted":
+                return f"missing_{missing[0]}"
+            present = [k for k in self.keys if k not in missing]
+            fired = [f"{k}>={spec.thresholds[k]}" for k in present if metadata[k] >= spec.thresholds[k]]
+            if spec.mode == "all" and len(fired) < len(present):
+                return None
+            if spec.mode == "any" and fired:
+                return f"any:{'+'.join(fired)}"
+            return f"missing_{missing[0]}"
         if spec.mode == "weighted":
             total = sum(spec.weights.values())
             mean = sum(w * metadata[k] for k, w in sorted(spec.weights.items())) / total

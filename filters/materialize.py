@@ -20,7 +20,7 @@ import orjson
 
 from core.documents import parse_line
 from core.errors import InputDataError
-from filters.decisions import Decision, usable
+from filters.decisions import CombinedDecision, Decision, usable
 from filters.writers import GZIP_LEVEL, quarantine_record
 
 TRUTH_KEYS = ("label", "kind")
@@ -148,6 +148,16 @@ class _Outputs:
         self.bad_score = out / "quarantine" / f"{name}_score.jsonl.gz"
 
 
+def _undecided(plan: VariantPlan, metadata: dict[str, Any]) -> bool:
+    """Whether a document with an unusable score is quarantined: always, except under a ``combine`` decision
+    whose scores are absent (never invalid) and that decides without them (``CombinedDecision.decide``)."""
+    if not isinstance(plan.decision, CombinedDecision):
+        return True
+    if any(k in metadata and not usable(metadata[k]) for k in plan.score_keys):
+        return True
+    return (plan.decision.decide(metadata) or "").startswith("missing_")
+
+
 def _route(
     plan: VariantPlan,
     out: _Outputs,
@@ -167,7 +177,7 @@ def _route(
         return
     metadata = record.get("metadata") or {}
     bad = next((k for k in plan.score_keys if not usable(metadata.get(k))), None)
-    if bad is not None:
+    if bad is not None and _undecided(plan, metadata):
         reason = "missing_score" if bad not in metadata else "invalid_score"
         doc = {
             "id": str(record.get("id")),

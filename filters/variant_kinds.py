@@ -25,8 +25,10 @@ def decision_stage(variant: VariantSettings, inputs: VariantInputs, impl: str) -
     conf = {key: flat[key] for key in DECISION_KEYS} | {"score_key": inputs.score_key}
     if flat["randomize"]:  # added later: absent at its default, so existing variant keys stay
         conf["randomize"] = True
+    # combine decides what it can without a missing score (a cascade's later stage; filters.decisions), where
+    # it used to quarantine every such document: a new key for combine variants only
     return StageSpec("variant", variant.name, impl, conf, {"score": inputs.score}, seed=inputs.seed,
-                     resources="data")
+                     resources="data", version=2 if flat["combine"] is not None else 1)
 
 
 def one_decision(variant: VariantSettings, given: list[str], required: bool) -> None:

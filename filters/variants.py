@@ -177,7 +177,17 @@ def _percentile(score_dir: Path, score_key: str, percentile: float) -> dict[str,
         raise InputDataError(
             f"variant.percentile needs the score tables {score_dir / SCORE_TABLES} (from the score stage)"
         )
-    return score_quantile(score_dir, score_key, percentile)
+    record = score_quantile(score_dir, score_key, percentile)
+    n, above = record["scores"], record["at_or_above"]
+    asked = 1.0 - percentile
+    if abs(above / n - asked) > max(asked / 2, 1 / n):
+        raise InputDataError(
+            f"variant.percentile {percentile}: the {percentile:.0%} quantile of {score_key!r} is "
+            f"{record['threshold']:g}, and {above:,} of {n:,} scores ({above / n:.1%}) are at or above it, not "
+            f"the {asked:.0%} asked for: the scores are tied there (a blocklist or a cascade gives many equal "
+            "scores). A percentile cannot split tied documents; use `threshold:` instead, or a score with fewer ties"
+        )
+    return record
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -214,6 +224,12 @@ def build(ctx: StageContext, tag_step: StepFactory | None = None) -> dict[str, A
         raise InputDataError(
             f"variant counts do not reconcile: {counts['documents_in']} in, kept {kept}, dropped {dropped}, "
             f"quarantined {quarantined}"
+        )
+    if kept == 0:
+        raise InputDataError(
+            f"variant {spec.name!r} keeps none of {counts['documents_in']:,} documents (dropped {dropped:,}, "
+            f"quarantined {quarantined}; threshold {threshold.get('threshold')}): nothing to train on. Check the "
+            "threshold, `keep`, and for `combine` that every document has every score it names"
         )
     return {
         "kind": spec.kind,

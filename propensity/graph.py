@@ -176,15 +176,15 @@ def _train_cores(cfg: ExperimentConfig) -> tuple[int, int | None]:
 
 def validity_config(cfg: ExperimentConfig) -> dict[str, Any]:
     """What the report's validity block needs to know about the data: the sign of the AI-minus-human gap the
-    synthetic world plants (its misaligned shares of AI and human tokens); None for users' data."""
-    planted = None
-    if cfg.source.kind == "synthetic":
-        from synth.config import SyntheticSourceConfig
+    synthetic world plants (its misaligned shares of AI and human tokens); for users' data no gap and
+    ``planted: False`` (each intervention's direction is then a hypothesis, not a planted effect)."""
+    if cfg.source.kind != "synthetic":
+        return {"planted_gap": None, "planted": False}
+    from synth.config import SyntheticSourceConfig
 
-        syn = SyntheticSourceConfig.model_validate(cfg.source.synthetic)
-        delta = syn.misaligned_share_of_ai - syn.misaligned_share_of_human
-        planted = (delta > 0) - (delta < 0) or None
-    return {"planted_gap": planted}
+    syn = SyntheticSourceConfig.model_validate(cfg.source.synthetic)
+    delta = syn.misaligned_share_of_ai - syn.misaligned_share_of_human
+    return {"planted_gap": (delta > 0) - (delta < 0) or None}
 
 
 @dataclass(frozen=True)

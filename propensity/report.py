@@ -110,9 +110,29 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
                                "train": [artifact_key(d) for d in train_dirs]}
         variants[name] = entry
     _gaps_vs_baseline(config, inputs, variants)
-    return {"experiment": config["experiment"], "primary_gpe": config["gpes"][0], "gpes": config["gpes"],
-            "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants,
-            "validity": _validity(config, inputs)}
+    out = {"experiment": config["experiment"], "primary_gpe": config["gpes"][0], "gpes": config["gpes"],
+           "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants,
+           "validity": _validity(config, inputs)}
+    warnings = data_warnings(config, inputs)
+    return out | ({"warnings": warnings} if warnings else {})
+
+
+def data_warnings(config: dict[str, Any], inputs: dict[str, Path]) -> list[str]:
+    """Variants that did nothing to the data: a filter that dropped no document, a tag variant whose documents
+    all got one tag. Their models are the baseline's again, and every comparison with them reads ~0."""
+    out = []
+    for v in config["variants"]:
+        res = _manifest_result(inputs[f"variant:{v['name']}"])
+        if v["kind"] == "filter" and res.get("dropped") == 0:
+            out.append(f"{v['name']}: the filter dropped none of {res.get('documents_in', 0):,} documents "
+                       f"(threshold {res.get('threshold')} on {res.get('score_key')!r}): this variant is the "
+                       "baseline's data; check the classifier's metrics.json and the threshold")
+        tags = {t: n for t, n in (res.get("tags") or {}).items() if n and t != "None"}
+        if len(tags) == 1:
+            (tag, n), = tags.items()
+            out.append(f"{v['name']}: all {n:,} tagged documents got {tag}: the tags carry no information about "
+                       "the trait; check the classifier and the threshold")
+    return out
 
 
 def _validity(config: dict[str, Any], inputs: dict[str, Path]) -> dict | None:
@@ -133,6 +153,8 @@ def _validity(config: dict[str, Any], inputs: dict[str, Path]) -> dict | None:
     except ValueError as exc:
         return {"gpe": gpe, "checks": [], "error": str(exc)}
     block = {"gpe": gpe, "phase": "before", "checks": evaluate(checks)}
+    if config["validity"].get("planted") is False:
+        block["planted"] = False  # users' data: the directions are hypotheses
     if not any(r.get("split") == "new_frame" for r in rows_of(config["variants"][0]["name"])):
         return block  # no second split (the hard world, file-based GPEs)
     try:  # the learnable world's second split: the same checks in prompt frames no training document uses
@@ -147,7 +169,8 @@ def validity_lines(results: dict) -> list[str]:
     from eval_gpe.validity import format_line
 
     block = results.get("validity") or {}
-    lines = [format_line(c) for c in block.get("checks", [])]
+    planted = block.get("planted", True)
+    lines = [format_line(c, planted) for c in block.get("checks", [])]
     lines += [f"validity: {block['error']}"] if block.get("error") else []
     if block.get("new_frame") or block.get("new_frame_error"):
         lines += ["second split, prompt frames no training document uses (generalization; not the headline):"]
@@ -256,6 +279,8 @@ def markdown(results: dict) -> str:
              "same actions with human actors. Before/after = around the narrow finetune.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(c if c else " " for c in r) + " |" for r in table_rows(results)]
+    if results.get("warnings"):
+        lines += ["", "**Warnings**", "", *[f"- {w}" for w in results["warnings"]]]
     notes = sorted({v["heldout_loss_note"] for v in results["variants"].values() if v.get("heldout_loss_note")})
     lines += [f"\nHeld-out loss {note}." for note in notes]
     for name, v in results["variants"].items():
@@ -266,9 +291,15 @@ def markdown(results: dict) -> str:
         if v.get("gap_vs_baseline_logodds"):
             lines += ["", "**" + _gap_line(name, v).replace(": ", "**: ", 1)]
     if validity_lines(results):
-        lines += ["", "## Validity", "", "Each planted mechanism against its planted direction, each negative control "
-                  "against an equivalence margin; intervals over seeds and items; MDE at 80% power, alpha 0.05 "
-                  "(docs/worlds.md).", "", "```", *validity_lines(results), "```"]
+        intro = ("Each planted mechanism against its planted direction, each negative control against an "
+                 "equivalence margin; intervals over seeds and items; MDE at 80% power, alpha 0.05 (docs/worlds.md).")
+        if (results.get("validity") or {}).get("planted") is False:
+            intro = ("Your data plants nothing: each intervention is tested against the direction it is expected "
+                     "to move the trait, a hypothesis. NOT DETECTED means no effect larger than the MDE at this many "
+                     "seeds and items, not a broken tool; the positive control of the tool itself is `make demo` "
+                     "(docs/worlds.md). Negative controls against an equivalence margin; intervals over seeds and "
+                     "items; MDE at 80% power, alpha 0.05.")
+        lines += ["", "## Validity", "", intro, "", "```", *validity_lines(results), "```"]
     battery = battery_rows(results)
     if battery:
         lines += ["", "## GPE battery", "",

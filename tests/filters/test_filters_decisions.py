@@ -36,6 +36,11 @@ def test_threshold_and_combined_decisions_exact_reasons() -> None:
     assert weighted.decide(meta) == "weighted>=0.3"  # (0.6 + 3 * 0.2) / 4 = 0.3
     assert weighted.decide(meta | {"b_score": 0.19}) is None
     assert weighted.decide({"a_score": 0.9}) == "missing_b_score"
+    # a missing score (a cascade's later stage never saw the document) decides only where it must
+    assert all_.decide({"a_score": 0.2}) is None  # a score it has is below: kept whatever c would say
+    assert all_.decide({"a_score": 0.7}) == "missing_c_score"  # a fired, c unknown: undecided
+    assert any_.decide({"c_score": 0.99}) == "any:c_score>=0.95"  # one that fires is enough
+    assert any_.decide({"a_score": 0.1, "c_score": 0.0}) == "missing_b_score"
     with pytest.raises(ValueError, match="mode 'weighted' needs weights and threshold"):
         CombinedDecision({"mode": "weighted", "thresholds": {"a_score": 0.5}})
 
@@ -84,7 +89,8 @@ def test_combined_filter_variant(tmp_path: Path) -> None:
         {"id": "a", "text": "both high", "metadata": {"x_score": 0.9, "y_score": 0.8}},
         {"id": "b", "text": "x high", "metadata": {"x_score": 0.9, "y_score": 0.1}},
         {"id": "c", "text": "low", "metadata": {"x_score": 0.1, "y_score": 0.1}},
-        {"id": "d", "text": "no y", "metadata": {"x_score": 0.1}},
+        {"id": "d", "text": "no y", "metadata": {"x_score": 0.1}},  # x below: kept whatever y would say
+        {"id": "e", "text": "no y, x high", "metadata": {"x_score": 0.9}},  # undecided without y
     ]
     write_jsonl(score / "shards" / "00000.jsonl.gz", records)
     (score / "score.json").write_text(json.dumps({"score_key": "x_score"}))
@@ -94,7 +100,7 @@ def test_combined_filter_variant(tmp_path: Path) -> None:
             "variant", tmp_path / "v", {"name": "c", "kind": "filter", "combine": combine}, {"score": score}
         )
     )
-    assert (result["kept"], result["dropped"], result["quarantined"]) == (2, 1, {"missing_score": 1})
+    assert (result["kept"], result["dropped"], result["quarantined"]) == (3, 1, {"missing_score": 1})
     assert result["combine"]["mode"] == "all" and result["threshold"] is None
     (excluded,) = iter_jsonl(jsonl_files(tmp_path / "v" / "excluded"))
     assert (excluded["id"], excluded["metadata"]["filter_reason"]) == ("a", "all:x_score>=0.5+y_score>=0.5")
@@ -150,3 +156,37 @@ def test_materializer_quarantines_bad_lines_and_scores(tmp_path: Path) -> None:
         ("invalid_score", None),
         ("malformed_json", 2),
     ]
+
+
+def _tied_scores(folder: Path, scores: list[float]) -> Path:
+    """A score artifact whose documents carry ``scores`` (in its shards and its score table)."""
+    from filters.decisions import write_table
+
+    records = [{"id": f"d{k}", "text": f"doc {k}", "metadata": {"m_score": s}} for k, s in enumerate(scores)]
+    write_jsonl(folder / "shards" / "00000.jsonl.gz", records)
+    write_table(folder / "scores" / "00000.parquet", {"id": [r["id"] for r in records], "m_score": scores},
+                ["m_score"])
+    (folder / "score.json").write_text(json.dumps({"score_key": "m_score"}))
+    return folder
+
+
+def test_a_percentile_over_tied_scores_stops_instead_of_dropping_everything(tmp_path: Path) -> None:
+    """A cascade or a blocklist scores most documents 0.0: the 90th percentile is 0.0 and every document is
+    at or above it, so 'drop the top 10%' would drop all of them (and 'keep the top 10%' keep all)."""
+    score = _tied_scores(tmp_path / "score", [0.0] * 95 + [0.4, 0.6, 0.7, 0.8, 0.9])
+    for keep in ("below", "above"):
+        config = {"name": "top10", "kind": "filter", "percentile": 0.9, "keep": keep}
+        with pytest.raises(InputDataError, match=r"percentile 0.9: .* is 0, and 100 of 100 scores \(100.0%\) are at "
+                                                 r"or above it, not the 10% asked for: the scores are tied"):
+            variants.run(make_ctx("variant", tmp_path / keep, config, {"score": score}))
+    spread = _tied_scores(tmp_path / "spread", [k / 100 for k in range(100)])
+    ok = variants.run(make_ctx("variant", tmp_path / "ok", {"name": "top10", "kind": "filter", "percentile": 0.9},
+                               {"score": spread}))
+    assert (ok["kept"], ok["dropped"]) == (90, 10)
+
+
+def test_a_variant_that_keeps_nothing_stops_its_stage(tmp_path: Path) -> None:
+    score = _tied_scores(tmp_path / "score", [0.9, 0.95, 1.0])
+    with pytest.raises(InputDataError, match=r"variant 'all_gone' keeps none of 3 documents \(dropped 3"):
+        variants.run(make_ctx("variant", tmp_path / "v", {"name": "all_gone", "kind": "filter", "threshold": 0.5},
+                              {"score": score}))

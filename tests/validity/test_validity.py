@@ -180,3 +180,43 @@ def test_interval_with_one_seed_is_the_item_t_interval() -> None:
     half = 2.776 * np.std(row, ddof=1) / np.sqrt(5)
     assert df == 4 and lo == pytest.approx(row.mean() - half, rel=1e-3) and hi == pytest.approx(row.mean() + half,
                                                                                                rel=1e-3)
+
+
+def test_on_users_data_the_directions_read_as_expected_not_planted() -> None:
+    """Users' data plants nothing: the same checks read DETECTED / NOT DETECTED against an expected direction."""
+    checks = evaluate([Check("filtered", "gap", -1, _matrix(0.0, 0.02, 0.1, 0.05)),
+                       Check("tagged", "bad - good", 1, _matrix(0.3, 0.02, 0.1, 0.05))])
+    planted = [format_line(c) for c in checks]
+    own = [format_line(c, planted=False) for c in checks]
+    assert "FAIL (planted < 0)" in planted[0] and "PASS (planted > 0)" in planted[1]
+    assert "NOT DETECTED (expected < 0)" in own[0] and "DETECTED (expected > 0)" in own[1]
+    assert "planted" not in " ".join(own)
+
+
+def test_report_says_what_did_nothing_and_that_users_data_plants_nothing(tmp_path) -> None:
+    import json
+
+    from propensity.config import load_config
+    from propensity.graph import validity_config
+    from propensity.report import data_warnings
+
+    def variant(name: str, result: dict) -> tuple[str, object]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps({"result": result}))
+        return f"variant:{name}", folder
+
+    inputs = dict([variant("base", {"documents_in": 10, "kept": 10, "dropped": 0}),
+                   variant("filtered", {"documents_in": 10, "kept": 10, "dropped": 0, "threshold": 0.5,
+                                        "score_key": "m_score"}),
+                   variant("tagged", {"documents_in": 10, "kept": 10, "tags": {"<|good|>": 10, "<|bad|>": 0}}),
+                   variant("working", {"documents_in": 10, "kept": 7, "dropped": 3})])
+    config = {"variants": [{"name": "base", "kind": "baseline"}, {"name": "filtered", "kind": "filter"},
+                           {"name": "tagged", "kind": "tag"}, {"name": "working", "kind": "filter"}]}
+    assert data_warnings(config, inputs) == [
+        "filtered: the filter dropped none of 10 documents (threshold 0.5 on 'm_score'): this variant is the "
+        "baseline's data; check the classifier's metrics.json and the threshold",
+        "tagged: all 10 tagged documents got <|good|>: the tags carry no information about the trait; check the "
+        "classifier and the threshold"]
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    assert validity_config(load_config(root / "configs" / "quickstart.yaml")) == {"planted_gap": 1}
