@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from core.errors import ConfigError
 from eval_gpe import registry
 from eval_gpe.evalsets.files import content_hash
 from eval_gpe.evalsets.forced import Item
@@ -73,9 +74,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _tokenizer(folder: Path | None) -> Any:
     if folder is None:
         return None
+    if not Path(folder).is_dir():
+        raise ConfigError(f"--tokenizer {str(folder)!r} is not a folder: give a tokenizer folder of a store "
+                          "(<store>/tokenizer/<name>-<hash>) or a model folder with tokenizer files")
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(folder))
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--tokenizer {str(folder)!r}: no tokenizer there ({exc})") from exc
 
 
 def _tokens(tok: Any, text: str) -> str:

@@ -221,5 +221,5 @@ def get(name: str) -> GPESpec:
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"unknown GPE {name!r} (config key 'gpe').{hint} available: {', '.join(names)}")
+        raise ConfigError(f"unknown GPE {name!r}.{hint} available: {', '.join(names)}, or a GPE file path")
     return load_file(GPE_DIR / f"{name}.yaml")

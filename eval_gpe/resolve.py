@@ -79,7 +79,8 @@ def load_file(path: Path) -> GPESpec:
     """A GPE YAML file outside the package; its name must equal the file's stem."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"GPE file {str(path)!r} does not exist")
+        raise ConfigError(f"GPE file {str(path)!r} does not exist (a GPE file named in a config is found "
+                          "relative to the config's folder)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

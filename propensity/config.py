@@ -312,7 +312,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         return validate_config(data)
     except ConfigError as e:
         missing = any(words in str(e) for words in ("does not exist", "not a tokenizer folder"))
-        raise ConfigError(f"{e}{relative_paths_hint(p) if missing else ''}") from None
+        gpe_file = str(e).startswith("eval.gpes")  # GPE files resolve against the config's folder: no hint
+        raise ConfigError(f"{e}{relative_paths_hint(p) if missing and not gpe_file else ''}") from None
 
 
 def relative_paths_hint(config_path: Path) -> str:
@@ -345,7 +346,11 @@ def _check_registries(cfg: ExperimentConfig) -> None:
     try:
         spec = ModelSpec.preset(cfg.model.preset, cfg.model.overrides)
     except Exception as e:  # noqa: BLE001 - re-raised as a config error naming the field
-        raise ConfigError(f"model.preset / model.overrides: {e}") from None
+        hint = ""
+        if cfg.model.overrides:
+            hint = (f" (model.overrides {cfg.model.overrides} apply on top of preset {cfg.model.preset!r}; a config "
+                    "written for another preset keeps them: add --set 'model.overrides={}' to drop them)")
+        raise ConfigError(f"model.preset / model.overrides: {e}{hint}") from None
     if cfg.train.seq_len > spec.max_position_embeddings:
         raise ConfigError(f"train.seq_len: {cfg.train.seq_len} exceeds the max_position_embeddings "
                           f"{spec.max_position_embeddings} of model.preset {cfg.model.preset!r}")

@@ -361,6 +361,9 @@ def rebuild(report_dir: Path) -> Path:
     """Rebuild a report folder's files from the artifacts its manifest names (keys of the report's store)."""
     store, key = locate(report_dir)
     manifest = _read_json(store.path(key) / "manifest.json")
+    if manifest.get("stage") != "report":
+        raise StoreError(f"{report_dir} is a {manifest.get('stage')!r} artifact, not a report folder: give "
+                         f"<store>/report/<name>-<hash> (`propensity store ls` lists them) or the experiment config")
     inputs = {role: store.path(ref["key"]) for role, ref in manifest["inputs"].items()}
     write_outputs(build_results(manifest["config"], inputs), report_dir)
     return report_dir

@@ -123,3 +123,16 @@ def test_gc_refuses_when_a_submitted_config_is_unreadable(store_copy):
     with pytest.raises(StoreError, match="(?s)submitted config .*broken-1.yaml.*fix or delete it"):
         gc(store_copy)
     assert orphan.exists()
+
+
+def test_report_of_a_folder_that_is_not_a_report_says_what_it_is(tmp_path: Path) -> None:
+    """`propensity report` on a variant folder raised KeyError: 'variants'."""
+    from core.errors import StoreError
+    from propensity.report import rebuild
+
+    folder = tmp_path / "store" / "variant" / "filtered-0123456789ab"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"stage": "variant", "config": {}, "inputs": {}}))
+    with pytest.raises(StoreError, match=r"is a 'variant' artifact, not a report folder: give "
+                                         r"<store>/report/<name>-<hash>"):
+        rebuild(folder)

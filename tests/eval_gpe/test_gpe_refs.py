@@ -77,8 +77,9 @@ def test_inline_definition_and_errors(tmp_path) -> None:
     assert resolve_all(cfg.eval.gpes)[0].evalsets[0].path[0].startswith(str(tmp_path / "exp"))
     with pytest.raises(ConfigError, match=r"eval.gpes\[0\]: unknown GPE 'em_medicin'.*did you mean 'em_medicine'"):
         load_config(_experiment(tmp_path, ["em_medicin"]))
-    with pytest.raises(ConfigError, match=r"eval.gpes\[0\]: GPE file '.*missing.yaml' does not exist"):
-        load_config(_experiment(tmp_path, ["missing.yaml"]))
+    with pytest.raises(ConfigError, match=r"eval.gpes\[0\]: GPE file '.*missing.yaml' does not exist \(a GPE "
+                                          r"file named in a config is found relative to the config's folder\)$"):
+        load_config(_experiment(tmp_path, ["missing.yaml"]))  # and no note that says the opposite
     bad = {**inline, "evalsets": [{"name": "ps", "format": "lm_eval"}]}
     with pytest.raises(ConfigError, match=r"inline GPE 'ps_inline' is invalid:\n  evalsets.0: .*needs `task`"):
         load_config(_experiment(tmp_path, [bad]))
