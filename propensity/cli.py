@@ -25,6 +25,20 @@ Every stage writes a content-addressed folder in the store; complete folders are
 """
 
 
+STATUS_DESCRIPTION = """\
+A table of the experiment's stages: store state, Slurm job id, job state, elapsed time, and the log tail of
+failed jobs. Pass the same --set overrides as to `propensity run` (it prints this command with them).
+
+exit status:
+  0  every stage is complete
+  1  not complete, but no job failed or was cancelled: jobs pending or running, or stages never submitted
+  2  error (bad config, unreadable jobs.json)
+  3  a job (or array part) of an incomplete stage failed: its log tail is printed; fix it, run again
+  4  no job failed, but some were cancelled (`propensity cancel`, scancel, or their input was cancelled):
+     `propensity run` submits them again
+"""
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="experiment config (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -73,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     _gpe_cli.add_parser(sub)  # propensity gpe list | show NAME|FILE | check NAME|FILE
     _store_admin.add_parser(sub)  # propensity store ls | gc | export
 
-    p = sub.add_parser("status", help="a table of stages: store state, Slurm job id, job state, elapsed, failed logs")
+    p = sub.add_parser("status", help="a table of stages: store state, Slurm job id, job state, elapsed, failed logs",
+                       description=STATUS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(p)
 
     p = sub.add_parser("cancel", help="cancel the Slurm jobs of an experiment that are still pending or running")
@@ -163,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.executor.kind == "slurm":
         from propensity.slurm_exec import run_slurm
 
-        return run_slurm(cfg, dry_run=args.dry_run)
+        return run_slurm(cfg, dry_run=args.dry_run, follow=_status_command(args))
     if args.dry_run:
         store = Store(cfg.store)
         print(format_plan(plan(cfg, store), store))
@@ -171,6 +186,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     report_dir = run_local(cfg, show_progress=_show_progress(args))
     print_table(report_dir)
     return 0
+
+
+def _status_command(args: argparse.Namespace) -> str:
+    """``propensity status CONFIG`` with the overrides of this ``run`` (``--workers`` as ``--set``: it is in
+    the train stages' keys), shell-quoted to paste."""
+    import shlex
+
+    sets = [*args.overrides, *([f"executor.workers={args.workers}"] if args.workers else [])]
+    return shlex.join(["propensity", "status", args.config, *(w for s in sets for w in ("--set", s))])
 
 
 def cmd_report(args: argparse.Namespace) -> int:

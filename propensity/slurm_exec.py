@@ -30,18 +30,25 @@ ARRAY_STAGES = ("score", "variant", "tokenize")
 """Stage kinds that run in parts (one rank per input shard) when ``array_tasks > 1``."""
 
 
+def resolved_config(cfg: ExperimentConfig) -> tuple[Path, str]:
+    """``(path, text)`` of the resolved config (store made absolute): ``<store>/experiments/<experiment>-<hash>
+    .yaml``, where :func:`write_config` writes it (a dry run keeps the text in its own folder instead)."""
+    data = cfg.model_dump(mode="json")
+    data["store"] = str(Store(cfg.store).root)
+    path = Store(cfg.store).root / "experiments" / f"{cfg.experiment}-{stable_hash(data)}.yaml"
+    return path, yaml.safe_dump(data, sort_keys=False)
+
+
 def write_config(cfg: ExperimentConfig) -> Path:
-    """Write the resolved config (store made absolute) to ``<store>/experiments/<experiment>-<hash>.yaml``.
+    """Write the resolved config to ``<store>/experiments/<experiment>-<hash>.yaml`` (:func:`resolved_config`).
 
     The file name carries a hash of the content, so a job always reads the config it was submitted with;
     writing is atomic (tmp + rename) and rewriting identical content is harmless.
     """
-    data = cfg.model_dump(mode="json")
-    data["store"] = str(Store(cfg.store).root)
-    path = Store(cfg.store).root / "experiments" / f"{cfg.experiment}-{stable_hash(data)}.yaml"
+    path, text = resolved_config(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.write_text(text)
     os.replace(tmp, path)
     return path
 
@@ -117,9 +124,13 @@ def experiment(cfg: ExperimentConfig, config_path: Path | None = None) -> Experi
     )
 
 
-def run_slurm(cfg: ExperimentConfig, dry_run: bool = False) -> int:
-    """Submit every incomplete stage of ``cfg`` (``--dry-run``: write the scripts only)."""
-    return submit(experiment(cfg, write_config(cfg)), dry_run=dry_run)
+def run_slurm(cfg: ExperimentConfig, dry_run: bool = False, follow: str | None = None) -> int:
+    """Submit every incomplete stage of ``cfg`` (``--dry-run``: write the scripts only, and register nothing
+    in ``<store>/experiments/``, which ``propensity store gc`` keeps); ``follow``: the status command to print."""
+    if dry_run:
+        path, text = resolved_config(cfg)
+        return submit(experiment(cfg, path), dry_run=True, config_text=text)
+    return submit(experiment(cfg, write_config(cfg)), follow=follow)
 
 
 def status(cfg: ExperimentConfig) -> int:

@@ -79,6 +79,19 @@ class LocalCluster:
         """Where ``daemon`` (one of :data:`DAEMONS`) writes its pid."""
         return self.root / "run" / f"{daemon}.pid"
 
+    @classmethod
+    def from_conf(cls, conf: str | os.PathLike[str]) -> LocalCluster | None:
+        """The local cluster whose slurm.conf is ``conf`` (what ``SLURM_CONF`` holds), or None when that file
+        is not one :meth:`render_conf` wrote (a site's cluster, a missing file)."""
+        path = Path(conf).absolute()
+        cluster = cls(path.parent)
+        try:
+            text = path.read_text()
+        except OSError:
+            return None
+        ours = path.name == "slurm.conf" and "ClusterName=propensity" in text.splitlines()
+        return cluster if ours and f"StateSaveLocation={cluster.root / 'state'}" in text else None
+
     def env(self) -> dict[str, str]:
         """Environment variables a client (sbatch, squeue, datatrove) needs to talk to this cluster."""
         return {"SLURM_CONF": str(self.conf)}
@@ -94,6 +107,10 @@ class LocalCluster:
         """True when all three daemons named in the pid files are alive (zombies count as dead)."""
         pids = [self._pid(d) for d in DAEMONS]
         return all(p is not None and pid_alive(p) for p in pids)
+
+    def running(self) -> list[str]:
+        """The daemons of :data:`DAEMONS` whose pid file names a live process (all three when up)."""
+        return [d for d in DAEMONS if (pid := self._pid(d)) is not None and pid_alive(pid)]
 
     # ---- bring-up ------------------------------------------------------------------------------------
     def up(self) -> float:

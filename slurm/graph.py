@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -327,8 +328,15 @@ def _end_arrays(array_ids: list[str], timeout: float = 60.0) -> None:
         time.sleep(0.5)
 
 
-def submit(exp: Experiment, dry_run: bool = False) -> int:
-    """Submit every incomplete stage (``dry_run``: write the scripts only); return the exit code."""
+def submit(exp: Experiment, dry_run: bool = False, *, follow: str | None = None,
+           config_text: str | None = None) -> int:
+    """Submit every incomplete stage (``dry_run``: write the scripts only); return the exit code.
+
+    ``follow`` is the status command printed at the end (default ``propensity status <config>``). A dry run
+    registers nothing: with ``config_text`` (the resolved config ``exp.config_path`` names) it writes that text
+    to ``config.yaml`` in its own folder, not to ``exp.config_path``, whose folder ``propensity store gc``
+    treats as experiments with jobs; its ``submit.sh`` copies it there before it submits anything.
+    """
     exp.dir.mkdir(parents=True, exist_ok=True)
     if exp.budget_check is not None:
         exp.budget_check()
@@ -338,10 +346,21 @@ def submit(exp: Experiment, dry_run: bool = False) -> int:
         folder = exp.dir / f"dry-run-{plan.graph.stem.rsplit('-', 1)[-1]}"
         if folder.exists():
             shutil.rmtree(folder)
-        submit_graph(plan.jobs, dry_run_dir=folder, existing={exp.job_name(k): i for k, i in plan.active.items()})
+        register: list[str] = []
+        if config_text is not None and exp.config_path is not None:
+            target = shlex.quote(str(exp.config_path))
+            register = ["# register the config as `propensity run` does (propensity store gc keeps its stages)",
+                        f"mkdir -p {shlex.quote(str(exp.config_path.parent))}",
+                        f"[ -e {target} ] || cp config.yaml {target}"]
+        submit_graph(plan.jobs, dry_run_dir=folder, existing={exp.job_name(k): i for k, i in plan.active.items()},
+                     prelude=register)
+        config = f"{exp.config_path}"
+        if register:
+            (folder / "config.yaml").write_text(config_text or "")
+            config = f"{folder / 'config.yaml'} (submit.sh copies it to {exp.config_path})"
         print(f"dry run: {len(plan.jobs)} job script(s) written to {folder} (nothing submitted); "
               f"{len(plan.complete)} stage(s) complete, {len(plan.active)} already queued or running")
-        print(f"config: {exp.config_path}\ngraph: {plan.graph}\nsubmit them with: {folder / 'submit.sh'}")
+        print(f"config: {config}\ngraph: {plan.graph}\nsubmit them with: {folder / 'submit.sh'}")
         return 0
     with fasteners.InterProcessLock(str(exp.dir / "submit.lock")):  # two submits never double-submit
         plan = plan_submission(exp)
@@ -351,7 +370,8 @@ def submit(exp: Experiment, dry_run: bool = False) -> int:
     arrays = sum(job.array is not None for job in plan.jobs)
     print(f"submitted {len(ids)} job(s); {len(plan.complete)} stage(s) already complete, "
           f"{len(plan.active)} already queued or running" + (f"; {arrays} job array(s)" if arrays else ""))
-    print(f"config: {exp.config_path}\njobs: {exp.jobs_file}\nfollow with: propensity status <config>")
+    print(f"config: {exp.config_path}\njobs: {exp.jobs_file}\n"
+          f"follow with: {follow or 'propensity status <config>'}")
     return 0
 
 

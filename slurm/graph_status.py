@@ -18,6 +18,13 @@ from slurm.submit import cancel as scancel
 from slurm.submit import wait as slurm_wait
 
 LOG_TAIL_LINES = 12
+CANCELLED = "CANCELLED"
+"""A job someone cancelled (``propensity cancel``, scancel), or Slurm cancelled because a job it depended on
+failed or was cancelled: not a failure of its own, shown apart from failures."""
+EXIT_COMPLETE, EXIT_INCOMPLETE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 3, 4
+"""``propensity status`` exit codes: every stage complete; some not complete, but none of their jobs failed
+or was cancelled (pending, running or never submitted); a job (or array part) of an incomplete stage failed;
+none failed but some were cancelled. (2 is the command line's: an error before any status.)"""
 
 
 @dataclass
@@ -32,7 +39,11 @@ class PartStatus:
 
     @property
     def failed(self) -> bool:
-        return self.state in FAILED_STATES
+        return self.state in FAILED_STATES and self.state != CANCELLED
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == CANCELLED
 
 
 @dataclass
@@ -53,7 +64,24 @@ class StageStatus:
 
     @property
     def failed(self) -> bool:
-        return self.store != "complete" and self.state in FAILED_STATES
+        """The stage's (finishing) job failed and the stage is not complete."""
+        return self.store != "complete" and self.state in FAILED_STATES and self.state != CANCELLED
+
+    @property
+    def cancelled(self) -> bool:
+        """The stage's (finishing) job was cancelled and the stage is not complete."""
+        return self.store != "complete" and self.state == CANCELLED
+
+    @property
+    def outcome(self) -> int:
+        """This stage's share of the exit code: ``EXIT_*`` (a failed array part makes the stage failed)."""
+        if self.store == "complete":
+            return EXIT_COMPLETE
+        if self.failed or any(p.failed for p in self.parts):
+            return EXIT_FAILED
+        if self.cancelled or any(p.cancelled for p in self.parts):
+            return EXIT_CANCELLED
+        return EXIT_INCOMPLETE
 
 
 def _parts(exp: Experiment, key: str, record: dict) -> list[PartStatus]:
@@ -119,8 +147,18 @@ def _parts_cell(parts: list[PartStatus]) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if parts else ""
 
 
+def exit_code(rows: list[StageStatus]) -> int:
+    """``EXIT_COMPLETE`` when every stage is complete, else ``EXIT_FAILED`` when a job failed, else
+    ``EXIT_CANCELLED`` when one was cancelled, else ``EXIT_INCOMPLETE``."""
+    outcomes = {r.outcome for r in rows}
+    for code in (EXIT_FAILED, EXIT_CANCELLED, EXIT_INCOMPLETE):
+        if code in outcomes:
+            return code
+    return EXIT_COMPLETE
+
+
 def status(exp: Experiment) -> int:
-    """Print the status table, the parts of array stages and log tails of failures; 0 when all complete."""
+    """Print the status table, the parts of array stages and log tails of failures; return :func:`exit_code`."""
     from rich.console import Console
     from rich.table import Table
 
@@ -149,14 +187,23 @@ def status(exp: Experiment) -> int:
             console.print(f"[bold red]{r.key}[/] failed (job {r.job_id}, {r.state}); last lines of {r.log}:")
             for line in log_tail(r.log):
                 console.print("  " + line, markup=False)
+    cancelled = [r for r in rows if r.outcome == EXIT_CANCELLED]
+    if cancelled:
+        upstream = sum(r.reason == "DependencyNeverSatisfied" for r in cancelled)
+        console.print(f"cancelled (not failed): {len(cancelled)} stage(s)"
+                      + (f", {upstream} of them because a job they waited for failed or was cancelled"
+                         if upstream else "")
+                      + "; `propensity run` submits them again", markup=False)
     submissions = load_jobs(exp)["submissions"]
     other = sorted(set(submissions[-1]["jobs"]) - {r.key for r in rows}) if submissions else []
     if other:  # the jobs run their frozen stages; this config/code builds different ones
         console.print(f"note: {len(other)} job(s) of the last submission run stages this config and code no "
                       f"longer build ({', '.join(other)}); `propensity run` submits the current graph")
     done = sum(r.store == "complete" for r in rows)
-    console.print(f"{done}/{len(rows)} stages complete")
-    return 0 if done == len(rows) else 1
+    failed = sum(r.outcome == EXIT_FAILED for r in rows)
+    console.print(f"{done}/{len(rows)} stages complete" + (f", {failed} failed" if failed else "")
+                  + (f", {len(cancelled)} cancelled" if cancelled else ""))
+    return exit_code(rows)
 
 
 def wait_experiment(exp: Experiment, timeout: float, poll: float = 1.0) -> dict[str, JobState]:

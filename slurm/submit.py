@@ -28,7 +28,11 @@ TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT
                              "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
 """Job states after which a job does not run again without intervention."""
 FAILED_STATES = TERMINAL_STATES - {"COMPLETED"}
-"""Terminal states of a job that did not complete its work."""
+"""Terminal states of a job that did not complete its work (``CANCELLED`` included)."""
+CANCELLED_REASONS = frozenset({"DependencyNeverSatisfied"})
+"""The only reasons Slurm keeps for a ``CANCELLED`` job that say why it ended (its dependency failed or was
+cancelled, ``kill_invalid_depend``); any other is the stale reason it was pending for (``Priority``,
+``Resources``, ``JobHeldUser``) before someone cancelled it."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,14 @@ class JobState:
     def done(self) -> bool:
         """True when the job is in a terminal state."""
         return self.state in TERMINAL_STATES
+
+
+def ending_reason(state: str, reason: str | None) -> str | None:
+    """``reason`` as Slurm reports it for a job in ``state``, without the stale pending reason of a job
+    cancelled while it waited (``CANCELLED`` + ``Resources``: the scheduler does not clear it)."""
+    if not reason or reason == "None" or (state == "CANCELLED" and reason not in CANCELLED_REASONS):
+        return None
+    return reason
 
 
 def _run(argv: Sequence[str], env: Mapping[str, str] | None, *, stdin: str | None = None,
@@ -105,12 +117,13 @@ def topological_order(jobs: Sequence[JobSpec]) -> list[JobSpec]:
 
 def submit_graph(jobs: Sequence[JobSpec], *, dry_run_dir: Path | None = None,
                  env: Mapping[str, str] | None = None,
-                 existing: Mapping[str, str] | None = None) -> dict[str, str]:
+                 existing: Mapping[str, str] | None = None, prelude: Sequence[str] = ()) -> dict[str, str]:
     """Submit ``jobs`` in dependency order with ``sbatch --parsable``; return ``{name: job_id}``.
 
     With ``dry_run_dir`` nothing is submitted: every script is written there (``NN-<name>.sbatch``, without
     the ``--dependency`` line, whose ids do not exist yet) with ``plan.json`` and a runnable ``submit.sh``
-    that submits them in order and wires the dependencies; the returned ids are ``dry-run-NN``.
+    that submits them in order and wires the dependencies; the returned ids are ``dry-run-NN``. ``prelude``:
+    shell lines (already quoted) that ``submit.sh`` runs in that folder before its first ``sbatch``.
     If an ``sbatch`` fails, the jobs already submitted by this call are cancelled and :class:`SlurmError`
     is raised. ``existing`` maps names of jobs submitted earlier (still pending or running, not in ``jobs``)
     to their ids: dependencies on them become ``afterok`` on those ids. Dependencies on other names outside
@@ -125,7 +138,7 @@ def submit_graph(jobs: Sequence[JobSpec], *, dry_run_dir: Path | None = None,
     if bad:
         raise ConfigError(f"existing job ids {bad} are not Slurm job ids (digits, or digits_digits)")
     if dry_run_dir is not None:
-        return _write_dry_run(order, Path(dry_run_dir), existing)
+        return _write_dry_run(order, Path(dry_run_dir), existing, prelude)
     ids: dict[str, str] = {}
     for job in order:
         missing = [d for d in job.dependencies if d not in ids and d not in existing]
@@ -146,11 +159,12 @@ def submit_graph(jobs: Sequence[JobSpec], *, dry_run_dir: Path | None = None,
     return ids
 
 
-def _write_dry_run(order: list[JobSpec], folder: Path, existing: Mapping[str, str]) -> dict[str, str]:
+def _write_dry_run(order: list[JobSpec], folder: Path, existing: Mapping[str, str],
+                   prelude: Sequence[str] = ()) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     index = {job.name: i for i, job in enumerate(order)}
     plan, sh = [], ["#!/bin/bash", "# Submits the dry-run scripts in dependency order.", "set -euo pipefail",
-                    'cd "$(dirname "$0")"']
+                    'cd "$(dirname "$0")"', *prelude]
     for i, job in enumerate(order):
         file = f"{i:02d}-{job.slug}.sbatch"
         (folder / file).write_text(render_sbatch(job))
@@ -229,7 +243,7 @@ def _from_sacct(ids: list[str], env: Mapping[str, str] | None) -> dict[str, JobS
         state = parts[1].split()[0] if parts[1] else "UNKNOWN"  # "CANCELLED by 0"
         found[parts[0]] = JobState(parts[0], state, code if state in TERMINAL_STATES else None, sig,
                                    float(parts[3]) if parts[3].isdigit() else None,
-                                   (parts[4] if len(parts) > 4 else None) or None, None, "sacct")
+                                   ending_reason(state, parts[4] if len(parts) > 4 else None), None, "sacct")
     return found
 
 
@@ -270,7 +284,7 @@ def _scontrol_line(job_id: str, line: str) -> tuple[JobState, dict[str, str]]:
     never_ran = f.get("StartTime") == "Unknown" or f.get("NodeList", "") in ("", "(null)")
     elapsed = None if never_ran else _seconds(f.get("RunTime"))
     return JobState(job_id, state, code if done else None, sig if done else None, elapsed,
-                    f.get("Reason") if f.get("Reason") not in (None, "None") else None, restarts,
+                    ending_reason(state, f.get("Reason")), restarts,
                     "scontrol"), f
 
 
@@ -304,7 +318,8 @@ def array_states(array_id: str, *, env: Mapping[str, str] | None = None) -> dict
             for index in _indices(parts[0].split("_", 1)[1].strip("[]")):
                 found[index] = JobState(parts[1], state, code if state in TERMINAL_STATES else None, sig,
                                         float(parts[4]) if parts[4].isdigit() else None,
-                                        (parts[5] if len(parts) > 5 else None) or None, None, "sacct")
+                                        ending_reason(state, parts[5] if len(parts) > 5 else None), None,
+                                        "sacct")
         if found:
             return found
     proc = _run(["scontrol", "show", "job", "-o", array_id], env, check=False)

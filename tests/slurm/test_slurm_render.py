@@ -206,3 +206,22 @@ def test_jobcomp_and_scontrol_parsers_survive_hostile_names(tmp_path: Path,
     estimated = estimated.replace("RunTime=20786-20:13:11", "RunTime=00:00:00")
     monkeypatch.setattr("slurm.submit._run", lambda *a, **k: subprocess.CompletedProcess(a, 0, estimated, ""))
     assert _from_scontrol("19", None).elapsed is None
+
+
+def test_cancelled_jobs_lose_their_stale_pending_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scontrol keeps the reason a job was pending for after it is cancelled (``CANCELLED`` +
+    ``Resources``); only ``DependencyNeverSatisfied`` says why a cancelled job ended."""
+    line = ("JobId=12 JobName=a UserId=root(0) GroupId=root(0) JobState={state} Reason={reason} ExitCode=0:0 "
+            "RunTime=00:00:00 StartTime=Unknown\n")
+    got = {}
+    for state, reason in [("CANCELLED", "Resources"), ("CANCELLED", "Priority"), ("CANCELLED", "JobHeldUser"),
+                          ("CANCELLED", "DependencyNeverSatisfied"), ("PENDING", "Resources"),
+                          ("FAILED", "NonZeroExitCode"), ("CANCELLED", "None")]:
+        text = line.format(state=state, reason=reason)
+        monkeypatch.setattr("slurm.submit._run", lambda *a, t=text, **k: subprocess.CompletedProcess(a, 0, t, ""))
+        got[state, reason] = _from_scontrol("12", None).reason  # type: ignore[union-attr]
+    assert got == {("CANCELLED", "Resources"): None, ("CANCELLED", "Priority"): None,
+                   ("CANCELLED", "JobHeldUser"): None,
+                   ("CANCELLED", "DependencyNeverSatisfied"): "DependencyNeverSatisfied",
+                   ("PENDING", "Resources"): "Resources", ("FAILED", "NonZeroExitCode"): "NonZeroExitCode",
+                   ("CANCELLED", "None"): None}
