@@ -10,6 +10,7 @@ never touches a folder whose lock is held, and nothing at all while any stage of
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -64,7 +65,12 @@ def scan(store_root: Path) -> list[Artifact]:
         state = "partial" if partial else "complete" if (folder / MARKER).is_file() else "broken"
         stamp = folder / MANIFEST if state == "complete" else folder
         out.append(Artifact(key, folder, state, _size(folder), now - stamp.stat().st_mtime))
-    return sorted(out, key=lambda a: (a.key, a.state))
+    return sorted(out, key=lambda a: (natural_key(a.key), a.state))
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key with digit runs compared as numbers: ``train/a-s2-...`` before ``train/a-s10-...``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def closure(store: Store, key: str) -> set[str]:

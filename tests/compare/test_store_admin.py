@@ -136,3 +136,10 @@ def test_report_of_a_folder_that_is_not_a_report_says_what_it_is(tmp_path: Path)
     with pytest.raises(StoreError, match=r"is a 'variant' artifact, not a report folder: give "
                                          r"<store>/report/<name>-<hash>"):
         rebuild(folder)
+
+
+def test_ls_lists_seed_10_after_seed_2() -> None:
+    from propensity.store_admin import natural_key
+
+    keys = ["train/a-s10-0123456789ab", "train/a-s2-ba9876543210", "train/a-s1-ffffffffffff"]
+    assert sorted(keys, key=natural_key) == [keys[2], keys[1], keys[0]]
