@@ -40,7 +40,12 @@ class TransformerParams(Strict):
         description="Model output used as the score: a label name of config.id2label or an index. Default: "
         "the label named like positive_label, else index 1 of a 2-label model; one output: sigmoid.",
     )
-    max_length: int = Field(512, ge=8, description="Tokens per forward pass, special tokens included.")
+    max_length: int = Field(
+        512,
+        ge=8,
+        description="Tokens per forward pass, special tokens included; capped at what the model takes (its "
+        "position embeddings, the tokenizer's model_max_length).",
+    )
     chunking: Literal["truncate", "max", "mean"] = Field(
         "truncate",
         description="Long documents: truncate (score the first max_length tokens), max or mean of the scores "

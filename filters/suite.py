@@ -1,12 +1,14 @@
 """From a ``ClassifierSpec`` to a self-describing ``classifier.json``, and from that to a scorer step.
 
 ``prepare`` runs in the classifier stage: it trains or adopts each fastText model (content-hashed copies in
-the artifact folder), folds a blocklist's ``terms_file`` into the JSON, and fingerprints a local transformer
-folder. ``build_scorer`` runs in the score stage and rebuilds the (cheap, lazily loading) scorer step.
+the artifact folder), folds a blocklist's ``terms_file`` into the JSON, fingerprints a local transformer
+folder and caps a transformer's ``max_length`` at what the model takes. ``build_scorer`` runs in the score
+stage and rebuilds the (cheap, lazily loading) scorer step.
 ``classifier.json`` per kind:
 
 - fasttext: ``{"kind", "path", "labels", "positive_label", "score_key"}`` (``path`` relative to the folder)
-- transformer: ``{"kind", "model", "fingerprint", "positive_label", "score_key", "params": {...}}``
+- transformer: ``{"kind", "model", "fingerprint", "positive_label", "score_key", "params": {...}}`` and, when
+  ``params.max_length`` was capped, ``"max_length_cap": {"configured", "effective", "limited_by"}``
 - blocklist: ``{"kind", "score_key", "params": {"terms", "patterns", "case_sensitive", ...}}``
 - cascade: ``{"kind", "score_key", "stages": [<info> + {"escalate_at"}]}``; ensemble: ``{"kind", "score_key",
   "classifiers": [<info>]}``
@@ -15,6 +17,7 @@ folder. ``build_scorer`` runs in the score stage and rebuilds the (cheap, lazily
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +33,7 @@ from filters.metrics import binary_metrics
 from filters.scorers import BatchScorer, BlocklistScorer, FastTextScorer, read_terms
 from filters.sources import file_sha256
 
+log = logging.getLogger("propensity")
 FastTextPreparer = Callable[[ClassifierSpec], dict[str, Any]]
 
 
@@ -40,16 +44,7 @@ def prepare(spec: ClassifierSpec, fasttext: FastTextPreparer) -> dict[str, Any]:
         return fasttext(spec)
     if spec.kind == "transformer":
         assert spec.transformer is not None
-        params = spec.transformer.model_dump(exclude={"model", "revision"})
-        model = spec.transformer.model
-        local = os.path.isdir(model)
-        return base | {
-            "model": str(Path(model).resolve()) if local else model,
-            "revision": spec.transformer.revision,
-            "fingerprint": folder_fingerprint(Path(model)) if local else None,
-            "positive_label": spec.positive_label,
-            "params": params,
-        }
+        return base | _transformer_info(spec)
     if spec.kind == "blocklist":
         assert spec.blocklist is not None
         params = spec.blocklist.model_dump(exclude={"terms_file"})
@@ -60,6 +55,33 @@ def prepare(spec: ClassifierSpec, fasttext: FastTextPreparer) -> dict[str, Any]:
     if spec.kind == "cascade":
         return base | {"stages": [prepare(s, fasttext) | {"escalate_at": s.escalate_at} for s in spec.stages]}
     return base | {"classifiers": [prepare(c, fasttext) for c in spec.classifiers]}
+
+
+def _transformer_info(spec: ClassifierSpec) -> dict[str, Any]:
+    """Model (a resolved local folder or a hub id), fingerprint, label, params; ``max_length`` capped at what
+    the model takes (``filters.transformer.length_limit``; the cap is logged and kept under ``max_length_cap``).
+    The model is built on the meta device (no weights read) to know its shapes."""
+    from filters.transformer import effective_max_length, load_model, resolve_label
+
+    assert spec.transformer is not None
+    params = spec.transformer.model_dump(exclude={"model", "revision"})
+    model = spec.transformer.model
+    local = os.path.isdir(model)
+    tokenizer, meta_model = load_model(model, spec.transformer.revision, meta=True)
+    resolve_label(meta_model.config.id2label, spec.transformer.label, spec.positive_label)
+    params["max_length"], cap = effective_max_length(params["max_length"], params["stride"], meta_model, tokenizer)
+    info: dict[str, Any] = {
+        "model": str(Path(model).resolve()) if local else model,
+        "revision": spec.transformer.revision,
+        "fingerprint": folder_fingerprint(Path(model)) if local else None,
+        "positive_label": spec.positive_label,
+        "params": params,
+    }
+    if cap is not None:
+        log.warning("classifier %s: transformer.max_length %d capped at %d (%s)", spec.name, cap["configured"],
+                    cap["effective"], cap["limited_by"])
+        info["max_length_cap"] = cap
+    return info
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -123,11 +145,16 @@ def score_keys(info: dict[str, Any]) -> list[str]:
 
 
 def policies(info: dict[str, Any]) -> dict[str, Any]:
-    """Per classifier name: the transformer long-document policy (chunking, max_length, stride)."""
+    """Per score key: the transformer long-document policy (chunking, max_length, stride, max_chunks; when
+    max_length was capped, ``max_length_configured`` and ``max_length_limited_by``)."""
     found: dict[str, Any] = {}
     if info.get("kind") == "transformer":
         params = info["params"]
         found[info["score_key"]] = {k: params[k] for k in ("chunking", "max_length", "stride", "max_chunks")}
+        if info.get("max_length_cap"):
+            cap = info["max_length_cap"]
+            found[info["score_key"]] |= {"max_length_configured": cap["configured"],
+                                         "max_length_limited_by": cap["limited_by"]}
     for child in (*info.get("stages", []), *info.get("classifiers", [])):
         found |= policies(child)
     return found

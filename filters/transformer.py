@@ -5,6 +5,11 @@ first ``max_length`` tokens; ``max`` / ``mean`` split the document into consecut
 ``max_length`` tokens (special tokens included, ``stride`` tokens shared between windows, at most
 ``max_chunks``), score every window and take the max / mean. The score is the softmax probability of the
 chosen label (sigmoid for a one-output model).
+
+``max_length`` is capped at what the model can take (``length_limit``: its position embeddings, less the
+offset of RoBERTa-style positions, and the tokenizer's ``model_max_length`` when set): a longer window would
+crash the forward pass. The classifier stage records the cap in ``classifier.json`` (``max_length_cap``) and
+the score stage's manifest (``result.long_documents``); the scorer applies it again when it loads the model.
 """
 
 from __future__ import annotations
@@ -14,9 +19,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from datatrove.data import Document
+from datatrove.utils.logging import logger
 
 from core.errors import ConfigError, InputDataError
+from filters.model_files import hub_load_error, resolve_label
 from filters.scorers import BatchScorer
+
+__all__ = ["CHUNKING", "TransformerScorer", "effective_max_length", "length_limit", "load_model", "resolve_label"]
+UNSET_MODEL_MAX_LENGTH = int(1e29)
+"""Tokenizers that state no limit say ``model_max_length = int(1e30)`` (transformers' VERY_LARGE_INTEGER)."""
 
 CHUNKING = ("truncate", "max", "mean")
 
@@ -84,20 +95,18 @@ class TransformerScorer(BatchScorer):
         if self._model is not None:
             return
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        kwargs: dict[str, Any] = {"revision": self.revision} if not os.path.isdir(self.model_name) else {}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model_name, **kwargs)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                self.model_name, dtype=getattr(torch, self.dtype), **kwargs
-            )
-        except OSError as err:
-            raise InputDataError(f"transformer.model {self.model_name!r} cannot be loaded: {err}") from err
+        tokenizer, model = load_model(self.model_name, self.revision, dtype=self.dtype)
         self._index = resolve_label(model.config.id2label, self.label, self.positive_label)
+        effective, cap = effective_max_length(self.max_length, self.stride, model, tokenizer)
+        if cap is not None:
+            message = (f"transformer {self.model_name}: max_length {self.max_length} capped at {effective} "
+                       f"({cap['limited_by']})")
+            logger.warning(message)  # datatrove's log (the rank's log file in a pipeline)
+            self.max_length = effective
         self._tokenizer = tokenizer
         self._model = model.to(device).eval()
 
@@ -156,19 +165,62 @@ class TransformerScorer(BatchScorer):
         return [float(p) for p in probs.cpu()]
 
 
-def resolve_label(id2label: dict[int, str], label: str | int | None, positive_label: str) -> int:
-    """The output index used as the score; a ConfigError lists the model's labels when none fits."""
-    labels = {int(k): str(v) for k, v in id2label.items()}
-    if len(labels) == 1:
-        return 0
-    if isinstance(label, int):
-        if label not in labels:
-            raise ConfigError(f"transformer.label index {label} out of range; model labels: {labels}")
-        return label
-    wanted = label if label is not None else positive_label
-    for index, name in labels.items():
-        if name == wanted:
-            return index
-    if label is None and len(labels) == 2:
-        return 1
-    raise ConfigError(f"transformer.label {wanted!r} is not a label of the model; labels: {labels}")
+def load_model(model: str, revision: str | None = None, *, dtype: str = "float32", meta: bool = False
+               ) -> tuple[Any, Any]:
+    """Tokenizer and sequence classifier of a local folder or a (cached) hub id; ``meta``: the model is built
+    from its config on the meta device (no weights read), enough to know its shapes. A failure is an
+    InputDataError saying where the model was looked for locally and what the hub said."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"revision": revision} if not os.path.isdir(model) else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
+        if meta:
+            config = AutoConfig.from_pretrained(model, **kwargs)
+            with torch.device("meta"):
+                loaded = AutoModelForSequenceClassification.from_config(config)
+        else:
+            loaded = AutoModelForSequenceClassification.from_pretrained(model, dtype=getattr(torch, dtype), **kwargs)
+    except (OSError, ValueError) as err:
+        raise InputDataError(f"transformer.model {model!r} cannot be loaded: {hub_load_error(model, err)}") from err
+    return tokenizer, loaded
+
+
+def length_limit(model: Any, tokenizer: Any) -> tuple[int | None, str]:
+    """The longest window (special tokens included) ``model`` and ``tokenizer`` take, and what sets it: the
+    position embeddings (less the offset of RoBERTa-style positions, which start after the padding index),
+    ``config.max_position_embeddings`` and the tokenizer's ``model_max_length`` when it states one. ``(None,
+    "")`` when none of them says (rotary models without a stated maximum)."""
+    import torch
+
+    limits: list[tuple[int, str]] = []
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    positions = getattr(embeddings, "position_embeddings", None)
+    if isinstance(positions, torch.nn.Embedding):
+        padding = getattr(embeddings, "padding_idx", None)
+        offset = padding + 1 if isinstance(padding, int) else 0
+        why = f"the model's {positions.num_embeddings} position embeddings"
+        if offset:
+            why += f" less {offset} (positions start after the padding index {padding})"
+        limits.append((positions.num_embeddings - offset, why))
+    maximum = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(maximum, int) and maximum > 0:
+        limits.append((maximum, f"max_position_embeddings {maximum} in the model's config.json"))
+    stated = getattr(tokenizer, "model_max_length", None)
+    if isinstance(stated, int) and 0 < stated < UNSET_MODEL_MAX_LENGTH:
+        limits.append((stated, f"the tokenizer's model_max_length {stated}"))
+    return min(limits) if limits else (None, "")
+
+
+def effective_max_length(max_length: int, stride: int, model: Any, tokenizer: Any
+                         ) -> tuple[int, dict[str, Any] | None]:
+    """``max_length`` capped at ``length_limit``, and the cap (``{"configured", "effective", "limited_by"}``)
+    or None when ``max_length`` fits. A ``stride`` that no longer fits the capped window is a ConfigError."""
+    limit, why = length_limit(model, tokenizer)
+    if limit is None or max_length <= limit:
+        return max_length, None
+    if stride >= limit - 2:
+        raise ConfigError(f"transformer.stride {stride} must be < the effective max_length - 2 ({limit - 2}): "
+                          f"max_length {max_length} is capped at {limit} by {why}; lower transformer.stride")
+    return limit, {"configured": max_length, "effective": limit, "limited_by": why}

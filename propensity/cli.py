@@ -144,7 +144,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.show_config:
         print(dump_config(cfg))
     print(format_plan(plan(cfg, store), store))
-    print("\n".join(inputs))
+    if inputs:
+        print("\n".join(inputs))
     if args.estimate:
         from propensity.costs import estimate, format_estimate
 

@@ -4,7 +4,9 @@ Each input file must exist, be a file (``source.paths`` entries name files or gl
 readable, hold the declared format (parquet or jsonl, compression recognised by content) and, in a sample of
 its first ``SAMPLE_ROWS`` records, the text field; labelled files must hold ``classifier.label_key`` and
 ``classifier.positive_label``. The corpus must have a usable document, and no held-out or labelled file may
-also be a training shard. Every failure is a ConfigError naming the config field, the path and the problem;
+also be a training shard. An adopted fastText model must hold ``classifier.positive_label`` among its labels
+(``filters.model_files``; the classifier's other local files are checked as the config loads). Every failure
+is a ConfigError naming the config field, the path and the problem;
 docs/reliability.md lists them all with their messages.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from core.documents import is_saved_dataset, iter_dataset_rows, iter_rows, sniff, text_problem
 from core.errors import ConfigError, InputDataError
+from filters.model_files import check_fasttext_labels, classifier_files
 from filters.sources import expand_paths
 from propensity.config import ClassifierConfig, ExperimentConfig
 
@@ -41,8 +44,9 @@ class Sample:
 
 def check_inputs(cfg: ExperimentConfig) -> list[str]:
     """Check every input file of ``cfg``; raise ConfigError on the first problem, else return lines naming
-    each input with its resolved path (printed by ``propensity plan``)."""
-    lines = [f"inputs (relative paths are resolved against the working directory {os.getcwd()}):"]
+    each input with its resolved path (printed by ``propensity plan``): a header, then one line per local file or
+    folder the config reads (data, classifier files, a local tokenizer, GPE files); no lines when it reads none."""
+    lines: list[str] = []
     src = cfg.source
     shards: list[Path] = []
     if src.kind == "files":
@@ -57,10 +61,29 @@ def check_inputs(cfg: ExperimentConfig) -> list[str]:
     named.update(_check_classifier(cfg.classifier, "classifier", src.kind))
     _check_not_trained_on(named, shards, src.paths)
     lines += [f"  {name}: {path}" for name, path in named.items()]
+    check_fasttext_labels(cfg.classifier)  # an adopted model's labels must hold positive_label
+    lines += [f"  {name}: {path}" for name, path in classifier_files(cfg.classifier)]
+    tok = cfg.tokenizer
+    if tok.kind == "pretrained" and tok.path and Path(tok.path).expanduser().is_dir():
+        lines.append(f"  tokenizer.path: {Path(tok.path).expanduser().resolve()}")
+    lines += _gpe_files(cfg.eval.gpes)
     if src.kind != "synthetic" and not src.heldout:
         lines.append("  source.heldout: none (the held-out loss is skipped)")
     if cfg.eval.heldout_docs == 0:
         lines.append("  eval.heldout_docs: 0 (the held-out loss is skipped)")
+    if not lines:
+        return []
+    return [f"inputs (relative paths are resolved against the working directory {os.getcwd()}):", *lines]
+
+
+def _gpe_files(refs: list[Any]) -> list[str]:
+    """GPE files named in ``eval.gpes`` and the local files each GPE reads (built-in GPEs read none)."""
+    from eval_gpe.resolve import files_read, is_file_ref, resolve
+
+    lines = []
+    for index, ref in enumerate(refs):
+        files = ([ref] if is_file_ref(ref) else []) + files_read(resolve(ref))
+        lines += [f"  eval.gpes[{index}]: {f}" for f in dict.fromkeys(files)]
     return lines
 
 
@@ -160,7 +183,7 @@ def _check_classifier(clf: ClassifierConfig, name: str, source_kind: str) -> dic
     if clf.kind == "fasttext" and not (clf.model_path or clf.train_data) and source_kind != "synthetic":
         raise ConfigError(f"{name}: a {source_kind!r} source has no labelled set to train the fastText classifier "
                           f"on: set {name}.train_data (labelled jsonl/parquet) or {name}.model_path (a .bin)")
-    if clf.model_path and not Path(clf.model_path).expanduser().is_file():
+    if clf.model_path and not Path(clf.model_path).expanduser().is_file():  # also checked as the config loads
         raise ConfigError(f"{name}.model_path: {clf.model_path!r} is not a file (a fastText .bin is expected)")
     for key in ("train_data", "heldout_data"):
         value = getattr(clf, key)
