@@ -8,15 +8,24 @@ quarantine record ``{"source_file", "line"|"row", "reason", "raw"}``; nothing is
 
 Reasons, per record: ``blank_line``, ``invalid_utf8``, ``malformed_json``, ``not_an_object``, ``missing_text``
 (no text field, or null), ``non_string_text``, ``empty_text`` (present but only whitespace), ``too_long``
-(> ``max_chars``), ``duplicate_id`` (an id already seen in the same file); per file, counted once:
-``missing_text_column`` (parquet / dataset schema), ``truncated_file`` (the compressed stream ends early: the
-records before the cut are kept) and ``unreadable_file`` (corrupt compression, not a parquet file).
+(> ``max_chars``, default ``DEFAULT_MAX_CHARS``; ``source.max_chars``), ``duplicate_id`` (an id already seen in
+the same file); per file, counted once: ``missing_text_column`` (parquet / dataset schema), ``truncated_file``
+(the gzip or zstd stream ends early, e.g. a copy cut short: the records before the cut are kept) and
+``unreadable_file`` (corrupt compression, not a parquet file); per parquet row group, counted once:
+``unreadable_row_group`` (its pages cannot be decoded: the rows of the other row groups are kept; ``raw``
+names the row group, its rows and the error).
+
+A UTF-8 byte order mark at the start of a jsonl file is skipped; a parquet text column of type binary (as
+some Spark / Hive writers store strings) is decoded as UTF-8, and a value that is not UTF-8 is
+``invalid_utf8``. A record without an id gets ``<shown path>:<position>``, where the shown path is relative
+to the source's root folder (``SourceSpec.shown_paths``), so ids do not change when a corpus moves.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +45,9 @@ GZIP_MAGIC, ZSTD_MAGIC, PARQUET_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1
 REASONS = (
     "blank_line", "invalid_utf8", "malformed_json", "not_an_object", "missing_text", "non_string_text",
     "empty_text", "too_long", "duplicate_id", "missing_text_column", "truncated_file", "unreadable_file",
+    "unreadable_row_group",
 )
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def sniff(path: str | Path) -> str:
@@ -72,10 +83,56 @@ def open_binary(path: str | Path) -> IO[bytes]:
         return gzip.open(path, "rb")  # type: ignore[return-value]
     raw = open(path, "rb")  # noqa: SIM115 - the caller closes (through the wrapper for zstd)
     if kind == "zstd":
+        return io.BufferedReader(_ZstdStream(raw))
+    return raw
+
+
+class _ZstdStream(io.RawIOBase):
+    """The decompressed bytes of a zstd file (one or more frames), raising EOFError when the file ends
+    inside a frame: ``zstandard``'s ``stream_reader`` reports a truncated file as a clean end of stream, so
+    a file cut short would lose its last records without a trace (gzip raises EOFError there)."""
+
+    CHUNK = 1 << 17
+
+    def __init__(self, raw: IO[bytes]) -> None:
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return raw
+        self._raw = raw
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._decoder = self._new()
+        self._pending = b""
+        self._started = False  # bytes of the current frame were fed to the decoder
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._raw.read(self.CHUNK)
+            if not chunk:
+                if self._started and not self._decoder.eof:
+                    raise EOFError("zstd stream ends before the end of its frame (the file is truncated)")
+                return 0
+            self._feed(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _feed(self, chunk: bytes) -> None:
+        out = []
+        while chunk:
+            if self._decoder.eof:
+                self._decoder, self._started = self._new(), False
+            self._started = True
+            out.append(self._decoder.decompress(chunk))
+            chunk = self._decoder.unused_data if self._decoder.eof else b""
+        self._pending += b"".join(out)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
 
 def quarantine_record(
@@ -112,6 +169,8 @@ def text_value_problem(text: Any, max_chars: int = DEFAULT_MAX_CHARS) -> str | N
     """:func:`text_problem` of a text value itself (None: the record has no text)."""
     if text is None:
         return "missing_text"
+    if isinstance(text, bytes):  # a parquet binary text value that is not UTF-8 (_decode_texts)
+        return "invalid_utf8"
     if not isinstance(text, str):
         return "non_string_text"
     if not text or text.isspace():  # = not text.strip(), without copying the text
@@ -148,6 +207,8 @@ def _jsonl_rows(path: str | Path) -> Iterator[Row]:
     try:
         with open_binary(path) as handle:
             for line_no, raw in enumerate(handle, start=1):
+                if line_no == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM):]  # noqa: PLW2901 - a leading byte order mark, as utf-8-sig
                 outcome = parse_line(raw)
                 if isinstance(outcome, str):
                     yield Row(line_no, None, outcome, raw.rstrip(b"\r\n"))
@@ -177,7 +238,10 @@ class ColumnBatch:
 def iter_parquet_batches(path: str | Path, text_key: str | None, batch_size: int = 1000
                          ) -> Iterator[Row | ColumnBatch]:
     """The record batches of one parquet file, or one Row for a file-level problem (``unreadable_file``,
-    ``missing_text_column`` when ``text_key`` is not a column; no check when it is None)."""
+    ``missing_text_column`` when ``text_key`` is not a column; no check when it is None) and one Row per row
+    group that cannot be decoded (``unreadable_row_group``, positioned at its first unread row; the other row
+    groups are read). A binary text column is decoded as UTF-8 (values that are not UTF-8 stay bytes:
+    ``invalid_utf8``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -192,9 +256,45 @@ def iter_parquet_batches(path: str | Path, text_key: str | None, batch_size: int
             yield Row(None, None, "missing_text_column", raw)
             return
         start = 0
-        for batch in parquet.iter_batches(batch_size=batch_size):
-            yield ColumnBatch(start, batch.schema.names, [column.to_pylist() for column in batch.columns])
-            start += batch.num_rows
+        for group in range(parquet.num_row_groups):
+            group_start, group_rows = start, parquet.metadata.row_group(group).num_rows
+            try:
+                for batch in parquet.iter_batches(batch_size=batch_size, row_groups=[group]):
+                    columns = [column.to_pylist() for column in batch.columns]
+                    names = batch.schema.names
+                    if text_key in names and _is_binary(batch.schema.field(text_key).type):
+                        index = names.index(text_key)
+                        columns[index] = _decode_texts(columns[index])
+                    yield ColumnBatch(start, names, columns)
+                    start += batch.num_rows
+            except (OSError, pa.ArrowException) as err:
+                unread = group_rows - (start - group_start)
+                raw = (f"row group {group} (rows {group_start}-{group_start + group_rows - 1}): {unread} row(s) "
+                       f"unread: {err!r}")
+                yield Row(start, None, "unreadable_row_group", raw)
+                start = group_start + group_rows
+
+
+def _is_binary(kind: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
+                or getattr(pa.types, "is_binary_view", lambda _: False)(kind))
+
+
+def _decode_texts(values: list[Any]) -> list[Any]:
+    """Binary text values as str; a value that is not UTF-8 stays bytes (``text_value_problem``: invalid_utf8)."""
+    out = []
+    for value in values:
+        if type(value) is bytes:
+            try:
+                value = value.decode("utf-8")  # noqa: PLW2901
+            except UnicodeDecodeError:
+                pass
+        out.append(value)
+    return out
 
 
 def _parquet_rows(path: str | Path, text_key: str | None, batch_size: int) -> Iterator[Row]:
@@ -290,6 +390,10 @@ class SourceSpec:
     id_key: str = "id"
     heldout: str | None = None
     labelled: dict[str, str] = field(default_factory=dict)
+    root: str | None = None
+    """The folder ids and quarantine records name files relative to (``source.json``'s ``root``; for a
+    source.json without one, the common folder of its absolute paths)."""
+    max_chars: int = DEFAULT_MAX_CHARS
 
     def resolve(self, path: str) -> Path:
         """An absolute path for a path listed in source.json."""
@@ -300,14 +404,32 @@ class SourceSpec:
         return [str(self.resolve(p)) for p in self.paths]
 
     @property
+    def shown_paths(self) -> list[str]:
+        """The paths ids (``<shown path>:<position>``) and quarantine records name: relative to ``root``, so
+        the same bytes give the same ids wherever the corpus lies; paths listed relative stay as listed."""
+        root = self.root
+        absolute = [p for p in self.paths if Path(p).is_absolute()]
+        if root is None and absolute:
+            root = os.path.commonpath([str(Path(p).parent) for p in absolute])
+        return [_relative(p, root) for p in self.paths]
+
+    @property
     def heldout_path(self) -> Path | None:
         """The held-out documents file (absolute), or None when the source has none."""
         return self.resolve(self.heldout) if self.heldout else None
 
     def reader(self, **kwargs: Any) -> DocumentReader:
-        """A DocumentReader over the source's documents (ids and quarantine records name the listed paths)."""
-        return DocumentReader(self.absolute_paths, self.format, self.text_key, self.id_key, list(self.paths),
+        """A DocumentReader over the source's documents (ids and quarantine records name ``shown_paths``)."""
+        kwargs.setdefault("max_chars", self.max_chars)
+        return DocumentReader(self.absolute_paths, self.format, self.text_key, self.id_key, self.shown_paths,
                               **kwargs)
+
+
+def _relative(path: str, root: str | None) -> str:
+    if root is None or not Path(path).is_absolute():
+        return path
+    relative = os.path.relpath(path, root)
+    return path if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
 
 
 def load_source(folder: str | Path) -> SourceSpec:
@@ -332,4 +454,6 @@ def load_source(folder: str | Path) -> SourceSpec:
         id_key=data.get("id_key", "id"),
         heldout=data.get("heldout"),
         labelled=dict(data.get("labelled") or {}),
+        root=data.get("root"),
+        max_chars=int(data.get("max_chars", DEFAULT_MAX_CHARS)),
     )

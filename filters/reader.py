@@ -11,7 +11,10 @@ Quarantine reasons: ``blank_line``, ``invalid_utf8``, ``malformed_json``, ``not_
 ``non_string_text``, ``empty_text`` (only whitespace), ``too_long`` (> ``max_chars``), ``duplicate_id``
 (an id already seen *within this rank's files*: ids are not compared across ranks), and per file
 ``missing_text_column`` (parquet schema), ``truncated_file`` (compressed stream ends early: the records
-before the cut are kept) and ``unreadable_file`` (not a parquet / corrupt compression), each counted once.
+before the cut are kept) and ``unreadable_file`` (not a parquet / corrupt compression), each counted once, and
+per parquet row group ``unreadable_row_group`` (the other row groups are read). ``display_paths`` are what
+ids of documents without one and quarantine records name (the score stage gives paths relative to the
+source's root, ``SourceSpec.shown_paths``).
 """
 
 from __future__ import annotations

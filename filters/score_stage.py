@@ -4,8 +4,10 @@ Pipeline per source file (one datatrove rank each): ``SafeDocumentReader`` (bad 
 ``quarantine/``) -> the scorer built from ``classifier.json`` (fastText, transformer, blocklist, cascade or
 ensemble; ``filters.suite``) -> ``ScoreTableWriter`` (``scores/${rank}.parquet``: id + every score key) ->
 ``ReproducibleJsonlWriter`` (``shards/${rank}.jsonl.gz``). Variants read these scores; they never rescore.
-``score.json`` records the score key(s) for them; the result records per-stage cascade counts and the
-transformer long-document policy.
+``score.json`` records the score key(s) for them; the result records per-stage cascade counts, the
+transformer long-document policy and ``duplicate_ids_across_files`` (kept, counted). Documents longer than
+the source's ``max_chars`` (``source.json``; the stage's own ``max_chars`` setting overrides it) are
+quarantined as ``too_long``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from filters.datatrove_stage import check_keys, quarantine_counts, run_datatrove
 from filters.decisions import SCORE_TABLES, ScoreTableWriter
 from filters.fasttext_model import load_fasttext
 from filters.metrics import score_histogram
+from filters.model_files import model_location, not_local
 from filters.plots import plot_score_histograms
-from filters.reader import DEFAULT_MAX_CHARS, SafeDocumentReader
+from filters.reader import SafeDocumentReader
 from filters.scorers import FastTextScorer
 from filters.suite import build_scorer, policies, score_keys
 from filters.writers import ReproducibleJsonlWriter
@@ -93,15 +96,13 @@ def _classifier_info(folder: Path) -> dict[str, Any]:
 
 
 def _check_models(info: dict[str, Any], folder: Path) -> None:
-    """Fail here, not in a worker: fastText files must load, path-like transformer models must exist."""
+    """Fail here, not in a worker: fastText files must load, a transformer model that cannot be a hub id must
+    be a local folder (transformers' rule, ``filters.model_files.model_location``)."""
     if info["kind"] == "fasttext":
         load_fasttext(folder / info["path"])
-    if (
-        info["kind"] == "transformer"
-        and info["model"].startswith(("/", "."))
-        and not Path(info["model"]).is_dir()
-    ):
-        raise InputDataError(f"transformer model folder {info['model']!r} does not exist")
+    if info["kind"] == "transformer" and model_location(info["model"]) == "missing":
+        raise InputDataError(f"transformer model folder {info['model']!r} does not exist: it is "
+                             f"{not_local(info['model'])} and cannot be a hub id")
     for child in (*info.get("stages", []), *info.get("classifiers", [])):
         _check_models(child, folder)
 
@@ -119,6 +120,22 @@ def read_tables(folder: Path, columns: list[str]) -> dict[str, list[Any]]:
             )
             out[column] += values
     return out
+
+
+def duplicate_ids_across_files(folder: Path) -> int:
+    """Documents whose id an earlier score table (an earlier source file: one rank per file) already holds.
+
+    Counted, not dropped: duplicates are quarantined within a file only (``filters.reader``), so an id repeated
+    across files (a shard copied twice, a dump and its re-crawl) is kept and reported in the result."""
+    import pyarrow.parquet as pq
+
+    seen: set[Any] = set()
+    duplicates = 0
+    for path in sorted(folder.glob("*.parquet"), key=lambda p: (len(p.stem), p.stem)):
+        ids = set(pq.read_table(path, columns=["id"]).column("id").to_pylist())
+        duplicates += len(ids & seen)
+        seen |= ids
+    return duplicates
 
 
 def summarize_scores(records: Iterable[dict[str, Any]], score_key: str, threshold: float) -> dict[str, Any]:
@@ -193,10 +210,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
         spec.absolute_paths,
         str(ctx.out / "quarantine"),
         file_format=spec.format,
-        display_paths=spec.paths,
+        display_paths=spec.shown_paths,
         text_key=spec.text_key,
         id_key=spec.id_key,
-        max_chars=int(ctx.config.get("max_chars", DEFAULT_MAX_CHARS)),
+        max_chars=int(ctx.config.get("max_chars", spec.max_chars)),
     )
     keys = score_keys(info)
     pipeline = [
@@ -225,6 +242,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "score_key": score_key,
         "score_keys": keys,
         "classifier_kind": info["kind"],
+        "duplicate_ids_across_files": duplicate_ids_across_files(ctx.out / SCORE_TABLES),
         "scoring_seconds": round(float(scorer_stats.get("seconds", 0.0)), 3),
         **summary,
     }

@@ -15,11 +15,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from core.documents import DEFAULT_MAX_CHARS
 from core.errors import ConfigError
 from core.names import NAME_PATTERN, Strict
 from core.variants import VariantSettings
 from eval_gpe.config import EvalSettings
 from filters.config import ClassifierSpec, FastTextParams
+from filters.model_files import classifier_files, hub_id_problem
 from pretrain.settings import TokenizerSettings, TrainSettings
 from propensity import variants
 from propensity.variants import VariantConfig, kind_name, variant_union
@@ -38,7 +40,10 @@ class SourceConfig(Strict):
     paths: list[str] = Field(default_factory=list, description="Files or globs of jsonl(.gz/.zst) or parquet shards.")
     format: Literal["jsonl", "parquet"] = Field("jsonl", description="Format of the files in `paths`.")
     text_key: str = Field("text", description="Field holding the document text.")
-    id_key: str = Field("id", description="Field holding the document id.")
+    id_key: str = Field("id", description="Field holding the document id (documents without one get "
+                        "'<file relative to the corpus folder>:<line or row>').")
+    max_chars: int = Field(DEFAULT_MAX_CHARS, ge=1, strict=True, description="Documents longer than this many "
+                           "characters are quarantined (too_long) by every stage that reads the source.")
     heldout: str | None = Field(None, description="jsonl of clean held-out documents for the held-out loss eval.")
     hf_path: str | None = Field(None, description="Dataset path or hub id (kind=hf).")
     hf_name: str | None = Field(None, description="Dataset config name (kind=hf).")
@@ -58,6 +63,7 @@ class SourceConfig(Strict):
 
 
 SOURCE_USED_BY = {"paths": ("files",), "format": ("files",), "text_key": ("files", "hf"), "id_key": ("files", "hf"),
+                  "max_chars": ("files", "hf"),
                   "heldout": ("files", "hf"), "hf_path": ("hf",), "hf_name": ("hf",), "split": ("hf",),
                   "revision": ("hf",)}
 """The source kinds that read each setting (a setting away from its default under another kind is an error)."""
@@ -364,17 +370,35 @@ def _check_registries(cfg: ExperimentConfig) -> None:
         refusal = backend_refusal(cfg.train.backend, window=v.inject_window(), masks=v.loss_masks())
         if refusal:
             raise ConfigError(f"variants.{v.name}: {refusal}")
-    for key in ("model_path", "train_data", "heldout_data"):
+    for key in ("train_data", "heldout_data"):
         value = getattr(cfg.classifier, key)
         if value and not Path(value).exists():
             raise ConfigError(f"classifier.{key}: file {value!r} does not exist")
+    classifier_files(cfg.classifier)  # model_path, terms_file, local transformer folders (+ labels), nested too
     if cfg.source.heldout and not Path(cfg.source.heldout).exists():
         raise ConfigError(f"source.heldout: file {cfg.source.heldout!r} does not exist")
-    path = cfg.tokenizer.path
-    if cfg.tokenizer.kind == "pretrained" and path and path.startswith(("/", ".", "~")) \
-            and not Path(path).expanduser().is_dir():
-        raise ConfigError(f"tokenizer.path: {path!r} is not a tokenizer folder (a local path must be an "
-                          "existing folder; a hub id has no leading '/', '.' or '~')")
+    if cfg.tokenizer.kind == "pretrained" and cfg.tokenizer.path:
+        _check_tokenizer_path(cfg.tokenizer.path)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "tokenizer.model", "sentencepiece.bpe.model")
+"""Files of which a Hugging Face tokenizer folder holds at least one (what AutoTokenizer reads)."""
+
+
+def _check_tokenizer_path(path: str) -> None:
+    """A local ``tokenizer.path`` must be a tokenizer folder; a string that cannot be a hub id (transformers'
+    rule: ``filters.model_files.hub_id_problem``) is a local path, and must be there."""
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+            raise ConfigError(f"tokenizer.path: {path!r} is not a tokenizer folder: {folder.resolve()} holds none of "
+                              f"{', '.join(TOKENIZER_FILES)}; give a folder written by a tokenizer's "
+                              "save_pretrained, a cached hub id, or use tokenizer.kind: bpe")
+    elif path.startswith(("/", ".", "~")) or hub_id_problem(path) is not None:
+        raise ConfigError(f"tokenizer.path: {path!r} is not a tokenizer folder: there is no folder "
+                          f"{folder.absolute()} (relative paths are resolved against the working directory), and a "
+                          "hub id has no leading '/', '.' or '~' and at most one '/'")
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

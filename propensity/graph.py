@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.documents import DEFAULT_MAX_CHARS
 from core.names import BAD_TAG, GOOD_TAG
 from core.store import StageSpec
 from core.variants import VariantInputs, VariantSettings
@@ -59,6 +60,8 @@ def source_spec(cfg: ExperimentConfig) -> StageSpec:
     conf["paths"] = [str(Path(p).resolve()) if not any(c in p for c in "*?[") else str(Path.cwd() / p)
                      for p in src.paths]
     conf["heldout"] = _abs(src.heldout)
+    if conf["max_chars"] == DEFAULT_MAX_CHARS:  # a setting added later: keys of the default stay
+        del conf["max_chars"]
     return StageSpec("source", src.kind, "filters.sources:run", conf, fingerprint=fingerprint(conf))
 
 
