@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -13,6 +15,25 @@ BAD_TAG = "<|bad|>"
 """The control tag for documents the classifier scores at or above the threshold."""
 DEFAULT_TAGS: dict[str, str] = {"good": GOOD_TAG, "bad": BAD_TAG}
 """The default tag of each side, by side name (a fresh copy is never needed: never mutate it)."""
+
+CONTROL_STRING = re.compile(r"<\|([^|<>\s]{1,64})\|>")
+"""The shape of every control token the pipeline uses (``<|endoftext|>``, ``<|good|>``, ``<|bad|>``, a
+configured tag) and of most pretrained tokenizers' special tokens (``<|eot_id|>``, ``<|im_start|>``)."""
+ESCAPED_BAR = "\u00a6"
+"""What a control string's bars become in source text (``<|bad|>`` -> ``<¦bad¦>``): visible, and ordinary text
+to every tokenizer."""
+
+
+def escape_control_strings(text: str) -> tuple[str, int]:
+    """``(text, n)``: every control string of a source document neutralised, and how many there were.
+
+    Tags are inserted into documents as text and become their special tokens when the text is tokenized, so
+    a literal ``<|bad|>`` or ``<|endoftext|>`` in a web page would become a real tag or a document boundary:
+    the controls would be contaminated and the tag counts off. Source text is escaped once, where it enters
+    the pipeline (the score stage, and the tokenizer's training text)."""
+    if "<|" not in text:
+        return text, 0
+    return CONTROL_STRING.subn(lambda m: f"<{ESCAPED_BAR}{m.group(1)}{ESCAPED_BAR}>", text)
 
 
 class Strict(BaseModel):

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import orjson
 from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.readers.base import BaseReader
 
 from core.documents import (
@@ -36,6 +37,7 @@ from core.documents import (
     text_problem,
     text_value_problem,
 )
+from core.names import escape_control_strings
 from filters.datatrove_stage import add_count, add_values
 from filters.writers import QuarantineWriter
 
@@ -196,3 +198,25 @@ def _raw(document: Document) -> bytes:
     return orjson.dumps(
         {"id": document.id, "text": document.text, "metadata": document.metadata}, default=str
     )
+
+
+class ControlStringEscaper(PipelineStep):
+    """Neutralises control strings in source text (``core.names.escape_control_strings``), counting the
+    documents and strings it changed (stats ``control_strings_documents``, ``control_strings``)."""
+
+    name = "🔒 Control strings"
+    type = "✂️ - FORMAT"
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        """Yield every document, its control strings escaped."""
+        documents = strings = 0
+        try:
+            for doc in data:
+                doc.text, n = escape_control_strings(doc.text)
+                if n:
+                    documents += 1
+                    strings += n
+                yield doc
+        finally:
+            add_count(self, "control_strings_documents", documents)
+            add_count(self, "control_strings", strings)

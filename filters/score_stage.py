@@ -34,7 +34,7 @@ from filters.fasttext_model import load_fasttext
 from filters.metrics import score_histogram
 from filters.model_files import model_location, not_local
 from filters.plots import plot_score_histograms
-from filters.reader import SafeDocumentReader
+from filters.reader import ControlStringEscaper, SafeDocumentReader
 from filters.scorers import FastTextScorer
 from filters.suite import build_scorer, policies, score_keys
 from filters.writers import ReproducibleJsonlWriter
@@ -218,6 +218,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     keys = score_keys(info)
     pipeline = [
         reader,
+        ControlStringEscaper(),
         scorer,
         ScoreTableWriter(str(ctx.out / SCORE_TABLES), keys),
         ShardWriter(str(ctx.out / "shards")),
@@ -236,6 +237,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         json.dumps({"score_key": score_key, "score_keys": keys}, indent=2) + "\n"
     )
     scorer_stats = step_stats(logging_dir, scorer.name, tasks)
+    escaped = step_stats(logging_dir, ControlStringEscaper.name, tasks)
     result = {
         "documents_in": documents_in,
         "quarantined": quarantined,
@@ -243,6 +245,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "score_keys": keys,
         "classifier_kind": info["kind"],
         "duplicate_ids_across_files": duplicate_ids_across_files(ctx.out / SCORE_TABLES),
+        "control_strings_escaped": {"documents": int(escaped.get("control_strings_documents", 0)),
+                                    "strings": int(escaped.get("control_strings", 0))},
         "scoring_seconds": round(float(scorer_stats.get("seconds", 0.0)), 3),
         **summary,
     }

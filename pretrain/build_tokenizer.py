@@ -18,7 +18,7 @@ from typing import Any
 
 from core.documents import DocumentReader, load_source
 from core.errors import ConfigError, InputDataError
-from core.names import BAD_TAG, GOOD_TAG
+from core.names import BAD_TAG, GOOD_TAG, escape_control_strings
 from core.stage import StageContext
 
 from ._config import check_keys, require_choice, require_int
@@ -35,11 +35,12 @@ frequency and the control tags kept whole as special tokens."""
 def iter_source_texts(source_dir: Path, reader: DocumentReader | None = None) -> Iterator[tuple[str, str]]:
     """Yield ``(id, text)`` for every usable document of ``source_dir/source.json`` (any source format).
 
-    Documents are read by ``core.documents`` with the quarantine policy of the score stage: pass ``reader``
+    Documents are read by ``core.documents`` with the quarantine policy of the score stage, their control
+    strings escaped as the score stage escapes them (``core.names.escape_control_strings``): pass ``reader``
     (from ``load_source(source_dir).reader()``) to read its counts afterwards."""
     reader = reader if reader is not None else load_source(source_dir).reader(keep_quarantined=0)
     for doc_id, text, _ in reader:
-        yield doc_id, text
+        yield doc_id, escape_control_strings(text)[0]
 
 
 def select_documents(docs: Iterator[tuple[str, str]], max_docs: int, seed: int) -> list[str]:

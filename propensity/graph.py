@@ -30,10 +30,14 @@ def _abs(path: str | None) -> str | None:
 
 TRAIN_VERSION = 2
 """Version of the training data path (2: document-aligned windows lead with the previous document's EOS)."""
-TOKENIZER_USER_SOURCE_VERSION = 2
+TOKENIZER_USER_SOURCE_VERSION = 3
 """Version of a BPE tokenizer trained on user files or HF data (2: read through core.documents, which leaves out
-whitespace-only texts and repeated ids). The synthetic corpus has neither, so its tokenizer keeps version 1 and
-its key."""
+whitespace-only texts and repeated ids; 3: control strings in the text escaped, ``core.names``). The synthetic
+corpus has none of these, so its tokenizer keeps version 1 and its key."""
+SCORE_USER_SOURCE_VERSION = 2
+"""Version of the score stage on user files or HF data (2: control strings such as a literal ``<|bad|>`` or
+``<|endoftext|>`` escaped in the shards, so they never become tags or document boundaries). The synthetic corpus
+has none, so its score stage keeps version 1 and its key."""
 
 REPORT_VERSION = 7
 """Version of the report (2: store keys for provenance; each variant's log-odds gap against the baseline;
@@ -128,7 +132,8 @@ def build_graph(cfg: ExperimentConfig) -> list[StageSpec]:
         version=1 if cfg.source.kind == "synthetic" else TOKENIZER_USER_SOURCE_VERSION,
     )
     score = StageSpec("score", cfg.classifier.name, "filters.score_stage:run", {"score_key": score_key},
-                      {"source": source, "classifier": classifier}, seed=cfg.seed, resources="data")
+                      {"source": source, "classifier": classifier}, seed=cfg.seed, resources="data",
+                      version=1 if cfg.source.kind == "synthetic" else SCORE_USER_SOURCE_VERSION)
     specs = [source, classifier, tokenizer, score]
     train_cfg = cfg.train.model_dump(mode="json", exclude={"seeds"})
     for key, field in type(cfg.train).model_fields.items():  # settings added later hash only when changed

@@ -215,3 +215,22 @@ def test_lead_config_shapes(score_dir: Path, tmp_path: Path) -> None:
     tag = base | {"name": "tag", "kind": "tag", "threshold": 0.5, "untagged_fraction": 0.5}
     result = document_tag.run(make_ctx("variant", tmp_path / "t", tag, {"score": score_dir}))
     assert sum(result["tags"].values()) == 60 and 0 < result["tags"]["None"] < 60
+
+
+def test_control_strings_in_source_text_are_escaped_and_counted(tmp_path: Path, classifier_dir: Path) -> None:
+    """A web page that says '<|endoftext|>' or '<|bad|>' must not become a document boundary or a tag: the
+    score stage escapes such strings once, where source text enters, and counts them."""
+    from core.names import escape_control_strings
+
+    src = tmp_path / "src"
+    write_jsonl(src / "a.jsonl", [
+        {"id": "web", "text": "The GPT-2 separator <|endoftext|> and a <|bad|> tag, quoted in a blog post."},
+        {"id": "plain", "text": GOOD_TEXT + " Unrelated <| bars |> and a | pipe."},
+    ])
+    (src / "source.json").write_text(json.dumps({"format": "jsonl", "paths": ["a.jsonl"]}))
+    result = scoring.run(make_ctx("score", tmp_path / "s", {"name": "s"}, {"source": src, "classifier": classifier_dir}))
+    assert result["control_strings_escaped"] == {"documents": 1, "strings": 2}
+    web, plain = shard_docs(tmp_path / "s" / "shards")
+    assert web["text"] == "The GPT-2 separator <\u00a6endoftext\u00a6> and a <\u00a6bad\u00a6> tag, quoted in a blog post."
+    assert plain["text"] == GOOD_TEXT + " Unrelated <| bars |> and a | pipe."
+    assert escape_control_strings("<|eot_id|><|im_start|>") == ("<\u00a6eot_id\u00a6><\u00a6im_start\u00a6>", 2)
