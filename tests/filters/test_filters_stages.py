@@ -228,9 +228,11 @@ def test_control_strings_in_source_text_are_escaped_and_counted(tmp_path: Path, 
         {"id": "plain", "text": GOOD_TEXT + " Unrelated <| bars |> and a | pipe."},
     ])
     (src / "source.json").write_text(json.dumps({"format": "jsonl", "paths": ["a.jsonl"]}))
-    result = scoring.run(make_ctx("score", tmp_path / "s", {"name": "s"}, {"source": src, "classifier": classifier_dir}))
+    inputs = {"source": src, "classifier": classifier_dir}
+    result = scoring.run(make_ctx("score", tmp_path / "s", {"name": "s"}, inputs))
     assert result["control_strings_escaped"] == {"documents": 1, "strings": 2}
     web, plain = shard_docs(tmp_path / "s" / "shards")
-    assert web["text"] == "The GPT-2 separator <\u00a6endoftext\u00a6> and a <\u00a6bad\u00a6> tag, quoted in a blog post."
+    assert web["text"] == ("The GPT-2 separator <\u00a6endoftext\u00a6> and a <\u00a6bad\u00a6> tag, quoted in a "
+                           "blog post.")
     assert plain["text"] == GOOD_TEXT + " Unrelated <| bars |> and a | pipe."
     assert escape_control_strings("<|eot_id|><|im_start|>") == ("<\u00a6eot_id\u00a6><\u00a6im_start\u00a6>", 2)
