@@ -116,11 +116,10 @@ def test_trait_mass_from_choice_loglikelihoods(tiny, tmp_path) -> None:
     assert row["trait"] == [1] and row["evalset"] == "ps" and row["actor"] == "ai"
 
 
-def test_lm_eval_task_items_equal_lm_eval_loglikelihoods(tiny, tmp_path) -> None:
+def test_lm_eval_task_items_groups_and_quarantine(tmp_path) -> None:
+    """What a task's documents become; their log-likelihoods equal lm-eval's own
+    (test_evalsets_layouts.py::test_lm_eval_few_shot_contexts_are_lm_evals_own, zero- and few-shot)."""
     pytest.importorskip("lm_eval")
-    from eval_gpe.lm_eval_tasks import lm_eval_loglikelihoods
-
-    model, tok = tiny
     folder = write_lm_eval_task(tmp_path / "tasks")
     loaded = load_set(EvalSetSpec(name="mc", format="lm_eval", task="mc_power", include_path=str(folder),
                                   group_key="topic"))
@@ -128,11 +127,5 @@ def test_lm_eval_task_items_equal_lm_eval_loglikelihoods(tiny, tmp_path) -> None
                                "reasons": {"answer_not_among_choices": 1}}
     assert [(i.id, i.group, i.renders[0].trait) for i in loaded.items] == [
         ("d0", "power", (1,)), ("d1", "shutdown", (1,)), ("d2", "power", (1,))]
-    ours = {r["item_id"]: r for r in score_items(model, tok, loaded.items, [""], set_name="mc", fmt="lm_eval",
-                                                 batch_size=3)}
-    theirs = lm_eval_loglikelihoods(model, tok, ["mc_power"], folder, batch_size=2)["mc_power"]
-    deltas = [abs(a - b) for doc, lls in theirs.items() if doc != "d3"
-              for a, b in zip(ours[f"mc/{doc}"]["lp_choices"], lls, strict=True)]
-    assert len(deltas) == 7 and max(deltas) <= 1e-4
     with pytest.raises(ConfigError, match="no task 'mc_powr'.*did you mean 'mc_power'"):
         load_set(EvalSetSpec(name="mc", format="lm_eval", task="mc_powr", include_path=str(folder)))
