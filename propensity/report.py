@@ -148,6 +148,12 @@ def _validity(config: dict[str, Any], inputs: dict[str, Path]) -> dict | None:
     def rows_of(name: str) -> list[dict]:  # every row: plan_checks picks the headline or the named split
         return gpe_rows([inputs[f"eval:{name}:{s}"] for s in config["seeds"]], gpe, every=True)
 
+    base = next((v["name"] for v in config["variants"] if v["kind"] == "baseline"), config["variants"][0]["name"])
+    if any("evalset" in r for r in rows_of(base)):
+        return {"gpe": gpe, "checks": [], "note": (
+            f"not checked: the primary GPE {gpe!r} scores your own eval files, whose items carry no planted "
+            "effect and no world-matched controls; put a built-in GPE first in eval.gpes to check the planted "
+            "mechanisms")}
     try:
         checks = plan_checks(config["variants"], rows_of, config["validity"].get("planted_gap"))
     except ValueError as exc:
@@ -171,7 +177,8 @@ def validity_lines(results: dict) -> list[str]:
     block = results.get("validity") or {}
     planted = block.get("planted", True)
     lines = [format_line(c, planted) for c in block.get("checks", [])]
-    lines += [f"validity: {block['error']}"] if block.get("error") else []
+    lines += [f"validity: {block['error'].removeprefix('validity: ')}"] if block.get("error") else []
+    lines += [f"validity: {block['note']}"] if block.get("note") else []
     if block.get("new_frame") or block.get("new_frame_error"):
         lines += ["second split, prompt frames no training document uses (generalization; not the headline):"]
         lines += [f"  {format_line(c)}" for c in block.get("new_frame", [])]
@@ -293,7 +300,9 @@ def markdown(results: dict) -> str:
     if validity_lines(results):
         intro = ("Each planted mechanism against its planted direction, each negative control against an "
                  "equivalence margin; intervals over seeds and items; MDE at 80% power, alpha 0.05 (docs/worlds.md).")
-        if (results.get("validity") or {}).get("planted") is False:
+        if (results.get("validity") or {}).get("note"):
+            intro = "The validity block checks the planted mechanisms on the synthetic world's own items."
+        elif (results.get("validity") or {}).get("planted") is False:
             intro = ("Your data plants nothing: each intervention is tested against the direction it is expected "
                      "to move the trait, a hypothesis. NOT DETECTED means no effect larger than the MDE at this many "
                      "seeds and items, not a broken tool; the positive control of the tool itself is `make demo` "

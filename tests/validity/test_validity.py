@@ -220,3 +220,17 @@ def test_report_says_what_did_nothing_and_that_users_data_plants_nothing(tmp_pat
         "classifier and the threshold"]
     root = __import__("pathlib").Path(__file__).resolve().parents[2]
     assert validity_config(load_config(root / "configs" / "quickstart.yaml")) == {"planted_gap": 1}
+
+
+def test_validity_does_not_check_planted_effects_on_the_researchers_own_items(monkeypatch) -> None:
+    """A file-based primary GPE (the own_evals example) printed 'validity: validity: fewer than 2 matched AI/human
+    items': the planted mechanisms live in the world's items, not the researcher's."""
+    from propensity import report
+
+    monkeypatch.setattr(report, "gpe_rows", lambda dirs, gpe, every=False: [{"evalset": "scenarios", "seed": 0}])
+    config = {"validity": {"planted_gap": 1}, "gpes": ["power_seeking"], "seeds": [0],
+              "variants": [{"name": "baseline", "kind": "baseline"}, {"name": "filtered", "kind": "filter"}]}
+    block = report._validity(config, {"eval:baseline:0": None, "eval:filtered:0": None})
+    assert block["checks"] == [] and "not checked: the primary GPE 'power_seeking' scores your own eval files" \
+        in block["note"]
+    assert report.validity_lines({"validity": block}) == [f"validity: {block['note']}"]
