@@ -195,8 +195,9 @@ def format_line(entry: dict, planted: bool = True) -> str:
     low, high = entry["ci95"]
     head = f"{entry['name']}: {entry['quantity']} {entry['mean']:+.3f} [{low:+.3f}, {high:+.3f}]"
     word = "planted" if planted else "expected"
-    result = entry["verdict"] if planted or entry["verdict"] == "MEASURED" or "margin" in entry else \
-        {"PASS": "DETECTED", "FAIL": "NOT DETECTED"}.get(entry["verdict"], entry["verdict"])
+    result = entry["verdict"]
+    if not planted and "margin" not in entry:  # negative controls keep PASS / FAIL; MEASURED stays
+        result = {"PASS": "DETECTED", "FAIL": "NOT DETECTED"}.get(result, result)
     if entry["verdict"] == "MEASURED":
         verdict = f"(measured; no {word} direction)"
     elif "margin" in entry:

@@ -137,6 +137,12 @@ class ClassifierSpec(Strict):
             raise ValueError(f"classifier names must be unique (they name score keys), got {names}")
         return self
 
+    def members(self, where: str) -> list[tuple[str, ClassifierSpec]]:
+        """``(config key, spec)`` of every cascade stage (``<where>.stages.<i>``) or ensemble member
+        (``<where>.classifiers.<i>``), for checks that walk a classifier and its parts."""
+        role = "stages" if self.kind == "cascade" else "classifiers"
+        return [(f"{where}.{role}.{index}", sub) for index, sub in enumerate([*self.stages, *self.classifiers])]
+
 
 def _check_cascade(spec: ClassifierSpec) -> None:
     if len(spec.stages) < 2:

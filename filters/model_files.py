@@ -100,9 +100,8 @@ def classifier_files(spec: ClassifierSpec, where: str = "classifier") -> list[tu
         found.append((f"{where}.blocklist.terms_file", str(path.resolve())))
     if spec.transformer is not None:
         found.append(_transformer_model(spec, where))
-    for index, sub in enumerate([*spec.stages, *spec.classifiers]):
-        role = "stages" if spec.kind == "cascade" else "classifiers"
-        found += classifier_files(sub, f"{where}.{role}.{index}")
+    for key, sub in spec.members(where):
+        found += classifier_files(sub, key)
     return found
 
 
@@ -161,9 +160,8 @@ def check_fasttext_labels(spec: ClassifierSpec, where: str = "classifier") -> No
         if spec.positive_label not in labels:
             raise ConfigError(f"{where}.positive_label: {spec.positive_label!r} is not a label of the fastText "
                               f"model {path}; its labels: {labels} (set {where}.positive_label to one of them)")
-    for index, sub in enumerate([*spec.stages, *spec.classifiers]):
-        role = "stages" if spec.kind == "cascade" else "classifiers"
-        check_fasttext_labels(sub, f"{where}.{role}.{index}")
+    for key, sub in spec.members(where):
+        check_fasttext_labels(sub, key)
 
 
 def resolve_label(id2label: dict[int, str], label: str | int | None, positive_label: str) -> int:

@@ -183,17 +183,14 @@ def _check_classifier(clf: ClassifierConfig, name: str, source_kind: str) -> dic
     if clf.kind == "fasttext" and not (clf.model_path or clf.train_data) and source_kind != "synthetic":
         raise ConfigError(f"{name}: a {source_kind!r} source has no labelled set to train the fastText classifier "
                           f"on: set {name}.train_data (labelled jsonl/parquet) or {name}.model_path (a .bin)")
-    if clf.model_path and not Path(clf.model_path).expanduser().is_file():  # also checked as the config loads
-        raise ConfigError(f"{name}.model_path: {clf.model_path!r} is not a file (a fastText .bin is expected)")
     for key in ("train_data", "heldout_data"):
         value = getattr(clf, key)
         if value:
             path, sample = _check_file(f"{name}.{key}", value, None, "text", clf.label_key)
             _check_labels(name, path, sample, clf)
             found[f"{name}.{key}"] = path
-    for index, sub in enumerate([*clf.stages, *clf.classifiers]):
-        role = "stages" if clf.kind == "cascade" else "classifiers"
-        found.update(_check_classifier(sub, f"{name}.{role}.{index}", source_kind))
+    for key, sub in clf.members(name):
+        found.update(_check_classifier(sub, key, source_kind))
     return found
 
 

@@ -82,9 +82,11 @@ def _gpe_block(eval_dirs: list[Path], gpe: str, prefixes: list[str], tags: tuple
 def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
     """``results.json`` content from the report stage's config and its input folders."""
     variants: dict[str, Any] = {}
+    warnings: list[str] = []
     for v in config["variants"]:
         name = v["name"]
         vres = _manifest_result(inputs[f"variant:{name}"])
+        warnings += variant_warnings(v, vres)
         train_dirs = [inputs[f"train:{name}:{s}"] for s in config["seeds"]]
         train_res = [_manifest_result(d) for d in train_dirs]
         prefixes = v.get("prefixes") or [""]
@@ -113,25 +115,23 @@ def build_results(config: dict[str, Any], inputs: dict[str, Path]) -> dict:
     out = {"experiment": config["experiment"], "primary_gpe": config["gpes"][0], "gpes": config["gpes"],
            "tokens_per_variant": config["tokens"], "seeds": config["seeds"], "variants": variants,
            "validity": _validity(config, inputs)}
-    warnings = data_warnings(config, inputs)
     return out | ({"warnings": warnings} if warnings else {})
 
 
-def data_warnings(config: dict[str, Any], inputs: dict[str, Path]) -> list[str]:
-    """Variants that did nothing to the data: a filter that dropped no document, a tag variant whose documents
-    all got one tag. Their models are the baseline's again, and every comparison with them reads ~0."""
+def variant_warnings(v: dict[str, Any], res: dict[str, Any]) -> list[str]:
+    """What a variant (report config entry ``v``, its variant manifest's ``res``) did not do to the data: a
+    filter that dropped no document, tags that all came out the same. Its models are the baseline's again,
+    and every comparison with them reads ~0."""
     out = []
-    for v in config["variants"]:
-        res = _manifest_result(inputs[f"variant:{v['name']}"])
-        if v["kind"] == "filter" and res.get("dropped") == 0:
-            out.append(f"{v['name']}: the filter dropped none of {res.get('documents_in', 0):,} documents "
-                       f"(threshold {res.get('threshold')} on {res.get('score_key')!r}): this variant is the "
-                       "baseline's data; check the classifier's metrics.json and the threshold")
-        tags = {t: n for t, n in (res.get("tags") or {}).items() if n and t != "None"}
-        if len(tags) == 1:
-            (tag, n), = tags.items()
-            out.append(f"{v['name']}: all {n:,} tagged documents got {tag}: the tags carry no information about "
-                       "the trait; check the classifier and the threshold")
+    if v["kind"] == "filter" and res.get("dropped") == 0:
+        out.append(f"{v['name']}: the filter dropped none of {res.get('documents_in', 0):,} documents "
+                   f"(threshold {res.get('threshold')} on {res.get('score_key')!r}): this variant is the "
+                   "baseline's data; check the classifier's metrics.json and the threshold")
+    tags = {t: n for t, n in (res.get("tags") or {}).items() if n and t != "None"}
+    if len(tags) == 1:
+        (tag, n), = tags.items()
+        out.append(f"{v['name']}: all {n:,} tagged documents got {tag}: the tags carry no information about "
+                   "the trait; check the classifier and the threshold")
     return out
 
 

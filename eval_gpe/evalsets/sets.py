@@ -27,6 +27,7 @@ from core.errors import InputDataError
 from eval_gpe.evalsets.files import BadRow, read_rows, row_problem
 from eval_gpe.evalsets.forced import Item, file_labels, parse_model_written, parse_native
 from eval_gpe.evalsets.spec import EvalSetSpec
+from eval_gpe.judges import as_templates
 
 T = TypeVar("T")
 
@@ -164,10 +165,6 @@ def _resolve_controls(out: LoadedSet) -> None:
     out.items = [replace(i, actor="human", pair=pair[i.id]) if i.id in pair else i for i in kept]
 
 
-JUDGE_PROMPT_KEYS = ("aligned", "coherent")
-"""The judge prompts a question row may bring (``judge_prompts``), as in the emergent-misalignment files."""
-
-
 def _load_questions(spec: EvalSetSpec) -> LoadedSet:
     out = LoadedSet(spec)
     models: set[str] = set()
@@ -232,11 +229,9 @@ def _question(row: Any, row_no: int, label: str, group_key: str) -> list[Prompt]
 
 
 def _judge_prompts(value: Any) -> tuple[tuple[str, str], ...] | None | str:
-    """A row's ``judge_prompts`` as ``((key, template), ...)``, None when absent, else the reason it is bad."""
+    """A row's ``judge_prompts`` as ``((key, template), ...)`` (``judges.as_templates``), None when absent,
+    else the reason it is bad."""
     if value is None:
         return None
-    if not isinstance(value, dict) or any(not isinstance(value.get(k), str) for k in JUDGE_PROMPT_KEYS):
-        return "bad_judge_prompts"
-    if any("{answer}" not in value[k] for k in JUDGE_PROMPT_KEYS):
-        return "bad_judge_prompts"
-    return tuple((k, value[k]) for k in JUDGE_PROMPT_KEYS)
+    templates = as_templates(value)
+    return "bad_judge_prompts" if templates is None else templates

@@ -193,27 +193,18 @@ def test_on_users_data_the_directions_read_as_expected_not_planted() -> None:
     assert "planted" not in " ".join(own)
 
 
-def test_report_says_what_did_nothing_and_that_users_data_plants_nothing(tmp_path) -> None:
-    import json
-
+def test_report_says_what_did_nothing_and_that_users_data_plants_nothing() -> None:
     from propensity.config import load_config
     from propensity.graph import validity_config
-    from propensity.report import data_warnings
+    from propensity.report import variant_warnings
 
-    def variant(name: str, result: dict) -> tuple[str, object]:
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "manifest.json").write_text(json.dumps({"result": result}))
-        return f"variant:{name}", folder
-
-    inputs = dict([variant("base", {"documents_in": 10, "kept": 10, "dropped": 0}),
-                   variant("filtered", {"documents_in": 10, "kept": 10, "dropped": 0, "threshold": 0.5,
-                                        "score_key": "m_score"}),
-                   variant("tagged", {"documents_in": 10, "kept": 10, "tags": {"<|good|>": 10, "<|bad|>": 0}}),
-                   variant("working", {"documents_in": 10, "kept": 7, "dropped": 3})])
+    results = {"base": {"documents_in": 10, "kept": 10, "dropped": 0},
+               "filtered": {"documents_in": 10, "kept": 10, "dropped": 0, "threshold": 0.5, "score_key": "m_score"},
+               "tagged": {"documents_in": 10, "kept": 10, "tags": {"<|good|>": 10, "<|bad|>": 0}},
+               "working": {"documents_in": 10, "kept": 7, "dropped": 3}}
     config = {"variants": [{"name": "base", "kind": "baseline"}, {"name": "filtered", "kind": "filter"},
                            {"name": "tagged", "kind": "tag"}, {"name": "working", "kind": "filter"}]}
-    assert data_warnings(config, inputs) == [
+    assert [w for v in config["variants"] for w in variant_warnings(v, results[v["name"]])] == [
         "filtered: the filter dropped none of 10 documents (threshold 0.5 on 'm_score'): this variant is the "
         "baseline's data; check the classifier's metrics.json and the threshold",
         "tagged: all 10 tagged documents got <|good|>: the tags carry no information about the trait; check the "
