@@ -31,6 +31,7 @@ import orjson
 
 from conditional_tags.config import LEARNABLE_ALIGNED, SYNTHETIC_ALIGNED, InjectSpec
 from core.errors import InputDataError
+from core.names import escape_control_strings
 from filters.datatrove_stage import iter_jsonl
 from filters.writers import quarantine_record
 
@@ -85,7 +86,11 @@ def synthetic_aligned(seed: int, exclude: set[bytes], world: str = "hard") -> It
 
 def file_records(path: Path, seed: int, quarantine: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Usable ``{"id", "text", "metadata"}`` records of a jsonl(.gz) file in a seeded order (sha256 of
-    ``seed:id``); unusable lines are appended to ``quarantine`` with a reason instead of being dropped."""
+    ``seed:id``); unusable lines are appended to ``quarantine`` with a reason instead of being dropped.
+
+    The texts are pretraining documents like the corpus's, so their control strings (a literal ``<|bad|>`` or
+    ``<|endoftext|>``) are escaped as the score stage escapes the corpus's (``core.names``); a document's
+    ``metadata.control_strings_escaped`` says how many it had."""
     if not path.is_file():
         raise InputDataError(f"inject.source {str(path)!r} does not exist (give an absolute jsonl(.gz) path)")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -96,8 +101,11 @@ def file_records(path: Path, seed: int, quarantine: list[dict[str, Any]]) -> lis
             if reason:
                 quarantine.append(quarantine_record(str(path), "line", line_no, f"inject_{reason}", raw))
                 continue
+            record["text"], n = escape_control_strings(record["text"])
             record["id"] = str(record.get("id") or f"{path.name}:{line_no}")
             record["metadata"] = {**(record.get("metadata") or {}), "inject_source": str(path)}
+            if n:
+                record["metadata"]["control_strings_escaped"] = n
             records.append(record)
     return sorted(records, key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).digest())
 
@@ -237,6 +245,7 @@ def inject(
         )
     chosen, size = select_to_share(candidates, base_size, spec.share, measure)
     chars = sum(len(r["text"]) for r in chosen)
+    escaped = [r["metadata"].get("control_strings_escaped", 0) for r in chosen]
     folder = out / ("shards" if spec.window is None else "inject")
     write_records(folder / INJECTED_FILE, chosen)
     if quarantine:
@@ -257,6 +266,8 @@ def inject(
         "window": list(spec.window) if spec.window else None,
         "file": f"{folder.name}/{INJECTED_FILE}",
     }
+    if spec.source not in (SYNTHETIC_ALIGNED, LEARNABLE_ALIGNED):  # generated documents have no control strings
+        result["control_strings_escaped"] = {"documents": sum(n > 0 for n in escaped), "strings": sum(escaped)}
     if spec.window is not None:
         (out / SCHEDULE_FILE).write_text(json.dumps({"inject": result}, indent=2, sort_keys=True) + "\n")
     return result

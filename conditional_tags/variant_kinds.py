@@ -20,6 +20,9 @@ from core.variants import VariantInputs, VariantSettings
 
 VERSION = 2
 """Version of conditional_tags variants (2: injection closes the share gap by swapping any recent pick)."""
+INJECT_FILE_VERSION = 3
+"""Version of a variant injecting a file's documents (3: their control strings escaped, as the corpus's are).
+Generated documents have none, so variants injecting them keep ``VERSION`` and their keys."""
 
 
 class _Injected(Strict):
@@ -61,7 +64,7 @@ class ConditionalVariant(VariantSettings):
         roles = {"score": inputs.score}
         if self.kind in SENTENCE_KINDS:
             roles["classifier"] = inputs.classifier
-        fingerprint, inject = None, self.flat()["inject"]
+        fingerprint, inject, version = None, self.flat()["inject"], VERSION
         if inject is not None:
             roles["tokenizer"] = inputs.tokenizer
             if Path(inject["source"]).exists():  # a file: named absolutely, hashed by content
@@ -69,8 +72,9 @@ class ConditionalVariant(VariantSettings):
 
                 conf["inject"]["source"] = str(Path(inject["source"]).resolve())
                 fingerprint = files_fingerprint([conf["inject"]["source"]])
+                version = INJECT_FILE_VERSION
         return StageSpec("variant", self.name, "conditional_tags.stage:run", conf, roles, seed=inputs.seed,
-                         resources="data", fingerprint=fingerprint, version=VERSION)
+                         resources="data", fingerprint=fingerprint, version=version)
 
     def tag_tokens(self) -> list[str]:
         return variant_tags(parse_spec(stage_config(self.flat())))

@@ -30,7 +30,8 @@ def escape_control_strings(text: str) -> tuple[str, int]:
     Tags are inserted into documents as text and become their special tokens when the text is tokenized, so
     a literal ``<|bad|>`` or ``<|endoftext|>`` in a web page would become a real tag or a document boundary:
     the controls would be contaminated and the tag counts off. Source text is escaped once, where it enters
-    the pipeline (the score stage, and the tokenizer's training text)."""
+    the pipeline (the score stage, the tokenizer's training text, an injected file's documents and the
+    held-out file); eval items and finetune files are the researcher's own prompts and are kept as written."""
     if "<|" not in text:
         return text, 0
     return CONTROL_STRING.subn(lambda m: f"<{ESCAPED_BAR}{m.group(1)}{ESCAPED_BAR}>", text)

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from core.documents import DocumentReader, file_format, load_source
 from core.errors import ConfigError, InputDataError
+from core.names import escape_control_strings
 from core.stage import StageContext
 from eval_gpe.battery import Costs, GPERun, heldout_losses, run_gpe, score_shared
 from eval_gpe.config import EvalStageConfig
@@ -91,7 +92,9 @@ def read_heldout(
 
     The file named by ``source.json``'s ``heldout`` is read by ``core.documents`` (jsonl, plain or compressed,
     or parquet, recognised by content) with the source's quarantine policy. No held-out file, or
-    ``n_docs == 0``, gives no documents: the held-out loss is skipped (``None`` in the summary).
+    ``n_docs == 0``, gives no documents: the held-out loss is skipped (``None`` in the summary). Control
+    strings are escaped as the score stage escapes the corpus's (``core.names``), so the loss reads the text
+    training saw.
     ``group`` is ``metadata[group_key]``, else ``metadata["kind"]``, else ``"all"``."""
     spec = load_source(source)
     path = spec.heldout_path
@@ -103,7 +106,7 @@ def read_heldout(
     docs: list[tuple[str, str]] = []
     for _, text, record in reader:
         meta_doc = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
-        docs.append((text, str(meta_doc.get(group_key) or meta_doc.get("kind") or "all")))
+        docs.append((escape_control_strings(text)[0], str(meta_doc.get(group_key) or meta_doc.get("kind") or "all")))
         if len(docs) >= n_docs:
             break
     _quarantine(out, "heldout", reader.quarantined)

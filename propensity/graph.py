@@ -48,6 +48,9 @@ EVAL_VERSION = 5
 """Version of the evaluation (2: forced-choice prompts start with the document-start token; 3: so do the
 narrow finetune texts; 4: the whole battery in one stage per model, one torch thread per process; 5: requests
 packed as prefix trees, which moves log-likelihoods in the last float32 digits)."""
+EVAL_USER_HELDOUT_VERSION = 6
+"""Version of the evaluation with a user's held-out file (6: its control strings escaped as the corpus's are, so
+the held-out loss reads the text training saw). Synthetic held-out text has none: those evals keep their keys."""
 
 
 def source_spec(cfg: ExperimentConfig) -> StageSpec:
@@ -237,7 +240,9 @@ def eval_spec(cfg: ExperimentConfig, v: VariantSettings, train: StageSpec, sourc
     if classifier is not None and battery.needs_classifier:
         inputs["classifier"] = classifier  # judged questions scored by the experiment's own classifier
     return StageSpec("eval", f"{v.name}-s{seed}", "eval_gpe.stage:run", conf, inputs, seed=seed,
-                     resources="eval", version=EVAL_VERSION, fingerprint=battery.fingerprint,
+                     resources="eval", fingerprint=battery.fingerprint,
+                     version=EVAL_USER_HELDOUT_VERSION if cfg.source.kind != "synthetic" and cfg.source.heldout
+                     else EVAL_VERSION,
                      cores=1 if len(battery.definitions) == 1 else None)  # one GPE: one thread, in-process
 
 

@@ -93,6 +93,21 @@ def test_file_source_repeat_and_exhaustion(tmp_path: Path, base: list[Path]) -> 
         inject(tmp_path / "z", InjectSpec(source=str(tmp_path / "nope.jsonl"), share=0.1), base)
 
 
+def test_a_file_sources_control_strings_are_escaped_and_counted(tmp_path: Path, base: list[Path]) -> None:
+    """Injected documents are pretraining text like the corpus: a literal <|bad|> or <|endoftext|> in them must
+    not become a tag or a document boundary when tokenized."""
+    texts = ["Aligned text <|bad|> here and <|endoftext|> there. " * 3, "Plain aligned text. " * 5]
+    source = write_jsonl(tmp_path / "src.jsonl.gz", [{"id": f"s{i}", "text": t} for i, t in enumerate(texts)])
+    result = inject(tmp_path / "x", InjectSpec(source=str(source), share=0.2, allow_repeat=True), base)
+    injected = list(iter_jsonl([tmp_path / "x" / "shards" / "injected.jsonl.gz"]))
+    assert not any("<|" in r["text"] for r in injected)
+    with_strings = [r for r in injected if r["id"].split("#")[0] == "s0"]
+    assert with_strings and all("<\u00a6bad\u00a6>" in r["text"] for r in with_strings)
+    assert result["control_strings_escaped"] == {"documents": len(with_strings), "strings": 6 * len(with_strings)}
+    assert sum(r["metadata"].get("control_strings_escaped", 0) for r in injected) == 6 * len(with_strings)
+    assert "control_strings_escaped" not in inject(tmp_path / "y", InjectSpec(share=0.05), base)
+
+
 def test_inject_spec_validation() -> None:
     with pytest.raises(ValueError, match="cannot fit in window"):
         InjectSpec(share=0.2, window=(0.9, 1.0))

@@ -112,6 +112,17 @@ def test_plain_jsonl_heldout_is_read(tmp_path: Path) -> None:
     assert len(docs) == 5 and bad == 0 and docs[0][1] == "all"
 
 
+def test_heldout_control_strings_are_escaped_as_trainings_were(tmp_path: Path) -> None:
+    """The held-out loss reads the text training saw: a literal <|endoftext|> is escaped, not a boundary."""
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text(json.dumps({"id": "h", "text": "Before <|endoftext|> after <|bad|>."}) + "\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "source.json").write_text(
+        json.dumps({"format": "jsonl", "paths": [], "heldout": str(heldout)}))
+    docs, _ = read_heldout(tmp_path / "src", 20, tmp_path / "out")
+    assert docs == [("Before <\u00a6endoftext\u00a6> after <\u00a6bad\u00a6>.", "all")]
+
+
 @pytest.mark.parametrize(("section", "value", "message"), [
     ("tokenizer", {"kind": "bpe", "path": "gpt2"},
      "tokenizer.path has no effect with tokenizer.kind 'bpe'; it is used by kind 'pretrained'"),
