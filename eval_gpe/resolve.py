@@ -98,7 +98,8 @@ def validate(data: dict[str, Any], where: str) -> GPESpec:
     try:
         return GPESpec.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
         raise ConfigError(f"{where} is invalid:\n" + "\n".join(lines)) from None
 
 

@@ -42,7 +42,8 @@ exit status:
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="experiment config (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override a config value, e.g. --set train.tokens=500000 (repeatable)")
+                   help="override a config value, e.g. --set train.tokens=500000 (repeatable); "
+                        "--set '~KEY.PATH' removes a key of the file so its default applies")
 
 
 def build_parser() -> argparse.ArgumentParser:

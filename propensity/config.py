@@ -75,7 +75,8 @@ def _unused_settings(model: BaseModel, where: str, kind: str, used_by: dict[str,
         default = type(model).model_fields[name].get_default(call_default_factory=True)
         if kind not in kinds and getattr(model, name) != default:
             raise ValueError(f"{where}.{name} has no effect with {where}.kind {kind!r}; it is used by kind "
-                             f"{' / '.join(repr(k) for k in kinds)} (remove it or change the kind)")
+                             f"{' / '.join(repr(k) for k in kinds)} (remove it, on the command line with "
+                             f"--set '~{where}.{name}', or change the kind)")
 
 
 class ClassifierConfig(ClassifierSpec):
@@ -253,8 +254,12 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] | None 
                          f"allowed: {kinds}")
         else:
             got = e.get("input")
+            msg = e["msg"].removeprefix("Value error, ")  # our checks' messages say what is wrong themselves
+            if isinstance(got, dict) and e["type"] == "value_error":  # a check of a whole section names
+                lines.append(f"{loc}: {msg}")                         # its settings: no input to show
+                continue
             got_s = repr(got) if not isinstance(got, dict) else "a mapping"
-            lines.append(f"{loc}: {e['msg']} (got {got_s[:80]})")
+            lines.append(f"{loc}: {msg} (got {got_s[:80]})")
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
@@ -267,10 +272,18 @@ def use_variant_kinds(kinds: tuple[type[VariantSettings], ...]) -> None:
 
 
 def apply_override(data: dict[str, Any], dotted: str) -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict; list items by index (``variants.1.threshold``)."""
-    if "=" not in dotted:
-        raise ConfigError(f"override {dotted!r} must look like key.path=value")
-    path, raw = dotted.split("=", 1)
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict; list items by index (``variants.1.threshold``).
+    ``~a.b.c`` (Hydra's spelling) removes the key instead, so its default applies: e.g. a setting of the file
+    that a kind switched with ``--set`` does not read."""
+    remove = dotted.startswith("~")
+    if remove:
+        if "=" in dotted:
+            raise ConfigError(f"override {dotted!r}: '~KEY.PATH' removes a key and takes no value")
+        path, raw = dotted[1:], ""
+    elif "=" not in dotted:
+        raise ConfigError(f"override {dotted!r} must look like key.path=value (or ~key.path to remove a key)")
+    else:
+        path, raw = dotted.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as e:
@@ -282,14 +295,23 @@ def apply_override(data: dict[str, Any], dotted: str) -> None:
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(f"override {path!r}: {part!r} is not an index of a list of {len(node)} items")
-            if last:
+            if last and remove:
+                del node[int(part)]
+            elif last:
                 node[int(part)] = value
             else:
                 node = node[int(part)]
         else:
-            if last:
+            if last and remove:
+                if part not in node:
+                    raise ConfigError(f"override ~{path}: the config has no {part!r} there to remove "
+                                      f"(keys: {', '.join(map(str, node)) or 'none'})")
+                del node[part]
+            elif last:
                 node[part] = value
             else:
+                if remove and part not in node:
+                    raise ConfigError(f"override ~{path}: the config has no {part!r} section to remove from")
                 node = node.setdefault(part, {})
                 if not isinstance(node, (dict, list)):
                     raise ConfigError(f"override {path!r}: {part!r} is not a mapping")

@@ -70,6 +70,28 @@ def test_dotted_overrides_are_validated(tmp_path: Path) -> None:
         load_config(p, ["train.tokens=-1"])
 
 
+def test_a_kind_switched_on_the_command_line_can_drop_the_files_settings(tmp_path: Path) -> None:
+    """--set tokenizer.kind=pretrained under a file that sets vocab_size: the error says how to remove it from
+    the command line (no `(got a mapping)` tail), and `~tokenizer.vocab_size` does."""
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}")
+    p = write(tmp_path, base() | {"tokenizer": {"kind": "bpe", "vocab_size": 512}})
+    switch = ["tokenizer.kind=pretrained", f"tokenizer.path={folder}"]
+    with pytest.raises(ConfigError) as err:
+        load_config(p, switch)
+    assert str(err.value).splitlines()[-1].strip() == (
+        "tokenizer: tokenizer.vocab_size has no effect with tokenizer.kind 'pretrained'; it is used by kind 'bpe' "
+        "(remove it, on the command line with --set '~tokenizer.vocab_size', or change the kind)")
+    cfg = load_config(p, [*switch, "~tokenizer.vocab_size"])
+    assert cfg.tokenizer.kind == "pretrained" and cfg.tokenizer.path == str(folder)
+    assert load_config(p, ["~variants.1"]).variants[1].name != base()["variants"][1]["name"]
+    with pytest.raises(ConfigError, match="no 'vocab' there to remove"):
+        load_config(p, ["~tokenizer.vocab"])
+    with pytest.raises(ConfigError, match="takes no value"):
+        load_config(p, ["~tokenizer.vocab_size=3"])
+
+
 def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [unclosed")
