@@ -1,12 +1,12 @@
 """The experiment config: one YAML file, validated strictly.
 
 Unknown keys and wrong types are errors that name the field and the allowed values. Dotted overrides
-(``train.tokens=500000``) are applied before validation, so they are checked the same way.
+(``train.tokens=500000``, ``propensity.config_text``) are applied before validation, so they are checked the
+same way.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -24,7 +24,8 @@ from filters.config import ClassifierSpec, FastTextParams
 from filters.model_files import classifier_files, hub_id_problem
 from pretrain.settings import TokenizerSettings, TrainSettings
 from propensity import variants
-from propensity.variants import VariantConfig, kind_name, variant_union
+from propensity.config_text import apply_override, format_validation_error
+from propensity.variants import VariantConfig, variant_union
 
 
 class SourceConfig(Strict):
@@ -204,117 +205,12 @@ class ExperimentConfig(Strict):
         return v
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation holds (through list, Optional, Union and Annotated)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in getattr(annotation, "__args__", ()) or () for m in _models_in(arg)]
-
-
-def _walk(model: type[BaseModel], loc: tuple) -> tuple[list[str], str | None, list[str] | None]:
-    """The dotted path of ``loc`` without discriminator tags, the variant kind on the way (if any), and the
-    field names allowed where it ends (for 'unknown key' messages)."""
-    path, kind = [], None
-    current: Any = model
-    for part in loc:
-        if isinstance(current, dict) and part in current:  # a discriminated union: the part is the kind
-            kind, current = str(part), current[part]
-            continue
-        path.append(str(part))
-        if isinstance(part, int) or current is None:
-            continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
-        models = _models_in(field.annotation) if field is not None else []
-        if len(models) > 1 and all("kind" in m.model_fields for m in models):
-            current = {str(m.model_fields["kind"].annotation.__args__[0]): m for m in models}
-        else:
-            current = models[0] if models else None
-    allowed = sorted(current.model_fields) if isinstance(current, type) else None
-    return path, kind, allowed
-
-
-def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
-    """One line per problem: the dotted field (and the variant kind it was read as), what was wrong, what was
-    received and what is allowed."""
-    lines = []
-    for e in err.errors():
-        path, kind, _ = _walk(model or ExperimentConfig, tuple(e["loc"]))
-        loc = ".".join(path) or "(top level)"
-        loc += f" (kind {kind!r})" if kind else ""
-        if e["type"] == "extra_forbidden":
-            allowed = _walk(model or ExperimentConfig, tuple(e["loc"])[:-1])[2] or []
-            key = str(e["loc"][-1])
-            hint = difflib.get_close_matches(key, allowed, n=1)
-            did = f" did you mean {hint[0]!r}?" if hint else ""
-            lines.append(f"{loc}: unknown key.{did} allowed: {', '.join(allowed)}")
-        elif e["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            tag = e.get("ctx", {}).get("tag")
-            kinds = ", ".join(repr(kind_name(k)) for k in variants.VARIANT_KINDS)
-            lines.append(f"{loc}.kind: {'missing' if tag is None else f'{tag!r} is not a variant kind'}; "
-                         f"allowed: {kinds}")
-        else:
-            got = e.get("input")
-            msg = e["msg"].removeprefix("Value error, ")  # our checks' messages say what is wrong themselves
-            if isinstance(got, dict) and e["type"] == "value_error":  # a check of a whole section names
-                lines.append(f"{loc}: {msg}")                         # its settings: no input to show
-                continue
-            got_s = repr(got) if not isinstance(got, dict) else "a mapping"
-            lines.append(f"{loc}: {msg} (got {got_s[:80]})")
-    return "invalid config:\n  " + "\n  ".join(lines)
-
-
 def use_variant_kinds(kinds: tuple[type[VariantSettings], ...]) -> None:
     """Make ``kinds`` the variant kinds experiment configs accept (``propensity.variants.VARIANT_KINDS`` is the
     built-in table; a plug-in or a test passes that table plus its own kinds)."""
     variants.VARIANT_KINDS = kinds
     ExperimentConfig.model_fields["variants"].annotation = list[variant_union(kinds)]  # type: ignore[misc]
     ExperimentConfig.model_rebuild(force=True)
-
-
-def apply_override(data: dict[str, Any], dotted: str) -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict; list items by index (``variants.1.threshold``).
-    ``~a.b.c`` (Hydra's spelling) removes the key instead, so its default applies: e.g. a setting of the file
-    that a kind switched with ``--set`` does not read."""
-    remove = dotted.startswith("~")
-    if remove:
-        if "=" in dotted:
-            raise ConfigError(f"override {dotted!r}: '~KEY.PATH' removes a key and takes no value")
-        path, raw = dotted[1:], ""
-    elif "=" not in dotted:
-        raise ConfigError(f"override {dotted!r} must look like key.path=value (or ~key.path to remove a key)")
-    else:
-        path, raw = dotted.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {path.strip()!r}: value {raw[:80]!r} is not valid YAML: {e}") from None
-    node: Any = data
-    parts = path.strip().split(".")
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"override {path!r}: {part!r} is not an index of a list of {len(node)} items")
-            if last and remove:
-                del node[int(part)]
-            elif last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        else:
-            if last and remove:
-                if part not in node:
-                    raise ConfigError(f"override ~{path}: the config has no {part!r} there to remove "
-                                      f"(keys: {', '.join(map(str, node)) or 'none'})")
-                del node[part]
-            elif last:
-                node[part] = value
-            else:
-                if remove and part not in node:
-                    raise ConfigError(f"override ~{path}: the config has no {part!r} section to remove from")
-                node = node.setdefault(part, {})
-                if not isinstance(node, (dict, list)):
-                    raise ConfigError(f"override {path!r}: {part!r} is not a mapping")
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
@@ -359,7 +255,7 @@ def validate_config(data: dict[str, Any]) -> ExperimentConfig:
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e)) from None
+        raise ConfigError(format_validation_error(e, ExperimentConfig)) from None
     _check_registries(cfg)
     return cfg
 
