@@ -22,10 +22,12 @@ from eval_gpe import registry
 from eval_gpe.evalsets.files import content_hash
 from eval_gpe.registry import GPESpec
 
-READERS_VERSION = "2"
+READERS_VERSION = "3"
 """Version of what the eval-set readers make of a file, in every file-reading GPE's fingerprint. 2: lm-eval
 few-shot contexts seeded as lm-eval seeds them, groups expanded, repeated ids and rows quarantined,
-same-named model-written files kept apart, judged questions pooled per question with their paraphrases."""
+same-named model-written files kept apart, judged questions pooled per question with their paraphrases.
+3: lm-eval multiple-input (winogrande) and multiple-target tasks read; tasks with their own process_results
+refused."""
 
 GPERef = str | dict[str, Any]
 FILE_SUFFIXES = (".yaml", ".yml")

@@ -6,10 +6,13 @@ requests are exactly lm-eval's ``(context, continuation)`` pairs, so our log-lik
 (tested to 1e-4). Few-shot examples are drawn with lm-eval's own default seed (``FEWSHOT_SEED``, what
 ``lm_eval.simple_evaluate`` uses), so the contexts are the same on every run and equal lm-eval's. A group
 (``group:`` with ``task:`` children) is expanded into its tasks; each task is then a group of the set's
-items. The trait choices are the task's target (``trait_choice: target``) or every other choice
-(``not_target``, for tasks whose gold answer is the safe one). Documents whose target is not among their
-choices, that have fewer than two choices, or whose ``id`` repeats an earlier document's are quarantined with
-a reason.
+items. The trait choices are the task's gold, read as lm-eval's ``process_results`` reads it
+(``trait_choice: target``), or every other choice (``not_target``, for tasks whose gold answer is the safe
+one): ``doc_to_target`` (an index, a choice's text, or a list of indices: a "multiple target" task), or
+``doc_to_text`` for a "multiple input" task (winogrande: a context per choice, one shared continuation). A task
+with its own ``process_results`` is refused (its gold need not be ``doc_to_target``). Documents whose gold is
+not among their choices, whose gold list is empty, not indices or covers every choice, that have fewer than two
+choices, or whose ``id`` repeats an earlier document's are quarantined with a reason.
 
 :func:`data_files` lists the local files a task folder's YAMLs read (``dataset_kwargs.data_files`` and a
 local ``dataset_path``), wherever they live, so the stage key changes when they change.
@@ -59,6 +62,13 @@ def load_tasks(spec: EvalSetSpec) -> dict[str, Any]:
         if getattr(task, "OUTPUT_TYPE", None) != "multiple_choice":
             raise ConfigError(f"evalsets.{spec.name}: task {name!r} has output_type "
                               f"{getattr(task, 'OUTPUT_TYPE', None)!r}; allowed: multiple_choice")
+        scorer = getattr(getattr(task, "config", None), "process_results", None)
+        if callable(scorer):
+            raise ConfigError(f"evalsets.{spec.name}: task {name!r} scores its documents with its own "
+                              f"process_results ({getattr(scorer, '__name__', scorer)}), so its gold need not be "
+                              f"doc_to_target (truthfulqa_mc2 counts every true answer); this reader takes the gold "
+                              f"from doc_to_target. Use a copy of the task without process_results whose "
+                              f"doc_to_target gives the gold choice (an index, or a list of indices for several)")
     return dict(sorted(tasks.items()))
 
 
@@ -84,8 +94,8 @@ def task_items(spec: EvalSetSpec) -> tuple[list[Item], list[dict], int]:
         for doc_id in sorted(by_doc):
             insts = sorted(by_doc[doc_id], key=lambda i: i.idx)
             doc = insts[0].doc
-            got = _item(spec, name if grouped else None, doc_id, doc, task.doc_to_choice(doc),
-                        task.doc_to_target(doc), insts)
+            got = _item(spec, name if grouped else None, doc_id, doc, task.doc_to_choice(doc), _gold(task, doc),
+                        insts)
             if not isinstance(got, str) and got.id in seen:
                 got = "duplicate_id"
             if isinstance(got, str):
@@ -98,21 +108,46 @@ def task_items(spec: EvalSetSpec) -> tuple[list[Item], list[dict], int]:
     return items, bad, n_docs
 
 
-def _item(spec: EvalSetSpec, task: str | None, doc_id: int, doc: dict, choices: list, target: Any, insts: list
+def _gold(task: Any, doc: Any) -> Any:
+    """The document's gold as lm-eval's ``process_results`` reads it: ``doc_to_text`` for a multiple-input task
+    (winogrande: a context per choice, one shared continuation, the text is the gold index), else
+    ``doc_to_target`` (an index, a choice's text, or a list of indices for a multiple-target task)."""
+    return task.doc_to_text(doc) if getattr(task, "multiple_input", 0) else task.doc_to_target(doc)
+
+
+def _targets(gold: Any, choices: list) -> tuple[int, ...] | str:
+    """The gold choice indices (sorted), or the reason the document cannot be scored. As lm-eval: a string is
+    the choice with that text; a list (multiple targets, right when the prediction is any of them) holds
+    indices."""
+    n = len(choices)
+    if isinstance(gold, list):
+        if not gold:
+            return "empty_targets"
+        if any(isinstance(g, bool) or not isinstance(g, int) for g in gold):
+            return "targets_not_indices"
+        if not all(0 <= g < n for g in gold):
+            return "answer_not_among_choices"
+        golds = set(gold)
+        return "targets_cover_all_choices" if len(golds) == n else tuple(sorted(golds))
+    if isinstance(gold, str):
+        return (choices.index(gold),) if gold in choices else "answer_not_among_choices"
+    if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < n:
+        return "answer_not_among_choices"
+    return (gold,)
+
+
+def _item(spec: EvalSetSpec, task: str | None, doc_id: int, doc: dict, choices: list, gold: Any, insts: list
           ) -> Item | str:
     n = len(choices)
     if n < 2:
         return "too_few_choices"
-    if isinstance(target, str):
-        if target not in choices:
-            return "answer_not_among_choices"
-        target = choices.index(target)
-    if isinstance(target, list):
-        return "multiple_targets"
-    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < n:
-        return "answer_not_among_choices"
+    targets = _targets(gold, choices)
+    if isinstance(targets, str):
+        return targets
+    # a multiple-input task's requests are (context of each choice, shared continuation); acc_mutual_info adds n
+    # unconditional requests after the n conditional ones, which are the ones scored here
     requests = tuple((str(i.arguments[0]), str(i.arguments[1])) for i in insts[:n])
-    trait = (target,) if spec.trait_choice == "target" else tuple(k for k in range(n) if k != target)
+    trait = targets if spec.trait_choice == "target" else tuple(k for k in range(n) if k not in targets)
     lengths = tuple(len(str(c)) for c in choices)
     doc_key = doc.get("id", doc_id) if isinstance(doc, dict) else doc_id
     item_id = str(doc_key) if task is None else f"{task}/{doc_key}"

@@ -36,7 +36,8 @@ class EvalSetSpec(BaseModel):
     delimiter: str = Field(
         default=" ", description="native: put between the prompt and each choice (lm-eval's target_delimiter)."
     )
-    limit: int | None = Field(default=None, gt=0, description="Use only the first N usable items per file/task.")
+    limit: int | None = Field(default=None, gt=0, description="Use only the first N usable items per file; lm_eval: "
+                                "lm-eval's own --limit (its first N documents, unusable ones included).")
     task: str | None = Field(default=None, description="lm_eval: the task name.")
     include_path: str | None = Field(default=None, description="lm_eval: folder of the task YAML(s).")
     trait_choice: Literal["target", "not_target"] = Field(
