@@ -80,6 +80,12 @@ def task_items(spec: EvalSetSpec) -> tuple[list[Item], list[dict], int]:
     items, bad, n_docs = [], [], 0
     for name, task in tasks.items():
         task.set_fewshot_seed(seed=FEWSHOT_SEED)
+        if spec.num_fewshot is not None:  # as lm-eval's --num_fewshot sets it, which a YAML's 0 overrules
+            if task.get_config("num_fewshot") == 0 and spec.num_fewshot != 0:
+                raise ConfigError(f"evalsets.{spec.name}: task {name!r} sets num_fewshot: 0 in its YAML, which "
+                                  f"lm-eval keeps whatever --num_fewshot says; drop num_fewshot from the eval set "
+                                  f"or from your copy of the YAML")
+            task.set_config(key="num_fewshot", value=spec.num_fewshot)
         try:
             task.build_all_requests(limit=spec.limit, rank=0, world_size=1)
         except Exception as exc:  # noqa: BLE001 - lm-eval's templates raise many types; re-raised naming the task

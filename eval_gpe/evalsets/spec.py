@@ -40,6 +40,9 @@ class EvalSetSpec(BaseModel):
                                 "lm-eval's own --limit (its first N documents, unusable ones included).")
     task: str | None = Field(default=None, description="lm_eval: the task name.")
     include_path: str | None = Field(default=None, description="lm_eval: folder of the task YAML(s).")
+    num_fewshot: int | None = Field(
+        default=None, ge=0, description="lm_eval: few-shot examples per context, as lm-eval's --num_fewshot "
+        "(None: the task YAML's own).")
     trait_choice: Literal["target", "not_target"] = Field(
         default="target",
         description="lm_eval: which choices show the trait: the task's target, or every other choice.",
@@ -64,6 +67,9 @@ class EvalSetSpec(BaseModel):
                 raise ValueError(f"{where}: format lm_eval needs `task` and `include_path`")
             if self.path:
                 raise ValueError(f"{where}: format lm_eval reads its data through the task; drop `path`")
+        elif self.num_fewshot is not None:
+            raise ValueError(f"{where}: num_fewshot is for format lm_eval (few-shot contexts of a task); "
+                             f"format {self.format} scores each item as written")
         elif not self.path:
             raise ValueError(f"{where}: format {self.format} needs `path` (a file or a list of files)")
         if self.format == "questions" and self.judge is None:

@@ -26,16 +26,18 @@ from eval_gpe.evalsets.spec import EvalSetSpec
 pytest.importorskip("lm_eval")
 
 
-def lm_eval_samples(model: Any, tok: Any, task: str, folder: Path) -> dict[str, dict[int, dict]]:
+def lm_eval_samples(model: Any, tok: Any, task: str, folder: Path, num_fewshot: int | None = None
+                    ) -> dict[str, dict[int, dict]]:
     """lm-eval's logged samples (``resps``, ``acc``, ...) ``{task: {doc_id: sample}}``, run by lm-eval itself
-    (its default few-shot seed, as ours)."""
+    (its default few-shot seed, as ours; ``num_fewshot`` as its --num_fewshot)."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=4, device="cpu", max_length=None)
     out = simple_evaluate(model=lm, tasks=[task], task_manager=TaskManager(include_path=str(folder),
-                          include_defaults=False), log_samples=True, bootstrap_iters=0, verbosity="ERROR")
+                          include_defaults=False), log_samples=True, bootstrap_iters=0, verbosity="ERROR",
+                          num_fewshot=num_fewshot)
     return {name: {s["doc_id"]: s for s in samples} for name, samples in out["samples"].items()}
 
 
@@ -46,7 +48,7 @@ def check_against_lm_eval(tiny: Any, spec: EvalSetSpec, folder: Path) -> tuple[A
     model, tok = tiny
     loaded = load_set(spec)
     rows = score_items(model, tok, loaded.items, [""], set_name="s", fmt="lm_eval", batch_size=3)
-    theirs = lm_eval_samples(model, tok, str(spec.task), folder)
+    theirs = lm_eval_samples(model, tok, str(spec.task), folder, spec.num_fewshot)
     one_task = len(theirs) == 1
     deltas = []
     for item, row in zip(loaded.items, rows, strict=True):
@@ -115,6 +117,20 @@ def test_lm_evals_own_task_yamls_on_local_rows(tiny, tmp_path) -> None:
                                  "Shot 0?\nA. w\nB. x\nC. y\nD. z\nAnswer: A\n\nShot 1?")
     assert [c for _, c in mmlu] == [" A", " B", " C", " D"]
     assert delta <= 1e-4
+
+
+def test_num_fewshot_overrides_the_yaml_as_lm_evals_own_flag(tiny, tmp_path) -> None:
+    """The eval set's num_fewshot does what lm-eval's --num_fewshot does (the same examples, drawn with its
+    seed); a YAML that fixes num_fewshot: 0 is one lm-eval will not override: an error, not ignored."""
+    folder = write_lm_eval_multiple_input(tmp_path / "tasks", num_fewshot=1)
+    spec = EvalSetSpec(name="w", format="lm_eval", task="wino_own", include_path=str(folder), num_fewshot=2)
+    loaded, delta = check_against_lm_eval(tiny, spec, folder)
+    assert all(c.count("\n\n") == 2 for i in loaded.items for c, _ in i.renders[0].requests) and delta <= 1e-4
+    zero = write_lm_eval_multiple_input(tmp_path / "zero", num_fewshot=0)
+    with pytest.raises(ConfigError, match="sets num_fewshot: 0 in its YAML"):
+        load_set(EvalSetSpec(name="w", format="lm_eval", task="wino_own", include_path=str(zero), num_fewshot=3))
+    with pytest.raises(ValueError, match="num_fewshot is for format lm_eval"):
+        EvalSetSpec(name="n", format="native", path="x.jsonl", num_fewshot=1)
 
 
 def test_a_task_with_its_own_process_results_is_refused(tmp_path) -> None:
