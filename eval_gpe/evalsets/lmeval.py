@@ -124,22 +124,23 @@ def _gold(task: Any, doc: Any) -> Any:
 def _targets(gold: Any, choices: list) -> tuple[int, ...] | str:
     """The gold choice indices (sorted), or the reason the document cannot be scored. As lm-eval: a string is
     the choice with that text; a list (multiple targets, right when the prediction is any of them) holds
-    indices."""
+    indices; a bool is the index it equals (a yes/no column: ``True`` is choice 1, as lm-eval compares it)."""
     n = len(choices)
     if isinstance(gold, list):
         if not gold:
             return "empty_targets"
-        if any(isinstance(g, bool) or not isinstance(g, int) for g in gold):
+        if not all(isinstance(g, int) for g in gold):
             return "targets_not_indices"
+        gold = [int(g) for g in gold]
         if not all(0 <= g < n for g in gold):
             return "answer_not_among_choices"
         golds = set(gold)
         return "targets_cover_all_choices" if len(golds) == n else tuple(sorted(golds))
     if isinstance(gold, str):
         return (choices.index(gold),) if gold in choices else "answer_not_among_choices"
-    if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < n:
+    if not isinstance(gold, int) or not 0 <= gold < n:
         return "answer_not_among_choices"
-    return (gold,)
+    return (int(gold),)
 
 
 def _item(spec: EvalSetSpec, task: str | None, doc_id: int, doc: dict, choices: list, gold: Any, insts: list

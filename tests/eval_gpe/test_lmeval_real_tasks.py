@@ -158,7 +158,8 @@ def test_a_task_with_its_own_process_results_is_refused(tmp_path) -> None:
 @pytest.mark.parametrize(("gold", "expected"), [
     (1, (1,)), ("c", (2,)), ([2, 0, 2], (0, 2)),  # an index, a choice's text (lm-eval's choices.index), a list
     (3, "answer_not_among_choices"), (-1, "answer_not_among_choices"), ("d", "answer_not_among_choices"),
-    (True, "answer_not_among_choices"), ([0, 3], "answer_not_among_choices"), ([], "empty_targets"),
+    (True, (1,)), ([False, 2], (0, 2)),  # a yes/no column: lm-eval compares True with index 1
+    ([0, 3], "answer_not_among_choices"), ([], "empty_targets"),
     ([0, 1, 2], "targets_cover_all_choices"), (["a", "b"], "targets_not_indices"),  # lm-eval fails on these
 ])
 def test_gold_of_a_document(gold, expected) -> None:
